@@ -1,0 +1,87 @@
+"""Building the branch models: from a config (pretrained backbone weights) or from a checkpoint's metadata.
+
+A branch checkpoint is self-contained: the visual one names its timm architecture, the text one carries its
+transformers config and its tokenizer (``tokenizer.json``) as plain text, so ``load_model`` needs neither
+the Hub nor the packages that supplied the pretrained weights.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from dfmm.config import Config
+from dfmm.models import TextBranch, VisualBranch
+from dfmm.weights import BackboneInfo, create_text_encoder, create_visual_backbone
+
+
+def build_visual(cfg: Config) -> tuple[VisualBranch, BackboneInfo]:
+    backbone, info = create_visual_backbone(cfg.visual.backbone, cfg.visual.timm_name)
+    return VisualBranch(backbone, cfg.visual.dropout), info
+
+
+def visual_meta(cfg: Config, info: BackboneInfo, recipe: str) -> dict[str, Any]:
+    return {
+        "backbone": info.to_dict(),
+        "timm_name": info.architecture,
+        "dropout": cfg.visual.dropout,
+        "image_size": cfg.visual.image_size,
+        "recipe": recipe,
+        "tta": cfg.visual.recipes[recipe].tta if recipe in cfg.visual.recipes else False,
+        "config_digest": cfg.digest(),
+        "study": cfg.study.name,
+    }
+
+
+def visual_from_meta(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> VisualBranch:
+    import timm
+
+    backbone = timm.create_model(meta["timm_name"], pretrained=False, num_classes=0)
+    model = VisualBranch(backbone, meta.get("dropout", 0.0))
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def build_text(cfg: Config) -> tuple[TextBranch, Any, BackboneInfo]:
+    encoder, tokenizer, info = create_text_encoder(cfg.text.encoder)
+    return TextBranch(encoder, cfg.text.hidden, cfg.text.dropout), tokenizer, info
+
+
+def text_meta(cfg: Config, model: TextBranch, tokenizer: Any, info: BackboneInfo, recipe: str) -> dict[str, Any]:
+    return {
+        "encoder": info.to_dict(),
+        "hf_config": model.encoder.config.to_dict(),
+        "tokenizer_json": tokenizer.backend_tokenizer.to_str(),
+        "special_tokens": {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)},
+        "max_length": cfg.text.max_length,
+        "hidden": cfg.text.hidden,
+        "dropout": cfg.text.dropout,
+        "recipe": recipe,
+        "config_digest": cfg.digest(),
+        "study": cfg.study.name,
+    }
+
+
+def text_from_meta(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> tuple[TextBranch, Any]:
+    from tokenizers import Tokenizer
+    from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
+
+    hf = dict(meta["hf_config"])
+    model_type = hf.pop("model_type")
+    config = AutoConfig.for_model(model_type, **{k: v for k, v in hf.items() if not k.startswith("_")})
+    encoder = AutoModel.from_config(config)
+    model = TextBranch(encoder, meta.get("hidden", 256), meta.get("dropout", 0.0))
+    model.load_state_dict(state, strict=False)  # position_ids buffers differ between transformers versions
+    missing = [k for k in model.state_dict() if k not in state and "position_ids" not in k]
+    if missing:
+        raise KeyError(f"text checkpoint lacks {missing[:3]}")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(meta["tokenizer_json"]),
+        model_max_length=meta.get("max_length", 512),
+        **meta.get("special_tokens", {}),
+    )
+    return model.eval(), tokenizer
+
+

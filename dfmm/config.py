@@ -1,0 +1,330 @@
+"""Typed study parameters: YAML files merged left to right, validated into dataclasses, saved with every run.
+
+Follows timm's habit: one place holds the defaults, YAML files and ``key=value`` overrides change them, and
+the resolved config is written next to the run's outputs so every number can be traced to its settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dfmm.errors import ConfigError
+
+
+@dataclass
+class Recipe:
+    """One training recipe. ``card`` is the data card's exact config; ``improved`` is ours."""
+
+    optimizer: str = "adam"  # adam | adamw
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    head_lr_mult: float = 1.0  # discriminative learning rates: head lr = lr * head_lr_mult
+    schedule: str = "constant"  # constant | cosine
+    warmup_fraction: float = 0.0  # of all steps
+    label_smoothing: float = 0.0
+    augment: str = "card"  # none | card | strong
+    pair_batches: bool = False  # keep a real and its fake (same group) in the same batch
+    balanced: bool = False  # balanced sampling of the two classes
+    grad_clip: float = 0.0
+    ema: float = 0.0  # exponential moving average of weights (0 = off)
+    tta: bool = False  # horizontal-flip test-time augmentation (images only)
+
+
+@dataclass
+class StudyConfig:
+    name: str = "demo"
+    budget: str = "demo"  # demo | compact | full
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    mixed_precision: str = "auto"  # auto | no | bf16 | fp16
+    num_workers: int = 0
+    runs_dir: str = "runs"
+    reports_dir: str = "reports"
+    notebooks: list[str] = field(default_factory=list)  # empty = all of notebooks/, in order
+
+
+@dataclass
+class DataConfig:
+    # A source is "synthetic", "hub:<dataset>", a folder (images: real/ + fake/), a .parquet, .jsonl or .csv file.
+    images: str = "synthetic"
+    texts: str = "synthetic"
+    videos: str = "synthetic"  # folder with real/ and fake/ clips, "synthetic", or "" for none
+    cross_images: dict[str, str] = field(default_factory=dict)  # name -> folder/parquet, never trained on
+    cross_texts: dict[str, str] = field(default_factory=dict)
+    hub_split: str = "train"
+    max_images: int = 0  # training images (0 = all)
+    max_texts: int = 0  # training texts (0 = all)
+    max_eval_images: int = 0  # per validation/test split (0 = all)
+    max_eval_texts: int = 0
+    max_cross: int = 0  # per cross-dataset test set (0 = all)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    synthetic_images: int = 240
+    synthetic_texts: int = 240
+    synthetic_videos: int = 4
+    synthetic_image_size: int = 96
+
+
+@dataclass
+class VisualConfig:
+    backbone: str = "package:efficientnet-lite0"  # hub:<timm name> | package:efficientnet-lite0 | file:<path>
+    timm_name: str = ""  # architecture for file: weights
+    image_size: int = 224
+    batch_size: int = 32
+    epochs: int = 3
+    dropout: float = 0.2
+    recipes: dict[str, Recipe] = field(default_factory=dict)
+    report_recipe: str = "improved"  # the recipe whose checkpoint becomes visual_branch.pt
+    seeds: int = 1  # train each recipe with seeds study.seed, study.seed + 1, ...; report mean and std
+    linear_probe: bool = True
+    gradcam_examples: int = 8
+
+
+@dataclass
+class TextConfig:
+    encoder: str = "package:all-MiniLM-L6-v2"  # hub:<model id> | package:all-MiniLM-L6-v2 | <local HF folder>
+    max_length: int = 512
+    batch_size: int = 16
+    epochs: int = 3
+    hidden: int = 256
+    dropout: float = 0.1
+    recipes: dict[str, Recipe] = field(default_factory=dict)
+    report_recipe: str = "improved"
+    seeds: int = 1
+    tfidf_baseline: bool = True
+
+
+@dataclass
+class FusionConfig:
+    attention: bool = True  # also train the cross-modal attention variant
+    pair_rule: str = "either"  # either | both: when a pair (image, text) counts as fake
+    epochs: int = 200
+    lr: float = 0.05
+
+
+@dataclass
+class VideoConfig:
+    num_frames: int = 32
+    aggregation: str = "mean"
+    face_crop: bool = False
+
+
+@dataclass
+class Config:
+    study: StudyConfig = field(default_factory=StudyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    visual: VisualConfig = field(default_factory=VisualConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    sources: list[str] = field(default_factory=list)  # the params files this config came from
+
+    # ----- derived locations
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.study.runs_dir) / self.study.name
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.study.reports_dir) / self.study.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Short hash of the resolved config: ties a checkpoint and a report to their settings."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        tmp.replace(path)
+        return path
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin in (types.UnionType, typing.Union):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        _, item = typing.get_args(tp)
+        return {str(k): _coerce(v, item, f"{where}.{k}") for k, v in value.items()}
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null, got {value!r}")
+        return None
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected int, got bool {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        import difflib
+
+        key = unknown[0]
+        close = difflib.get_close_matches(key, sorted(names), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(names))})"
+        raise ConfigError(f"{where}: unknown key '{key}'{hint}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``visual.epochs=5`` -> ``{"visual": {"epochs": 5}}`` (the value is read as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected key=value, e.g. visual.epochs=5")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+# Validation beyond types: values a run cannot start with.
+_CHOICES = {
+    ("study", "budget"): {"demo", "compact", "full"},
+    ("study", "device"): {"auto", "cpu", "cuda"},
+    ("study", "mixed_precision"): {"auto", "no", "bf16", "fp16"},
+    ("fusion", "pair_rule"): {"either", "both"},
+    ("video", "aggregation"): {"mean", "max", "median", "vote", "confidence"},
+}
+_RECIPE_CHOICES = {
+    "optimizer": {"adam", "adamw"},
+    "schedule": {"constant", "cosine"},
+    "augment": {"none", "card", "strong"},
+}
+
+
+def _check_values(cfg: Config, origin: str) -> None:
+    for (section, key), allowed in _CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise ConfigError(f"{origin}: {section}.{key} = {value!r}; expected one of {sorted(allowed)}")
+    for branch in ("visual", "text"):
+        bc = getattr(cfg, branch)
+        for rname, recipe in bc.recipes.items():
+            for key, allowed in _RECIPE_CHOICES.items():
+                if getattr(recipe, key) not in allowed:
+                    raise ConfigError(
+                        f"{origin}: {branch}.recipes.{rname}.{key} = {getattr(recipe, key)!r}; "
+                        f"expected one of {sorted(allowed)}"
+                    )
+        if bc.recipes and bc.report_recipe not in bc.recipes:
+            raise ConfigError(f"{origin}: {branch}.report_recipe '{bc.report_recipe}' is not among {sorted(bc.recipes)}")
+    for key in ("val_fraction", "test_fraction"):
+        v = getattr(cfg.data, key)
+        if not 0.0 < v < 0.5:
+            raise ConfigError(f"{origin}: data.{key} = {v}; expected a fraction between 0 and 0.5")
+    if not cfg.study.name or "/" in cfg.study.name:
+        raise ConfigError(f"{origin}: study.name = {cfg.study.name!r}; expected a plain folder name")
+
+
+def load_config(paths: list[str | Path] | tuple[str | Path, ...], overrides: list[str] | None = None) -> Config:
+    """Merge the params files left to right, then the ``key=value`` overrides, and validate."""
+    if not paths:
+        raise ConfigError("no params file given, e.g. dfmm study params/demo.yaml")
+    merged: dict[str, Any] = {}
+    for p in paths:
+        data = _read_yaml(Path(p))
+        try:  # validate each file on its own so the error names the file with the typo
+            _build(Config, _merge({}, data), "")
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+        merged = _merge(merged, data)
+    for o in overrides or []:
+        merged = _merge(merged, parse_override(o))
+    origin = " + ".join(str(p) for p in paths)
+    try:
+        cfg = _build(Config, merged, "")
+    except ConfigError as e:
+        raise ConfigError(f"{origin}: {e}") from None
+    cfg.sources = [str(p) for p in paths] + [f"-p {o}" for o in overrides or []]
+    _check_values(cfg, origin)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a saved (resolved) config, e.g. ``runs/NAME/config.json``."""
+    return _build(Config, data, "")
+
+
+def load_resolved(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"resolved config not found: {path}")
+    try:
+        return config_from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None

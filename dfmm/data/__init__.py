@@ -1,0 +1,90 @@
+"""The data layer: sources -> group-aware splits -> budget subsets, for images, texts and videos.
+
+Every notebook calls :func:`image_splits` / :func:`text_splits` with the run's config and gets the same
+splits (they are a pure function of the data, the fractions and the seed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dfmm.data.images import ImageSet, load_images
+from dfmm.data.splits import SPLITS, split_by_group, subset_by_group
+from dfmm.data.text import TextSet, load_texts
+
+if TYPE_CHECKING:
+    from dfmm.config import Config
+
+__all__ = ["ImageSet", "TextSet", "cross_images", "cross_texts", "data_sources", "image_splits", "text_splits"]
+
+
+def data_sources(cfg: Config) -> dict[str, str]:
+    """The config's sources, with ``synthetic`` replaced by the demo data written under the run folder."""
+    d = cfg.data
+    sources = {"images": d.images, "texts": d.texts, "videos": d.videos}
+    if "synthetic" in sources.values():
+        from dfmm.data.synthetic import write_demo_data
+
+        demo = write_demo_data(
+            cfg.run_dir / "synthetic_data",
+            d.synthetic_images,
+            d.synthetic_texts,
+            d.synthetic_videos,
+            d.synthetic_image_size,
+            cfg.study.seed,
+        )
+        sources = {k: demo[k] if v == "synthetic" else v for k, v in sources.items()}
+    return sources
+
+
+def is_synthetic(cfg: Config) -> bool:
+    return "synthetic" in (cfg.data.images, cfg.data.texts, cfg.data.videos)
+
+
+def _splits(items: ImageSet | TextSet, cfg: Config, train_limit: int, eval_limit: int) -> dict[str, ImageSet | TextSet]:
+    d, seed = cfg.data, cfg.study.seed
+    split = split_by_group(items.labels, items.groups, d.val_fraction, d.test_fraction, seed)
+    out = {}
+    for name in SPLITS:
+        limit = train_limit if name == "train" else eval_limit
+        index = subset_by_group(split[name], items.labels, items.groups, limit, seed, balanced=True)
+        out[name] = items.subset(index)
+    return out
+
+
+def image_splits(cfg: Config) -> dict[str, ImageSet]:
+    images = load_images(data_sources(cfg)["images"], cfg.data.hub_split)
+    return _splits(images, cfg, cfg.data.max_images, cfg.data.max_eval_images)
+
+
+def text_splits(cfg: Config) -> dict[str, TextSet]:
+    texts = load_texts(data_sources(cfg)["texts"], cfg.data.hub_split)
+    return _splits(texts, cfg, cfg.data.max_texts, cfg.data.max_eval_texts)
+
+
+def _cross(items: ImageSet | TextSet, limit: int, seed: int) -> ImageSet | TextSet:
+    index = subset_by_group(np.arange(len(items)), items.labels, items.groups, limit, seed, balanced=False)
+    return items.subset(index)
+
+
+def cross_images(cfg: Config) -> dict[str, ImageSet]:
+    """Cross-dataset test sets (never trained on), each capped at ``data.max_cross``."""
+    return {
+        name: _cross(load_images(src, cfg.data.hub_split), cfg.data.max_cross, cfg.study.seed)
+        for name, src in cfg.data.cross_images.items()
+    }
+
+
+def cross_texts(cfg: Config) -> dict[str, TextSet]:
+    return {
+        name: _cross(load_texts(src, cfg.data.hub_split), cfg.data.max_cross, cfg.study.seed)
+        for name, src in cfg.data.cross_texts.items()
+    }
+
+
+def video_source(cfg: Config) -> Path | None:
+    src = data_sources(cfg)["videos"]
+    return Path(src) if src else None

@@ -1,0 +1,259 @@
+"""Face images: where they come from, how they are decoded, and the card's transforms.
+
+Three sources share one schema (``ImageSet``: an image reference, a 0/1 label, a group):
+the Hub dataset ``Hemg/deepfake-and-real-images`` (``image``, ``label`` with 0 = Fake, 1 = Real, flipped on load),
+local parquet files with that schema, and folders laid out as ``real/`` + ``fake/`` with an optional
+``labels.csv`` whose group column (``pair_group`` or ``group``) keeps a real face and its fakes together.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from dfmm.data.labels import FAKE, REAL, hemg_to_internal, parse_label
+from dfmm.errors import DataError, HubUnavailable
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+MAX_PIXELS = 40_000_000  # above this an image is refused as a decompression bomb
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a silently grey tensor
+
+
+@dataclass
+class ImageSet:
+    """Image references with labels (0 real, 1 fake) and groups; ``sources`` are paths or encoded bytes."""
+
+    sources: list[Any]
+    labels: np.ndarray
+    groups: list[str]
+    names: list[str]
+    origin: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def subset(self, index: np.ndarray | list[int]) -> ImageSet:
+        index = list(np.asarray(index, dtype=int))
+        return ImageSet(
+            [self.sources[i] for i in index],
+            self.labels[index],
+            [self.groups[i] for i in index],
+            [self.names[i] for i in index],
+            self.origin,
+            dict(self.meta),
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {"real": int((self.labels == REAL).sum()), "fake": int((self.labels == FAKE).sum())}
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+def _to_rgb(img: Image.Image, name: str) -> Image.Image:
+    """Every mode we meet in the wild to 8-bit RGB, the right way for each."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))  # transparent areas become black
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    try:
+        return img.convert("RGB")  # L, P, CMYK, YCbCr, 1 ...
+    except (ValueError, OSError) as e:
+        raise DataError(f"{name}: cannot convert image mode {mode} to RGB ({e})") from None
+
+
+def load_image(source: Any, name: str | None = None) -> Image.Image:
+    """Decode a path, bytes, PIL image or HxWxC array to an RGB PIL image, or raise ``DataError`` naming it."""
+    if isinstance(source, Image.Image):
+        return _to_rgb(source, name or "image")
+    if isinstance(source, np.ndarray):
+        arr = source
+        if arr.ndim == 2:
+            arr = np.stack([arr] * 3, axis=-1)
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise DataError(f"{name or 'array'}: expected an HxW or HxWxC (C = 1, 3, 4) array, got shape {arr.shape}")
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating) and arr.max(initial=0) <= 1.0:
+                arr = arr * 255.0
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        if arr.shape[2] == 1:
+            arr = np.repeat(arr, 3, axis=2)
+        return _to_rgb(Image.fromarray(arr), name or "array")
+    if isinstance(source, dict):  # a datasets Image feature with decode=False
+        source = source.get("bytes") or source.get("path")
+    label = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "<bytes>")
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            if len(source) == 0:
+                raise DataError(f"{label}: empty image data")
+            fh: Any = io.BytesIO(source)
+        else:
+            path = Path(source)
+            if not path.exists():
+                raise DataError(f"{label}: no such file")
+            if path.is_dir():
+                raise DataError(f"{label}: is a directory, expected an image file")
+            if path.stat().st_size == 0:
+                raise DataError(f"{label}: empty file (0 bytes)")
+            fh = path
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fh) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise DataError(f"{label}: {img.width}x{img.height} pixels is over the {MAX_PIXELS:,} limit")
+                img.load()
+                return _to_rgb(img, label)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{label}: refused as a decompression bomb ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{label}: not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{label}: corrupt or truncated image ({e})") from None
+
+
+def image_format(source: Any) -> tuple[str, int, int]:
+    """(format, width, height) from the header only, for the exploration notebook."""
+    if isinstance(source, dict):
+        source = source.get("bytes") or source.get("path")
+    fh = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        with Image.open(fh) as img:
+            return (img.format or "?", img.width, img.height)
+    except Exception:  # noqa: BLE001 - exploration reports unreadable files as such
+        return ("unreadable", 0, 0)
+
+
+# ------------------------------------------------------------------------------------------------- sources
+def _group_column(header: list[str]) -> str | None:
+    for name in ("pair_group", "group", "original"):
+        if name in header:
+            return name
+    return None
+
+
+def load_image_folder(root: str | Path) -> ImageSet:
+    """``root/real`` and ``root/fake`` (any depth), with an optional ``labels.csv`` giving groups."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root} — expected folders real/ and fake/")
+    files: dict[int, list[Path]] = {}
+    for label, sub in ((REAL, "real"), (FAKE, "fake")):
+        d = root / sub
+        if not d.is_dir():
+            raise DataError(f"no folder {d} — expected folders real/ and fake/ under {root}")
+        found = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not found:
+            raise DataError(f"no images under {d} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        files[label] = found
+    groups_by_file: dict[str, str] = {}
+    csv_path = root / "labels.csv"
+    if csv_path.is_file():
+        with csv_path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            if "file" not in header:
+                raise DataError(f"{csv_path}: expected a 'file' column, found {header}")
+            gcol = _group_column(header)
+            for row in reader:
+                group = (row.get(gcol) or "").strip() if gcol else ""
+                if group:
+                    groups_by_file[row["file"].strip()] = group
+    sources, labels, groups, names = [], [], [], []
+    for label, paths in files.items():
+        for p in paths:
+            rel = p.relative_to(root).as_posix()
+            sources.append(str(p))
+            labels.append(label)
+            groups.append(groups_by_file.get(rel, rel))
+            names.append(rel)
+    return ImageSet(sources, np.asarray(labels, dtype=np.int64), groups, names, origin=str(root))
+
+
+def _from_hemg_table(table: Any, origin: str) -> ImageSet:
+    """A table with the Hemg schema: ``image`` ({bytes, path}) and ``label`` (0 = Fake, 1 = Real)."""
+    cols = set(table.column_names)
+    if not {"image", "label"} <= cols:
+        raise DataError(f"{origin}: expected columns 'image' and 'label' (Hemg schema), found {sorted(cols)}")
+    images = table.column("image").to_pylist()
+    raw_labels = table.column("label").to_pylist()
+    group_col = next((c for c in ("pair_group", "group") if c in cols), None)
+    groups_raw = table.column(group_col).to_pylist() if group_col else [None] * len(images)
+    sources, labels, groups, names = [], [], [], []
+    for i, (img, lab, grp) in enumerate(zip(images, raw_labels, groups_raw, strict=True)):
+        if lab not in (0, 1):
+            raise DataError(f"{origin}: row {i}: label {lab!r} is not 0 (Fake) or 1 (Real)")
+        data = img.get("bytes") if isinstance(img, dict) else img
+        if not data:
+            data = img.get("path") if isinstance(img, dict) else None
+        name = (img.get("path") if isinstance(img, dict) else None) or f"row{i}"
+        sources.append(data)
+        labels.append(hemg_to_internal(int(lab)))
+        groups.append(str(grp) if grp else f"{origin}#{i}")
+        names.append(str(name))
+    return ImageSet(sources, np.asarray(labels, dtype=np.int64), groups, names, origin=origin)
+
+
+def load_image_parquet(path: str | Path) -> ImageSet:
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise DataError(f"parquet not found: {path}")
+    try:
+        import pyarrow as pa
+
+        table = pa.concat_tables([pq.read_table(f) for f in files])
+    except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
+        raise DataError(f"{path}: cannot read parquet ({e})") from None
+    return _from_hemg_table(table, str(path))
+
+
+def load_image_hub(name: str, split: str = "train") -> ImageSet:
+    """The card's image dataset from the Hugging Face Hub (needs internet)."""
+    from dfmm.data.hub import load_hub_table
+
+    return _from_hemg_table(load_hub_table(name, split, image_column="image"), f"hub:{name}")
+
+
+def load_images(source: str, hub_split: str = "train") -> ImageSet:
+    """Dispatch on the source string of ``data.images``."""
+    if source.startswith("hub:"):
+        return load_image_hub(source[4:], hub_split)
+    p = Path(source)
+    if p.suffix == ".parquet" or (p.is_dir() and any(p.glob("*.parquet")) and not (p / "real").exists()):
+        return load_image_parquet(p)
+    return load_image_folder(p)
+
+
+__all__ = [
+    "HubUnavailable",
+    "ImageSet",
+    "image_format",
+    "load_image",
+    "load_image_folder",
+    "load_image_hub",
+    "load_image_parquet",
+    "load_images",
+]

@@ -1,0 +1,174 @@
+"""Video frames: N frames spread uniformly over a clip, seeking instead of decoding every frame.
+
+Frame ``k`` of ``N`` is taken at time ``(k + 0.5) / N * duration``. When the next wanted frame lies more than
+``seek_gap`` seconds ahead, the decoder seeks to the keyframe before it (PyAV/FFmpeg) rather than decoding
+the frames in between. Optional face crops use OpenCV's bundled Haar cascade (no weights to download).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfmm.errors import DataError
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+@dataclass
+class VideoFrames:
+    frames: list[np.ndarray]  # RGB uint8, HxWx3
+    times: list[float]  # seconds
+    info: dict[str, Any]
+
+
+def _open(path: str | Path) -> Any:
+    import av
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such video file")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, expected a video file")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: empty video file (0 bytes)")
+    try:
+        container = av.open(str(p))
+    except Exception as e:  # noqa: BLE001 - av raises several error types for bad containers
+        raise DataError(f"{p}: not a readable video ({' '.join(str(e).split())[:120]})") from None
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"{p}: has no video stream")
+    return container
+
+
+def video_info(path: str | Path) -> dict[str, Any]:
+    """Metadata from the container header: frames, fps, duration, size, codec."""
+    container = _open(path)
+    try:
+        s = container.streams.video[0]
+        fps = float(s.average_rate or s.guessed_rate or 0) or 0.0
+        if s.duration is not None and s.time_base is not None:
+            duration = float(s.duration * s.time_base)
+        elif container.duration:
+            duration = container.duration / 1_000_000
+        else:
+            duration = 0.0
+        frames = int(s.frames) if s.frames else int(round(duration * fps))
+        return {
+            "file": str(path),
+            "frames": frames,
+            "fps": round(fps, 3),
+            "duration_s": round(duration, 3),
+            "width": s.codec_context.width,
+            "height": s.codec_context.height,
+            "codec": s.codec_context.name,
+        }
+    finally:
+        container.close()
+
+
+def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0) -> VideoFrames:
+    """``num_frames`` RGB frames spread uniformly over the clip."""
+    if num_frames < 1:
+        raise DataError(f"num_frames must be at least 1, got {num_frames}")
+    info = video_info(path)
+    if info["frames"] and info["frames"] < num_frames:
+        raise DataError(
+            f"{path}: has {info['frames']} frames, fewer than num_frames={num_frames} — ask for fewer frames"
+        )
+    duration = info["duration_s"]
+    if duration <= 0:
+        raise DataError(f"{path}: duration unknown or zero; cannot spread {num_frames} frames over it")
+    targets = [(k + 0.5) / num_frames * duration for k in range(num_frames)]
+    container = _open(path)
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = stream.time_base or Fraction(1, 1000)
+        start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        half_frame = 0.5 / max(info["fps"], 1.0)
+        k = 0
+        position = -1.0
+        while k < num_frames:
+            target = targets[k] + start
+            if target - position > seek_gap:
+                container.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                position = float(frame.pts * tb)
+                if position + half_frame >= target:
+                    arr = frame.to_ndarray(format="rgb24")
+                    # one decoded frame can serve several targets when the clip has few frames
+                    while k < num_frames and position + half_frame >= targets[k] + start:
+                        frames.append(arr)
+                        times.append(round(position - start, 4))
+                        k += 1
+                    break
+            else:
+                break  # the stream ended
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - FFmpeg decode errors
+        raise DataError(f"{path}: cannot decode frames ({' '.join(str(e).split())[:120]})") from None
+    finally:
+        container.close()
+    if len(frames) < num_frames:
+        raise DataError(f"{path}: could decode only {len(frames)} of {num_frames} frames (corrupt or truncated clip)")
+    return VideoFrames(frames, times, info)
+
+
+class FaceCropper:
+    """Largest face per frame with OpenCV's bundled frontal-face Haar cascade, plus a margin."""
+
+    def __init__(self, margin: float = 0.3) -> None:
+        import cv2
+
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise DataError(f"cannot load OpenCV face cascade {path}")
+        self.margin = margin
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
+        import cv2
+
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        scale = 480.0 / max(gray.shape)
+        small = cv2.resize(gray, None, fx=scale, fy=scale) if scale < 1 else gray
+        found = self.cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+        if len(found) == 0:
+            return frame, False
+        x, y, w, h = max(found, key=lambda r: r[2] * r[3]) / (scale if scale < 1 else 1.0)
+        m = self.margin * max(w, h)
+        x0, y0 = int(max(0, x - m)), int(max(0, y - m))
+        x1, y1 = int(min(frame.shape[1], x + w + m)), int(min(frame.shape[0], y + h + m))
+        return frame[y0:y1, x0:x1], True
+
+
+def list_videos(root: str | Path) -> list[tuple[Path, int | None]]:
+    """Clips under ``root``: ``real/`` and ``fake/`` give labels; other clips are unlabelled (None)."""
+    root = Path(root)
+    if root.is_file():
+        return [(root, None)]
+    if not root.is_dir():
+        raise DataError(f"video folder not found: {root}")
+    out: list[tuple[Path, int | None]] = []
+    labelled = False
+    for label, sub in ((0, "real"), (1, "fake")):
+        d = root / sub
+        if d.is_dir():
+            labelled = True
+            out += [(p, label) for p in sorted(d.rglob("*")) if p.suffix.lower() in VIDEO_EXTENSIONS]
+    if not labelled:
+        out = [(p, None) for p in sorted(root.rglob("*")) if p.suffix.lower() in VIDEO_EXTENSIONS]
+    if not out:
+        raise DataError(f"no videos under {root} (looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    return out

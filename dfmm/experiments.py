@@ -1,0 +1,312 @@
+"""One experiment per call: train a branch with a recipe, score it, save its checkpoint; plus the baselines.
+
+Notebooks 02 and 03 call :func:`train_visual` / :func:`train_text` for each recipe and seed;
+:func:`visual_linear_probe` (frozen features + logistic regression, as in UniversalFakeDetect) and
+:func:`tfidf_baseline` (word 1-2-grams + logistic regression) are the floors a fine-tuned branch must beat.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dfmm.branches import build_text, build_visual, text_meta, visual_meta
+from dfmm.checkpoints import save_checkpoint
+from dfmm.config import Config, Recipe
+from dfmm.data.batches import (
+    GroupBatchSampler,
+    ImageDataset,
+    LengthBucketSampler,
+    ShuffledBatchSampler,
+    TokenizedTexts,
+    collate_images,
+)
+from dfmm.data.images import ImageSet
+from dfmm.data.text import TextSet
+from dfmm.data.transforms import image_transform
+from dfmm.metrics import binary_metrics
+from dfmm.train import fit, make_accelerator, predict, sigmoid
+
+
+@dataclass
+class BranchRun:
+    branch: str
+    recipe: str
+    seed: int
+    history: list[dict[str, float]]
+    best_epoch: int
+    val: dict[str, Any]
+    test: dict[str, Any]
+    backbone: dict[str, Any]
+    train_size: int
+    seconds: float
+    skipped: list[str] = field(default_factory=list)
+    checkpoint: str = ""
+    predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly: what metrics.json records for this run."""
+        return {
+            "branch": self.branch,
+            "recipe": self.recipe,
+            "seed": self.seed,
+            "best_epoch": self.best_epoch,
+            "val": self.val,
+            "test": self.test,
+            "backbone": self.backbone,
+            "train_size": self.train_size,
+            "seconds": round(self.seconds, 1),
+            "skipped": len(self.skipped),
+            "checkpoint": self.checkpoint,
+            "history": self.history,
+            **self.extra,
+        }
+
+
+def _seed_all(seed: int) -> None:
+    from accelerate.utils import set_seed
+
+    set_seed(seed)
+
+
+def image_loader(
+    images: ImageSet, cfg: Config, mean: Any, std: Any, augment: str, seed: int, train: bool, pairs: bool = False
+) -> DataLoader:
+    ds = ImageDataset(images, image_transform(cfg.visual.image_size, mean, std, augment if train else "none"))
+    bs = cfg.visual.batch_size
+    if train and pairs:
+        sampler: Any = GroupBatchSampler(images.groups, bs, seed)
+    else:
+        sampler = ShuffledBatchSampler(len(images), bs, seed, shuffle=train)
+    return DataLoader(
+        ds,
+        batch_sampler=sampler,
+        collate_fn=collate_images,
+        num_workers=cfg.study.num_workers,
+        persistent_workers=cfg.study.num_workers > 0,
+    )
+
+
+def train_visual(
+    cfg: Config, recipe_name: str, splits: dict[str, ImageSet], seed: int | None = None, save: bool = True
+) -> BranchRun:
+    """Fine-tune the visual branch with one recipe; score val and test; save ``visual_<recipe>.pt``."""
+    recipe: Recipe = cfg.visual.recipes[recipe_name]
+    seed = cfg.study.seed if seed is None else seed
+    t0 = time.perf_counter()
+    _seed_all(seed)
+    model, info = build_visual(cfg)
+    model = model.to(memory_format=torch.channels_last)
+    acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
+    train = image_loader(splits["train"], cfg, info.mean, info.std, recipe.augment, seed, True, recipe.pair_batches)
+    val = image_loader(splits["val"], cfg, info.mean, info.std, "none", seed, False)
+    result = fit(model, train, val, recipe, cfg.visual.epochs, accelerator=acc, desc=f"visual {recipe_name}")
+    model = acc.unwrap_model(model)
+    preds, scores = {}, {}
+    for split in ("val", "test"):
+        loader = val if split == "val" else image_loader(splits["test"], cfg, info.mean, info.std, "none", seed, False)
+        preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}")
+        scores[split] = binary_metrics(preds[split]["labels"], sigmoid(preds[split]["logits"]))
+    ckpt = ""
+    if save:
+        path = cfg.run_dir / f"visual_{recipe_name}.pt"
+        ckpt = str(save_checkpoint(path, "visual_branch", model.state_dict(), visual_meta(cfg, info, recipe_name)))
+    return BranchRun(
+        "visual", recipe_name, seed, result.history, result.best_epoch, scores["val"], scores["test"],
+        info.to_dict(), len(splits["train"]), time.perf_counter() - t0, result.skipped, ckpt, preds,
+        {"device": result.device, "mixed_precision": result.mixed_precision},
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def visual_features(model: Any, loader: DataLoader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unit-norm features, logits, labels) in dataset order."""
+    model.eval()
+    feats, logits, labels, index = [], [], [], []
+    for batch in loader:
+        if batch["inputs"] is None:
+            continue
+        f = model.features(batch["inputs"])
+        feats.append(f)
+        logits.append(model.head(f).squeeze(1) * model.log_scale.exp())
+        labels.append(batch["labels"])
+        index.append(batch["index"])
+    order = np.argsort(torch.cat(index).numpy())
+    return (
+        torch.cat(feats).numpy()[order],
+        torch.cat(logits).numpy()[order],
+        torch.cat(labels).numpy()[order],
+    )
+
+
+def visual_linear_probe(cfg: Config, splits: dict[str, ImageSet]) -> dict[str, Any]:
+    """Frozen pretrained features + logistic regression (UniversalFakeDetect's recipe): is fine-tuning worth it?"""
+    from sklearn.linear_model import LogisticRegressionCV
+
+    t0 = time.perf_counter()
+    _seed_all(cfg.study.seed)
+    model, info = build_visual(cfg)
+    model = model.to(memory_format=torch.channels_last).eval()
+    feats = {}
+    for split in ("train", "val", "test"):
+        loader = image_loader(splits[split], cfg, info.mean, info.std, "none", cfg.study.seed, False)
+        feats[split] = visual_features(model, loader)
+    clf = LogisticRegressionCV(Cs=8, max_iter=2000, cv=3, scoring="roc_auc")
+    clf.fit(feats["train"][0], feats["train"][2])
+    out = {"backbone": info.to_dict(), "train_size": len(splits["train"]), "seconds": 0.0}
+    for split in ("val", "test"):
+        out[split] = binary_metrics(feats[split][2], clf.predict_proba(feats[split][0])[:, 1])
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- text
+def text_loader(tokens: TokenizedTexts, batch_size: int, seed: int, train: bool, workers: int = 0) -> DataLoader:
+    return DataLoader(
+        tokens,
+        batch_sampler=LengthBucketSampler(tokens.lengths, batch_size, seed, shuffle=train),
+        collate_fn=tokens.collate,
+        num_workers=workers,
+    )
+
+
+def train_text(cfg: Config, recipe_name: str, splits: dict[str, TextSet], seed: int | None = None, save: bool = True) -> BranchRun:
+    """Fine-tune the text branch with one recipe; score val and test; save ``text_<recipe>.pt``."""
+    recipe: Recipe = cfg.text.recipes[recipe_name]
+    seed = cfg.study.seed if seed is None else seed
+    t0 = time.perf_counter()
+    _seed_all(seed)
+    model, tokenizer, info = build_text(cfg)
+    cache = cfg.run_dir / "cache"
+    tokens = {s: TokenizedTexts(splits[s], tokenizer, cfg.text.max_length, cache) for s in ("train", "val", "test")}
+    bs = cfg.text.batch_size
+    loaders = {s: text_loader(tokens[s], bs, seed, s == "train") for s in tokens}
+    labels = splits["train"].labels
+    pos_weight = None
+    if recipe.balanced and labels.sum() and (labels == 0).sum():
+        pos_weight = float((labels == 0).sum() / labels.sum())
+    acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
+    result = fit(
+        model, loaders["train"], loaders["val"], recipe, cfg.text.epochs, accelerator=acc,
+        pos_weight=pos_weight, desc=f"text {recipe_name}",
+    )  # fmt: skip
+    model = acc.unwrap_model(model)
+    preds = {s: predict(model, loaders[s], acc, desc=f"score {s}") for s in ("val", "test")}
+    scores = {s: binary_metrics(preds[s]["labels"], sigmoid(preds[s]["logits"])) for s in preds}
+    ckpt = ""
+    if save:
+        meta = text_meta(cfg, model, tokenizer, info, recipe_name)
+        ckpt = str(save_checkpoint(cfg.run_dir / f"text_{recipe_name}.pt", "text_branch", model.state_dict(), meta))
+    truncated = {s: tokens[s].truncated() for s in tokens}
+    return BranchRun(
+        "text", recipe_name, seed, result.history, result.best_epoch, scores["val"], scores["test"],
+        info.to_dict(), len(splits["train"]), time.perf_counter() - t0, [], ckpt, preds,
+        {"truncated": truncated, "max_length": cfg.text.max_length, "pos_weight": pos_weight,
+         "device": result.device, "mixed_precision": result.mixed_precision},
+    )  # fmt: skip
+
+
+def tfidf_baseline(splits: dict[str, TextSet], extra: dict[str, TextSet] | None = None) -> dict[str, Any]:
+    """Word 1-2-gram TF-IDF + class-balanced logistic regression on the same training texts: the floor."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    t0 = time.perf_counter()
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=200_000, sublinear_tf=True)
+    x = vec.fit_transform(splits["train"].texts)
+    clf = LogisticRegression(C=10.0, max_iter=3000, class_weight="balanced")
+    clf.fit(x, splits["train"].labels)
+    out: dict[str, Any] = {"train_size": len(splits["train"])}
+    for name, ts in {"val": splits["val"], "test": splits["test"], **(extra or {})}.items():
+        out[name] = binary_metrics(ts.labels, clf.predict_proba(vec.transform(ts.texts))[:, 1])
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def promote(run: BranchRun, name: str, run_dir: Path) -> Path:
+    """Copy a recipe's checkpoint to the card's file name (``visual_branch.pt`` / ``text_branch.pt``)."""
+    import shutil
+
+    dst = Path(run_dir) / name
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(run.checkpoint, tmp)
+    tmp.replace(dst)
+    return dst
+
+
+# --------------------------------------------------------------------------------------------------- fusion
+@torch.no_grad()
+def text_features(model: Any, loader: DataLoader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pooled features, logits, labels) in dataset order."""
+    model.eval()
+    feats, logits, labels, index = [], [], [], []
+    for batch in loader:
+        f = model.features(**batch["inputs"])
+        feats.append(f)
+        logits.append(model.head(f).squeeze(1))
+        labels.append(batch["labels"])
+        index.append(batch["index"])
+    order = np.argsort(torch.cat(index).numpy())
+    return tuple(torch.cat(x).numpy()[order] for x in (feats, logits, labels))  # type: ignore[return-value]
+
+
+def make_pairs(n_images: int, n_texts: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair held-out images with held-out texts of the same split, each item used once, in a seeded order."""
+    rng = np.random.default_rng(seed)
+    n = min(n_images, n_texts)
+    return rng.permutation(n_images)[:n], rng.permutation(n_texts)[:n]
+
+
+def pair_labels(image_labels: np.ndarray, text_labels: np.ndarray, rule: str) -> np.ndarray:
+    """``either``: a pair is fake if either part is fake; ``both``: only if both are."""
+    a, b = image_labels.astype(bool), text_labels.astype(bool)
+    return (a | b if rule == "either" else a & b).astype(np.float32)
+
+
+def pair_mix(image_labels: np.ndarray, text_labels: np.ndarray) -> dict[str, int]:
+    a, b = image_labels.astype(int), text_labels.astype(int)
+    return {f"image_{'rf'[i]}_text_{'rf'[j]}".replace("_r", "_real").replace("_f", "_fake"): int(((a == i) & (b == j)).sum()) for i in (0, 1) for j in (0, 1)}
+
+
+def train_fusion(
+    fusion: Any, v_logit: np.ndarray, t_logit: np.ndarray, v_feat: np.ndarray, t_feat: np.ndarray,
+    labels: np.ndarray, epochs: int, lr: float, seed: int,
+) -> list[dict[str, float]]:  # fmt: skip
+    """Full-batch Adam on the fusion parameters only (branches frozen); returns weights per epoch."""
+    torch.manual_seed(seed)
+    tensors = [torch.as_tensor(x, dtype=torch.float32) for x in (v_logit, t_logit, v_feat, t_feat, labels)]
+    vl, tl, vf, tf, y = tensors
+    opt = torch.optim.Adam(fusion.parameters(), lr=lr, weight_decay=1e-4)
+    history = []
+    for epoch in range(1, epochs + 1):
+        fusion.train()
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(fusion(vl, tl, vf, tf), y)
+        loss.backward()
+        opt.step()
+        w = fusion.weights().detach().numpy()
+        history.append({"epoch": epoch, "loss": float(loss.detach()), "w_visual": float(w[0]), "w_text": float(w[1])})
+    fusion.eval()
+    return history
+
+
+def save_ensemble(
+    path: Path, visual_ckpt: Path, text_ckpt: Path, fusion: Any, fusion_meta: dict[str, Any], cfg: Config
+) -> Path:
+    """``multimodal_ensemble.pt``: both branches and the fusion module, tensors only."""
+    from dfmm.checkpoints import load_checkpoint
+
+    _, vs, vm = load_checkpoint(visual_ckpt, ("visual_branch",))
+    _, ts, tm = load_checkpoint(text_ckpt, ("text_branch",))
+    state = {f"visual.{k}": v for k, v in vs.items()}
+    state |= {f"text.{k}": v for k, v in ts.items()}
+    state |= {f"fusion.{k}": v for k, v in fusion.state_dict().items()}
+    meta = {"visual": vm, "text": tm, "fusion": fusion_meta, "config": cfg.to_dict(), "config_digest": cfg.digest()}
+    return save_checkpoint(path, "multimodal_ensemble", state, meta)

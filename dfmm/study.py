@@ -1,0 +1,243 @@
+"""The study runner: execute the notebooks in order with papermill, export HTML, assemble the report.
+
+``dfmm study PARAMS...`` resolves the config, checks the data sources before anything is written, then runs
+``notebooks/NN_*.ipynb`` in order into a staging folder. Each notebook records its numbers with
+:meth:`NotebookContext.record`; the runner merges them into ``metrics.json`` and writes ``index.html`` and
+``DATA_CARD.md``. Only a complete run replaces ``reports/NAME``: a failing notebook stops the study with its
+name and the cell's error, and the previous report stays as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dfmm.config import Config, load_config, load_resolved
+from dfmm.errors import DfmmError, StudyError
+
+NOTEBOOK_DIR = "notebooks"
+_CDN_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"']https?://[^\"']*[\"'][^>]*>\s*</script>", re.I)
+_CDN_LINK = re.compile(r"<link[^>]*\bhref=[\"']https?://[^\"']*[\"'][^>]*>", re.I)
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The folder holding ``params/`` and ``notebooks/`` (notebooks run from ``notebooks/`` in JupyterLab)."""
+    here = (start or Path.cwd()).resolve()
+    for p in (here, *here.parents):
+        if (p / "params").is_dir() and (p / NOTEBOOK_DIR).is_dir():
+            return p
+    return here
+
+
+# ------------------------------------------------------------------------------------------- in notebooks
+@dataclass
+class NotebookContext:
+    cfg: Config
+    report_dir: Path
+    metrics_dir: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cfg.run_dir
+
+    @property
+    def figures(self) -> Path:
+        return self.report_dir / "figures"
+
+    def record(self, section: str, values: dict[str, Any]) -> Path:
+        """Add this notebook's numbers to the report's ``metrics.json`` (under ``section``)."""
+        self.metrics_dir.mkdir(parents=True, exist_ok=True)
+        path = self.metrics_dir / f"{section}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(values, indent=2, default=_json_default, allow_nan=True))
+        tmp.replace(path)
+        return path
+
+    def save_fig(self, fig: Any, name: str) -> Path:
+        from dfmm.metrics import save_figure
+
+        return save_figure(fig, self.figures / f"{name}.png")
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def notebook_setup(
+    config_path: str | None = None, params: list[str] | tuple[str, ...] = ("params/demo.yaml",), report_dir: str | None = None
+) -> NotebookContext:
+    """First call of every notebook. Under ``dfmm study`` it reads the resolved config; in JupyterLab it loads
+    ``params`` itself (relative to the project root) and writes straight into ``reports/NAME``."""
+    import matplotlib
+
+    if not os.environ.get("MPLBACKEND") and "ipykernel" not in str(matplotlib.get_backend()):
+        matplotlib.use("Agg")
+    os.chdir(project_root())
+    cfg = load_resolved(config_path) if config_path else load_config(list(params))
+    rdir = Path(report_dir) if report_dir else cfg.report_dir
+    rdir.mkdir(parents=True, exist_ok=True)
+    return NotebookContext(cfg, rdir, cfg.run_dir / "metrics")
+
+
+# ------------------------------------------------------------------------------------------------ runner
+def list_notebooks(root: Path, only: list[str] | None = None) -> list[Path]:
+    books = sorted((root / NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        books = [b for b in books if any(b.name.startswith(o) or b.stem == o for o in only)]
+    if not books:
+        raise StudyError(f"no notebooks to run under {root / NOTEBOOK_DIR}")
+    return books
+
+
+def preflight(cfg: Config) -> dict[str, Any]:
+    """Read every data source once so a missing folder, empty class or unreachable Hub fails before any
+    output is written."""
+    from dfmm.data import cross_images, cross_texts, image_splits, text_splits, video_source
+    from dfmm.data.video import list_videos
+
+    sizes = {
+        "images": {k: len(v) for k, v in image_splits(cfg).items()},
+        "texts": {k: len(v) for k, v in text_splits(cfg).items()},
+        "cross_images": {k: len(v) for k, v in cross_images(cfg).items()},
+        "cross_texts": {k: len(v) for k, v in cross_texts(cfg).items()},
+    }
+    vs = video_source(cfg)
+    sizes["videos"] = len(list_videos(vs)) if vs else 0
+    return sizes
+
+
+def export_html(executed: Path, dest: Path) -> Path:
+    """Executed notebook -> standalone HTML with no script or stylesheet loaded from the network."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(executed, as_version=4)
+    exporter = HTMLExporter(template_name="lab")
+    exporter.embed_images = True
+    body, _ = exporter.from_notebook_node(nb)
+    body = _CDN_SCRIPT.sub("", body)
+    body = _CDN_LINK.sub("", body)
+    dest.write_text(body, encoding="utf-8")
+    return dest
+
+
+def _kernel_name() -> str:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    return "dfmm" if "dfmm" in specs else "python3"
+
+
+def run_study(params: list[str], overrides: list[str] | None = None, out: str | None = None, quiet: bool = False) -> Path:
+    """Run the whole study; return the report folder."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    from tqdm import tqdm
+
+    root = project_root()
+    overrides = list(overrides or [])
+    if out:
+        out_path = Path(out)
+        overrides += [f"study.name={out_path.name}", f"study.reports_dir={out_path.parent.as_posix() or '.'}"]
+    cfg = load_config(params, overrides)
+    books = list_notebooks(root, cfg.study.notebooks or None)
+    sizes = preflight(cfg)
+
+    run_dir = (root / cfg.run_dir).resolve() if not cfg.run_dir.is_absolute() else cfg.run_dir
+    final = (root / cfg.report_dir).resolve() if not cfg.report_dir.is_absolute() else cfg.report_dir
+    staging = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    metrics_dir = run_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    executed_dir = run_dir / "notebooks"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    config_path = cfg.save(run_dir / "config.json")
+    cfg.save(staging / "config.json")
+
+    started = time.time()
+    timings: dict[str, float] = {}
+    bar = tqdm(books, desc="study", unit="notebook", disable=quiet)
+    try:
+        for book in bar:
+            bar.set_description(f"study: {book.stem}")
+            executed = executed_dir / book.name
+            t0 = time.perf_counter()
+            try:
+                pm.execute_notebook(
+                    str(book),
+                    str(executed),
+                    parameters={"config_path": str(config_path), "report_dir": str(staging)},
+                    kernel_name=_kernel_name(),
+                    cwd=str(root),
+                    progress_bar=not quiet,
+                    log_output=False,
+                    request_save_on_cell_execute=False,
+                )
+            except PapermillExecutionError as e:
+                evalue = " ".join(str(e.evalue).split())[:300]
+                raise StudyError(
+                    f"notebook {book.name} failed in cell {e.exec_count}: {e.ename}: {evalue} "
+                    f"(executed copy: {executed})"
+                ) from None
+            timings[book.stem] = round(time.perf_counter() - t0, 1)
+            export_html(executed, staging / f"{book.stem}.html")
+        metrics = merge_metrics(cfg, metrics_dir, sizes, timings, time.time() - started)
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+        from dfmm.report import write_data_card, write_index
+
+        write_data_card(cfg, metrics, staging / "DATA_CARD.md")
+        write_index(cfg, metrics, [b.stem for b in books], staging / "index.html")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    staging.replace(final)
+    return final
+
+
+def merge_metrics(cfg: Config, metrics_dir: Path, sizes: dict[str, Any], timings: dict[str, float], seconds: float) -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    from dfmm import __version__
+    from dfmm.data import is_synthetic
+
+    sections = {p.stem: json.loads(p.read_text()) for p in sorted(metrics_dir.glob("*.json"))}
+    return {
+        "study": cfg.study.name,
+        "budget": cfg.study.budget,
+        "synthetic_demo_data": is_synthetic(cfg),
+        "config_digest": cfg.digest(),
+        "params": cfg.sources,
+        "data_sizes": sizes,
+        "environment": {
+            "dfmm": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+            "platform": platform.platform(),
+        },
+        "notebook_seconds": timings,
+        "total_seconds": round(seconds, 1),
+        **sections,
+    }
+
+
+__all__ = ["DfmmError", "NotebookContext", "export_html", "notebook_setup", "project_root", "run_study"]

@@ -1,0 +1,224 @@
+"""The one training loop, for every branch, on Hugging Face ``accelerate``.
+
+The same code runs on a CPU, one GPU, or several GPUs under ``accelerate launch`` with mixed precision (bf16
+on GPU by default). A recipe (``dfmm.config.Recipe``) decides the optimiser, learning-rate groups, schedule and
+loss; the loop decides nothing. Each epoch is validated, the best epoch (validation ROC AUC) is kept, and early
+stopping is optional. Same seed, same data -> the same metrics on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from dfmm.config import Recipe
+from dfmm.metrics import binary_metrics
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    skipped: list[str] = field(default_factory=list)  # unreadable training items, one message each
+    device: str = "cpu"
+    mixed_precision: str = "no"
+
+
+def make_accelerator(device: str = "auto", mixed_precision: str = "auto") -> Any:
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if cuda else "no"
+    return Accelerator(cpu=not cuda, mixed_precision=mixed_precision)
+
+
+def param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
+    """Backbone at ``lr``, head at ``lr * head_lr_mult`` (discriminative learning rates); no decay on norms/biases."""
+    head_ids = {id(p) for p in model.head_parameters()}
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        key = (id(p) in head_ids, p.ndim <= 1)
+        groups.setdefault(key, []).append(p)
+    out = []
+    for (is_head, no_decay), params in groups.items():
+        out.append(
+            {
+                "params": params,
+                "lr": recipe.lr * (recipe.head_lr_mult if is_head else 1.0),
+                "weight_decay": 0.0 if (no_decay and recipe.optimizer == "adamw") else recipe.weight_decay,
+            }
+        )
+    return out
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    groups = param_groups(model, recipe)
+    if recipe.optimizer == "adam":  # the card: Adam with L2 weight decay
+        return torch.optim.Adam(groups, lr=recipe.lr)
+    return torch.optim.AdamW(groups, lr=recipe.lr)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int) -> Any:
+    warmup = int(recipe.warmup_fraction * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if recipe.schedule == "cosine":
+            progress = (step - warmup) / max(1, total_steps - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def bce_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float, pos_weight: float | None) -> torch.Tensor:
+    target = labels * (1.0 - smoothing) + 0.5 * smoothing
+    weight = None
+    if pos_weight is not None:  # class-balanced: each class contributes half of the loss
+        weight = torch.where(labels > 0.5, pos_weight, 1.0).to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float(), weight=weight)
+
+
+def _call(model: nn.Module, inputs: Any) -> torch.Tensor:
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, loader: Any, accelerator: Any = None, tta: bool = False, desc: str = "predict"
+) -> dict[str, np.ndarray]:
+    """Logits, labels and dataset indices for every readable item of ``loader`` (sorted by index)."""
+    model.eval()
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    logits, labels, index = [], [], []
+    autocast = accelerator.autocast() if accelerator is not None else torch.autocast("cpu", enabled=False)
+    with autocast:
+        for batch in tqdm(loader, desc=desc, leave=False, mininterval=10, disable=None):
+            if batch["inputs"] is None:
+                continue
+            inputs = _to(batch["inputs"], device)
+            out = _call(model, inputs).float()
+            if tta and isinstance(inputs, torch.Tensor):
+                out = 0.5 * (out + _call(model, torch.flip(inputs, dims=[3])).float())
+            logits.append(out.cpu())
+            labels.append(batch["labels"])
+            index.append(batch["index"])
+    if not logits:
+        return {"logits": np.zeros(0), "labels": np.zeros(0), "index": np.zeros(0, dtype=int)}
+    idx = torch.cat(index).numpy()
+    order = np.argsort(idx)
+    return {
+        "logits": torch.cat(logits).numpy()[order],
+        "labels": torch.cat(labels).numpy()[order],
+        "index": idx[order],
+    }
+
+
+def _to(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+    return inputs.to(device, non_blocking=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Any,
+    val_loader: Any,
+    recipe: Recipe,
+    epochs: int,
+    *,
+    accelerator: Any = None,
+    pos_weight: float | None = None,
+    patience: int = 0,
+    desc: str = "train",
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` for ``epochs``; keep the weights of the best validation epoch (ROC AUC)."""
+    accelerator = accelerator or make_accelerator()
+    optimizer = make_optimizer(model, recipe)
+    total = epochs * len(train_loader)
+    schedule = make_schedule(optimizer, recipe, total)
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    result = TrainResult(device=str(accelerator.device), mixed_precision=str(accelerator.mixed_precision))
+    stale = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        seen, loss_sum, correct = 0, 0.0, 0
+        bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False, mininterval=10, disable=None)
+        for batch in bar:
+            result.skipped.extend(batch["skipped"])
+            if batch["inputs"] is None:
+                continue
+            inputs = _to(batch["inputs"], accelerator.device)
+            labels = batch["labels"].to(accelerator.device)
+            with accelerator.autocast():
+                logits = _call(model, inputs)
+                loss = bce_loss(logits, labels, recipe.label_smoothing, pos_weight)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if recipe.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            optimizer.step()
+            schedule.step()
+            n = labels.numel()
+            seen += n
+            loss_sum += float(loss.detach()) * n
+            correct += int(((logits.detach() > 0).float() == labels).sum())
+            rate = seen / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", rate=f"{rate:.1f}/s", refresh=False)
+        train_s = time.perf_counter() - t0
+        pred = predict(accelerator.unwrap_model(model), val_loader, accelerator, tta=False, desc="validate")
+        val = binary_metrics(pred["labels"], sigmoid(pred["logits"]))
+        val_loss = float(
+            F.binary_cross_entropy_with_logits(torch.tensor(pred["logits"]), torch.tensor(pred["labels"]))
+        ) if len(pred["labels"]) else float("nan")
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
+            "val_loss": val_loss,
+            "val_accuracy": val["accuracy"],
+            "val_balanced_accuracy": val["balanced_accuracy"],
+            "val_auc": val["auc"],
+            "train_samples_per_s": seen / train_s if train_s > 0 else 0.0,
+            "epoch_seconds": time.perf_counter() - t0,
+            "lr": float(optimizer.param_groups[0]["lr"]),
+        }
+        result.history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        score = val["auc"] if not math.isnan(val["auc"]) else val["balanced_accuracy"]
+        if score > result.best_score:
+            result.best_score, result.best_epoch, stale = score, epoch, 0
+            result.best_state = copy.deepcopy(
+                {k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+            )
+        else:
+            stale += 1
+            if patience and stale >= patience:
+                break
+    unwrapped = accelerator.unwrap_model(model)
+    if result.best_state is not None:
+        unwrapped.load_state_dict(result.best_state)
+    return result

@@ -1,0 +1,88 @@
+"""Shared fixtures: real data from ../shared/data when present, tiny trained checkpoints made in code."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = (ROOT / ".." / "shared" / "data").resolve()
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def shared(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with the reason."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real data not present: {p} (../shared/data is laid beside the checkout for developers and CI)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg(tmp_path_factory):
+    """The demo config shrunk to seconds: 48 synthetic 64 px faces, 48 texts, 2 clips, one epoch."""
+    from dfmm.config import load_config
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    return load_config(
+        [ROOT / "params" / "demo.yaml"],
+        [
+            "study.name=tiny",
+            f"study.runs_dir={tmp / 'runs'}",
+            f"study.reports_dir={tmp / 'reports'}",
+            "data.synthetic_images=48",
+            "data.synthetic_texts=48",
+            "data.synthetic_videos=2",
+            "data.synthetic_image_size=64",
+            "visual.image_size=64",
+            "visual.epochs=1",
+            "text.epochs=1",
+            "text.max_length=64",
+            "video.num_frames=4",
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_cfg):
+    """Visual, text and ensemble checkpoints trained on the tiny synthetic data (about 30 s on 2 cores)."""
+    from dfmm.data import image_splits, text_splits
+    from dfmm.data.batches import TokenizedTexts
+    from dfmm.experiments import (
+        image_loader,
+        make_pairs,
+        pair_labels,
+        promote,
+        save_ensemble,
+        text_features,
+        text_loader,
+        train_fusion,
+        train_text,
+        train_visual,
+        visual_features,
+    )
+    from dfmm.inference import load_model
+    from dfmm.models import FusionEnsemble
+
+    cfg = tiny_cfg
+    vrun = train_visual(cfg, "improved", image_splits(cfg))
+    trun = train_text(cfg, "improved", text_splits(cfg))
+    vpath = promote(vrun, "visual_branch.pt", cfg.run_dir)
+    tpath = promote(trun, "text_branch.pt", cfg.run_dir)
+    vis, _ = load_model(vpath)
+    txt, _ = load_model(tpath)
+    b = vis.visual_meta["backbone"]
+    isplit, tsplit = image_splits(cfg)["val"], text_splits(cfg)["val"]
+    vf, vl, vy = visual_features(vis.visual, image_loader(isplit, cfg, b["mean"], b["std"], "none", 0, False))
+    tokens = TokenizedTexts(tsplit, txt.tokenizer, cfg.text.max_length)
+    tf, tl, ty = text_features(txt.text, text_loader(tokens, 8, 0, False))
+    ii, ti = make_pairs(len(vy), len(ty), 0)
+    fusion = FusionEnsemble(vf.shape[1], tf.shape[1], attention=True)
+    train_fusion(fusion, vl[ii], tl[ti], vf[ii], tf[ti], pair_labels(vy[ii], ty[ti], "either"), 20, 0.05, 0)
+    meta = {"attention": True, "visual_dim": int(vf.shape[1]), "text_dim": int(tf.shape[1]), "pair_rule": "either"}
+    epath = save_ensemble(cfg.run_dir / "multimodal_ensemble.pt", vpath, tpath, fusion, meta, cfg)
+    return {"visual": vpath, "text": tpath, "ensemble": epath, "cfg": cfg}

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dfmm.config import load_config, load_resolved, parse_override
+from dfmm.errors import ConfigError
+
+from .conftest import ROOT
+
+PARAMS = ROOT / "params"
+
+
+def test_files_merge_left_to_right_then_overrides():
+    cfg = load_config([PARAMS / "compact.yaml", PARAMS / "sources" / "local.yaml"], ["visual.epochs=5"])
+    assert cfg.study.budget == "compact"
+    assert cfg.data.max_images == 1000 and cfg.data.max_texts == 500
+    assert cfg.data.images.endswith("faces/dfdc")  # from local.yaml, the later file
+    assert cfg.visual.epochs == 5  # the override wins
+    assert cfg.text.epochs == 3
+    assert cfg.visual.recipes["card"].optimizer == "adam" and cfg.visual.recipes["card"].lr == pytest.approx(1e-4)
+    assert cfg.text.recipes["card"].optimizer == "adamw" and cfg.text.recipes["card"].lr == pytest.approx(2e-5)
+
+
+@pytest.mark.parametrize(
+    "name,images,texts,vis_epochs,txt_epochs",
+    [("compact", 1000, 500, 3, 3), ("full", 0, 0, 8, 5)],
+)
+def test_budgets_match_the_data_card(name, images, texts, vis_epochs, txt_epochs):
+    cfg = load_config([PARAMS / f"{name}.yaml"])
+    assert (cfg.data.max_images, cfg.data.max_texts) == (images, texts)
+    assert (cfg.visual.epochs, cfg.text.epochs) == (vis_epochs, txt_epochs)
+    assert (cfg.visual.batch_size, cfg.text.batch_size) == (32, 16)
+    assert (cfg.visual.image_size, cfg.text.max_length) == (224, 512)
+
+
+def test_hub_source_names_the_card_datasets_and_backbones():
+    cfg = load_config([PARAMS / "compact.yaml", PARAMS / "sources" / "hub.yaml"])
+    assert cfg.data.images == "hub:Hemg/deepfake-and-real-images"
+    assert cfg.data.texts == "hub:artem9k/ai-text-detection-pile"
+    assert cfg.visual.backbone == "hub:efficientnet_b0" and cfg.text.encoder == "hub:roberta-base"
+
+
+def test_unknown_key_names_file_and_suggests(tmp_path):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("visual:\n  epoch: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config([PARAMS / "compact.yaml", bad])
+    msg = str(e.value)
+    assert "typo.yaml" in msg and "epoch" in msg and "did you mean 'epochs'" in msg
+    assert "\n" not in msg
+
+
+def test_wrong_type_and_bad_choice(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text("visual:\n  epochs: three\n")
+    with pytest.raises(ConfigError, match=r"visual\.epochs: expected int"):
+        load_config([f])
+    f.write_text("fusion:\n  pair_rule: sometimes\n")
+    with pytest.raises(ConfigError, match="pair_rule"):
+        load_config([f])
+    with pytest.raises(ConfigError, match="recipes.card.optimizer"):
+        load_config([PARAMS / "compact.yaml"], ["visual.recipes.card.optimizer=sgd"])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_config([tmp_path / "nope.yaml"])
+    f = tmp_path / "broken.yaml"
+    f.write_text("visual: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml.*not valid YAML"):
+        load_config([f])
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("visual.epochs")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config([PARAMS / "demo.yaml"], ["study.seed=3"])
+    path = cfg.save(tmp_path / "config.json")
+    again = load_resolved(path)
+    assert again == cfg and again.digest() == cfg.digest()
+    assert json.loads(path.read_text())["study"]["seed"] == 3
+    assert load_config([PARAMS / "demo.yaml"], ["study.seed=4"]).digest() != cfg.digest()

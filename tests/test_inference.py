@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dfmm.data import image_splits, text_splits, video_source
+from dfmm.errors import CheckpointError, DataError
+from dfmm.inference import aggregate, classify_image, classify_multimodal, classify_text, classify_video, load_model
+
+
+def _json_ok(result):
+    json.dumps({k: v for k, v in result.items() if k != "gradcam"})
+
+
+def test_branch_checkpoints_classify(tiny_models):
+    cfg = tiny_models["cfg"]
+    vis, _ = load_model(tiny_models["visual"])
+    img_path = image_splits(cfg)["test"].sources[0]
+    r = classify_image(vis, img_path, return_gradcam=True)
+    assert r["label"] in ("real", "fake") and 0 <= r["probability_fake"] <= 1
+    assert r["scores"]["visual"] == r["probability_fake"] and r["fusion_weights"] is None
+    assert r["gradcam"]["heatmap"].shape == (64, 64) and r["gradcam"]["overlay"].dtype == np.uint8
+    _json_ok(r)
+    # PIL image and array inputs give the same answer as the path
+    pil = Image.open(img_path)
+    assert classify_image(vis, pil)["probability_fake"] == pytest.approx(r["probability_fake"], abs=1e-5)
+    assert classify_image(vis, np.asarray(pil))["probability_fake"] == pytest.approx(r["probability_fake"], abs=1e-5)
+    txt, _ = load_model(tiny_models["text"])
+    t = classify_text(txt, text_splits(cfg)["test"].texts[0], explain=True)
+    assert 0 <= t["probability_fake"] <= 1 and len(t["attributions"]["tokens"]) == t["tokens"]
+    with pytest.raises(CheckpointError, match="no text branch"):
+        classify_text(vis, "hello")
+
+
+def test_ensemble_multimodal_and_fallback(tiny_models):
+    cfg = tiny_models["cfg"]
+    model, config = load_model(tiny_models["ensemble"])
+    assert config["study"]["name"] == "tiny"
+    img = image_splits(cfg)["test"].sources[0]
+    text = text_splits(cfg)["test"].texts[0]
+    both = classify_multimodal(model, image_path_or_pil=img, text=text)
+    assert set(both["scores"]) == {"visual", "text"} and both["modalities"] == ["text", "visual"]
+    w = both["fusion_weights"]
+    assert w["visual"] + w["text"] == pytest.approx(1.0)
+    only_img = classify_multimodal(model, image_path_or_pil=img)
+    assert only_img["probability_fake"] == pytest.approx(only_img["scores"]["visual"], abs=1e-6)
+    only_txt = classify_multimodal(model, text=text)
+    assert only_txt["probability_fake"] == pytest.approx(only_txt["scores"]["text"], abs=1e-6)
+    _json_ok(both)
+    with pytest.raises(DataError):
+        classify_multimodal(model)
+
+
+def test_video_aggregations(tiny_models):
+    cfg = tiny_models["cfg"]
+    model, _ = load_model(tiny_models["ensemble"])
+    clip = sorted(video_source(cfg).rglob("*.mp4"))[0]
+    r = classify_video(model, clip, num_frames=6, aggregation="mean")
+    probs = np.array([f["probability_fake"] for f in r["frames"]])
+    assert len(probs) == 6 and r["probability_fake"] == pytest.approx(probs.mean())
+    assert classify_video(model, clip, num_frames=6, aggregation="max")["probability_fake"] == pytest.approx(probs.max())
+    with pytest.raises(DataError, match="unknown aggregation 'avg'"):
+        classify_video(model, clip, num_frames=6, aggregation="avg")
+
+
+def test_aggregate_rules():
+    p = np.array([0.1, 0.2, 0.9, 0.8, 0.7])
+    assert aggregate(p, "median") == pytest.approx(0.7)
+    assert aggregate(p, "vote") == pytest.approx(0.6)
+    # weights |p - 0.5| = .4 .3 .4 .3 .2: the unsure 0.7 frame counts least
+    assert aggregate(p, "confidence") == pytest.approx((0.04 + 0.06 + 0.36 + 0.24 + 0.14) / 1.6, abs=1e-5)
+    assert aggregate(p, "max") == 0.9 and aggregate(p, "mean") == pytest.approx(0.54)
+
+
+def test_bad_inputs(tiny_models, tmp_path):
+    vis, _ = load_model(tiny_models["visual"])
+    with pytest.raises(DataError, match="no such file"):
+        classify_image(vis, tmp_path / "missing.jpg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="notes.txt"):
+        classify_image(vis, tmp_path / "notes.txt")
+    with pytest.raises(DataError, match="is a directory"):
+        classify_image(vis, tmp_path)
+    txt, _ = load_model(tiny_models["text"])
+    with pytest.raises(DataError, match="None"):
+        classify_text(txt, None)
+    with pytest.raises(DataError, match="empty"):
+        classify_text(txt, "  \n ")
+
+
+def test_api_in_a_fresh_interpreter(tiny_models, tmp_path):
+    code = (
+        "import json, sys\n"
+        "from dfmm import load_model, classify_text\n"
+        f"m, c = load_model({str(tiny_models['ensemble'])!r})\n"
+        "r = classify_text(m, 'In conclusion, this overview highlights key considerations.')\n"
+        "print(json.dumps({'label': r['label'], 'kind': r['model']['kind']}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["kind"] == "multimodal_ensemble" and got["label"] in ("real", "fake")

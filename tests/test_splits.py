@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfmm.data.splits import split_by_group, subset_by_group
+
+from .conftest import shared
+
+
+def _pairs(n):
+    labels = np.array([0, 1] * n)
+    groups = [f"g{i // 2}" for i in range(2 * n)]
+    return labels, groups
+
+
+def test_groups_never_straddle_and_fractions_hold():
+    labels, groups = _pairs(500)
+    s = split_by_group(labels, groups, 0.15, 0.15, seed=0)
+    sets = {k: {groups[i] for i in s[k]} for k in ("train", "val", "test")}
+    assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"])
+    assert sum(s.sizes().values()) == 1000
+    assert s.sizes()["test"] == pytest.approx(150, abs=4) and s.sizes()["val"] == pytest.approx(150, abs=4)
+    for k in ("train", "val", "test"):  # stratified: pairs keep each split balanced
+        assert labels[s[k]].mean() == pytest.approx(0.5)
+
+
+def test_deterministic_per_seed():
+    labels, groups = _pairs(200)
+    a = split_by_group(labels, groups, 0.2, 0.2, seed=1)
+    b = split_by_group(labels, groups, 0.2, 0.2, seed=1)
+    c = split_by_group(labels, groups, 0.2, 0.2, seed=2)
+    assert all(np.array_equal(a[k], b[k]) for k in ("train", "val", "test"))
+    assert not np.array_equal(a["test"], c["test"])
+
+
+def test_subset_is_balanced_keeps_pairs_and_repeats():
+    labels = np.array([0] * 300 + [1] * 900)  # 1:3 imbalance, as in L2R
+    groups = [f"h{i}" for i in range(300)] + [f"h{i % 300}" for i in range(900)]
+    idx = np.arange(1200)
+    sub = subset_by_group(idx, labels, groups, 500, seed=0)
+    assert len(sub) == 500 and labels[sub].sum() == 250
+    assert np.array_equal(sub, subset_by_group(idx, labels, groups, 500, seed=0))
+    assert np.array_equal(subset_by_group(idx, labels, groups, 0, seed=0), idx)
+
+
+@pytest.mark.shared_data
+def test_dfdc_split_has_no_pair_leakage():
+    from dfmm.data.images import load_image_folder
+
+    s = load_image_folder(shared("faces", "dfdc"))
+    sp = split_by_group(s.labels, s.groups, 0.15, 0.15, seed=0)
+    train = {s.groups[i] for i in sp.train}
+    assert not train & {s.groups[i] for i in sp.test}
+    assert not train & {s.groups[i] for i in sp.val}
