@@ -7,7 +7,6 @@ the Hub nor the packages that supplied the pretrained weights.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
@@ -83,5 +82,3 @@ def text_from_meta(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> tupl
         **meta.get("special_tokens", {}),
     )
     return model.eval(), tokenizer
-
-

@@ -39,7 +39,9 @@ def save_checkpoint(path: str | Path, kind: str, state: dict[str, torch.Tensor],
     return path
 
 
-def load_checkpoint(path: str | Path, expect: tuple[str, ...] = KINDS) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, expect: tuple[str, ...] = KINDS
+) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
     """(kind, state, meta); a missing, foreign, tampered or wrong-kind file raises ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():

@@ -100,7 +100,9 @@ def cmd_classify(a: argparse.Namespace) -> Any:
             if item == "-":
                 results.append({"input": "<stdin>", **classify_text(model, sys.stdin.read())})
             elif Path(item).is_file() and Path(item).suffix in (".txt", ".md"):
-                results.append({"input": item, **classify_text(model, Path(item).read_text(encoding="utf-8", errors="strict"))})
+                results.append(
+                    {"input": item, **classify_text(model, Path(item).read_text(encoding="utf-8", errors="strict"))}
+                )
             else:
                 results.append({"input": item[:60], **classify_text(model, item)})
     elif a.modality == "image":

@@ -282,7 +282,9 @@ def _check_values(cfg: Config, origin: str) -> None:
                         f"expected one of {sorted(allowed)}"
                     )
         if bc.recipes and bc.report_recipe not in bc.recipes:
-            raise ConfigError(f"{origin}: {branch}.report_recipe '{bc.report_recipe}' is not among {sorted(bc.recipes)}")
+            raise ConfigError(
+                f"{origin}: {branch}.report_recipe '{bc.report_recipe}' is not among {sorted(bc.recipes)}"
+            )
     for key in ("val_fraction", "test_fraction"):
         v = getattr(cfg.data, key)
         if not 0.0 < v < 0.5:

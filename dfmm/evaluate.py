@@ -41,9 +41,18 @@ def evaluate_texts(model: Any, source: str, batch_size: int = 32) -> dict[str, A
         raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score texts")
     texts = load_texts(source)
     tokens = TokenizedTexts(texts, model.tokenizer, model.text_meta.get("max_length", 512))
-    loader = DataLoader(tokens, batch_sampler=LengthBucketSampler(tokens.lengths, batch_size, 0, shuffle=False), collate_fn=tokens.collate)
+    loader = DataLoader(
+        tokens,
+        batch_sampler=LengthBucketSampler(tokens.lengths, batch_size, 0, shuffle=False),
+        collate_fn=tokens.collate,
+    )
     p = predict(model.text, loader)
-    return {"data": source, "model": model.path, **binary_metrics(p["labels"], sigmoid(p["logits"])), "truncated": tokens.truncated()}
+    return {
+        "data": source,
+        "model": model.path,
+        **binary_metrics(p["labels"], sigmoid(p["logits"])),
+        "truncated": tokens.truncated(),
+    }
 
 
 def evaluate_videos(model: Any, source: str, num_frames: int = 32, aggregation: str = "mean") -> dict[str, Any]:

@@ -177,7 +177,9 @@ def text_loader(tokens: TokenizedTexts, batch_size: int, seed: int, train: bool,
     )
 
 
-def train_text(cfg: Config, recipe_name: str, splits: dict[str, TextSet], seed: int | None = None, save: bool = True) -> BranchRun:
+def train_text(
+    cfg: Config, recipe_name: str, splits: dict[str, TextSet], seed: int | None = None, save: bool = True
+) -> BranchRun:
     """Fine-tune the text branch with one recipe; score val and test; save ``text_<recipe>.pt``."""
     recipe: Recipe = cfg.text.recipes[recipe_name]
     seed = cfg.study.seed if seed is None else seed
@@ -272,7 +274,13 @@ def pair_labels(image_labels: np.ndarray, text_labels: np.ndarray, rule: str) ->
 
 def pair_mix(image_labels: np.ndarray, text_labels: np.ndarray) -> dict[str, int]:
     a, b = image_labels.astype(int), text_labels.astype(int)
-    return {f"image_{'rf'[i]}_text_{'rf'[j]}".replace("_r", "_real").replace("_f", "_fake"): int(((a == i) & (b == j)).sum()) for i in (0, 1) for j in (0, 1)}
+    return {
+        f"image_{'rf'[i]}_text_{'rf'[j]}".replace("_r", "_real").replace("_f", "_fake"): int(
+            ((a == i) & (b == j)).sum()
+        )
+        for i in (0, 1)
+        for j in (0, 1)
+    }
 
 
 def train_fusion(

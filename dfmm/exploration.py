@@ -37,7 +37,9 @@ def format_table(images: ImageSet, limit: int = 2000, seed: int = 0) -> dict[str
     fmt_sets = [set(f) for f in formats.values()]
     warnings = []
     if fmt_sets[0] != fmt_sets[1]:
-        warnings.append(f"image formats differ between classes ({formats}): a detector can learn the format, not the face")
+        warnings.append(
+            f"image formats differ between classes ({formats}): a detector can learn the format, not the face"
+        )
     top_size = [max(s, key=s.get) if s else None for s in sizes.values()]
     if top_size[0] != top_size[1]:
         warnings.append(f"the most common image size differs between classes ({top_size[0]} vs {top_size[1]})")

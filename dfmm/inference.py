@@ -86,7 +86,10 @@ def load_model(path: str | Path) -> tuple[Detector, dict[str, Any]]:
         elif kind == "text_branch":
             det.text, det.tokenizer = text_from_meta(meta, state)
         else:
-            part = {p: {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(p + ".")} for p in ("visual", "text", "fusion")}
+            part = {
+                p: {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(p + ".")}
+                for p in ("visual", "text", "fusion")
+            }
             det.visual = visual_from_meta(meta["visual"], part["visual"])
             det.text, det.tokenizer = text_from_meta(meta["text"], part["text"])
             f = meta["fusion"]
@@ -94,7 +97,9 @@ def load_model(path: str | Path) -> tuple[Detector, dict[str, Any]]:
             det.fusion.load_state_dict(part["fusion"], strict=True)
             det.fusion.eval()
     except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"{path}: checkpoint does not match its own metadata ({str(e).splitlines()[0][:150]})") from None
+        raise CheckpointError(
+            f"{path}: checkpoint does not match its own metadata ({str(e).splitlines()[0][:150]})"
+        ) from None
     return det, meta.get("config", meta)
 
 
@@ -110,7 +115,9 @@ def _fusion_weights(model: Detector) -> dict[str, float] | None:
     return {"visual": float(w[0]), "text": float(w[1])}
 
 
-def _result(p: float, scores: dict[str, float], model: Detector, timings: dict[str, float], **extra: Any) -> dict[str, Any]:
+def _result(
+    p: float, scores: dict[str, float], model: Detector, timings: dict[str, float], **extra: Any
+) -> dict[str, Any]:
     return {
         "label": NAMES[int(p >= 0.5)],
         "probability_fake": float(p),
@@ -181,7 +188,9 @@ def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str
         from dfmm.explain import token_attributions
 
         t1 = time.perf_counter()
-        extra["attributions"] = token_attributions(model.text, model.tokenizer, text, model.text_meta.get("max_length", 512))
+        extra["attributions"] = token_attributions(
+            model.text, model.tokenizer, text, model.text_meta.get("max_length", 512)
+        )
         timings["explain"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     out = _result(p, {"text": p}, model, timings, **extra)
@@ -232,7 +241,12 @@ def classify_video(
         frames, faces = [c[0] for c in cropped], [c[1] for c in cropped]
     x = _image_tensor(model, frames)
     t2 = time.perf_counter()
-    logits = torch.cat([_visual_forward(model, x[s : s + batch_size], model.visual_meta.get("tta", False))[0] for s in range(0, len(x), batch_size)])
+    logits = torch.cat(
+        [
+            _visual_forward(model, x[s : s + batch_size], model.visual_meta.get("tta", False))[0]
+            for s in range(0, len(x), batch_size)
+        ]
+    )
     probs = sigmoid(logits.numpy())
     p = aggregate(probs, aggregation)
     t3 = time.perf_counter()

@@ -42,7 +42,9 @@ def binary_metrics(labels: Any, probs: Any, threshold: float = 0.5) -> dict[str,
     }
 
 
-def mean_std(rows: list[dict[str, Any]], keys: tuple[str, ...] = ("accuracy", "balanced_accuracy", "auc", "ap")) -> dict[str, Any]:
+def mean_std(
+    rows: list[dict[str, Any]], keys: tuple[str, ...] = ("accuracy", "balanced_accuracy", "auc", "ap")
+) -> dict[str, Any]:
     """Mean and standard deviation of metrics over seeds."""
     out: dict[str, Any] = {"seeds": len(rows)}
     for k in keys:
@@ -127,7 +129,9 @@ def plot_confusion(confusion: list[list[int]], labels: tuple[str, str] = ("real"
     return fig
 
 
-def metrics_table(rows: dict[str, dict[str, Any]], keys: tuple[str, ...] = ("n", "accuracy", "balanced_accuracy", "auc", "ap")) -> Any:
+def metrics_table(
+    rows: dict[str, dict[str, Any]], keys: tuple[str, ...] = ("n", "accuracy", "balanced_accuracy", "auc", "ap")
+) -> Any:
     """A pandas table of metric dicts (one row each), rounded for display."""
     import pandas as pd
 

@@ -28,9 +28,9 @@ def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any
         sec = metrics.get(branch, {})
         for recipe, r in sec.get("recipes", {}).items():
             rows.append((f"{branch} / {recipe}", "test", r.get("test", {})))
-            for seeds_key in ("seeds_summary",):
-                if seeds_key in r:
-                    rows.append((f"{branch} / {recipe} (mean of {r[seeds_key]['seeds']} seeds)", "val", r[seeds_key]))
+            summary = r.get("seeds_summary", {})
+            if summary.get("seeds", 1) > 1:
+                rows.append((f"{branch} / {recipe} (mean of {summary['seeds']} seeds)", "val", summary))
         for name in ("linear_probe", "tfidf_baseline"):
             if name in sec:
                 rows.append((f"{branch} / {name.replace('_', ' ')}", "test", sec[name].get("test", {})))
@@ -65,7 +65,9 @@ def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path
     links = "".join(f'<li><a href="{n}.html">{html.escape(n)}</a></li>' for n in notebooks)
     table = "".join(
         f"<tr><td>{html.escape(m)}</td><td>{html.escape(d)}</td>"
-        + "".join(f"<td>{_fmt(r.get(k, float('nan')))}</td>" for k in ("n", "accuracy", "balanced_accuracy", "auc", "ap"))
+        + "".join(
+            f"<td>{_fmt(r.get(k, float('nan')))}</td>" for k in ("n", "accuracy", "balanced_accuracy", "auc", "ap")
+        )
         + "</tr>"
         for m, d, r in headline_rows(metrics)
     )
@@ -137,7 +139,13 @@ def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
                 f"{r.label_smoothing:g}, augmentation {r.augment}, pair batches {r.pair_batches}, balanced {r.balanced}, "
                 f"TTA {r.tta}; {bc.epochs} epochs, batch {bc.batch_size}"
             )
-    lines += ["", "## Results", "", "| model | data | n | accuracy | balanced acc. | ROC AUC | AP |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Results",
+        "",
+        "| model | data | n | accuracy | balanced acc. | ROC AUC | AP |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m, d, r in headline_rows(metrics):
         vals = " | ".join(_fmt(r.get(k, float("nan"))) for k in ("n", "accuracy", "balanced_accuracy", "auc", "ap"))
         lines.append(f"| {m} | {d} | {vals} |")

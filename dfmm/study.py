@@ -78,7 +78,9 @@ def _json_default(o: Any) -> Any:
 
 
 def notebook_setup(
-    config_path: str | None = None, params: list[str] | tuple[str, ...] = ("params/demo.yaml",), report_dir: str | None = None
+    config_path: str | None = None,
+    params: list[str] | tuple[str, ...] = ("params/demo.yaml",),
+    report_dir: str | None = None,
 ) -> NotebookContext:
     """First call of every notebook. Under ``dfmm study`` it reads the resolved config; in JupyterLab it loads
     ``params`` itself (relative to the project root) and writes straight into ``reports/NAME``."""
@@ -142,7 +144,9 @@ def _kernel_name() -> str:
     return "dfmm" if "dfmm" in specs else "python3"
 
 
-def run_study(params: list[str], overrides: list[str] | None = None, out: str | None = None, quiet: bool = False) -> Path:
+def run_study(
+    params: list[str], overrides: list[str] | None = None, out: str | None = None, quiet: bool = False
+) -> Path:
     """Run the whole study; return the report folder."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -211,7 +215,9 @@ def run_study(params: list[str], overrides: list[str] | None = None, out: str | 
     return final
 
 
-def merge_metrics(cfg: Config, metrics_dir: Path, sizes: dict[str, Any], timings: dict[str, float], seconds: float) -> dict[str, Any]:
+def merge_metrics(
+    cfg: Config, metrics_dir: Path, sizes: dict[str, Any], timings: dict[str, float], seconds: float
+) -> dict[str, Any]:
     import platform
 
     import torch
@@ -231,7 +237,9 @@ def merge_metrics(cfg: Config, metrics_dir: Path, sizes: dict[str, Any], timings
             "dfmm": __version__,
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+            "device": "cuda: " + torch.cuda.get_device_name(0)
+            if torch.cuda.is_available()
+            else f"cpu ({os.cpu_count()} cores)",
             "platform": platform.platform(),
         },
         "notebook_seconds": timings,

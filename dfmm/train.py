@@ -190,9 +190,11 @@ def fit(
         train_s = time.perf_counter() - t0
         pred = predict(accelerator.unwrap_model(model), val_loader, accelerator, tta=False, desc="validate")
         val = binary_metrics(pred["labels"], sigmoid(pred["logits"]))
-        val_loss = float(
-            F.binary_cross_entropy_with_logits(torch.tensor(pred["logits"]), torch.tensor(pred["labels"]))
-        ) if len(pred["labels"]) else float("nan")
+        val_loss = (
+            float(F.binary_cross_entropy_with_logits(torch.tensor(pred["logits"]), torch.tensor(pred["labels"])))
+            if len(pred["labels"])
+            else float("nan")
+        )
         row = {
             "epoch": epoch,
             "train_loss": loss_sum / max(seen, 1),

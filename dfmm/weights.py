@@ -110,7 +110,9 @@ def create_visual_backbone(spec: str, timm_name: str = "", pretrained: bool = Tr
     if spec.startswith("package:"):
         pkg = spec.split(":", 1)[1]
         if pkg != "efficientnet-lite0":
-            raise ConfigError(f"visual.backbone '{spec}': the only packaged visual backbone is package:efficientnet-lite0")
+            raise ConfigError(
+                f"visual.backbone '{spec}': the only packaged visual backbone is package:efficientnet-lite0"
+            )
         model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         if pretrained:
             model.load_state_dict(lite0_package_state_dict(model), strict=True)
@@ -202,7 +204,9 @@ def create_text_encoder(spec: str, pretrained: bool = True) -> tuple[nn.Module, 
             encoder = AutoModel.from_config(AutoConfig.from_pretrained(where, local_files_only=local_only))
     except OSError as e:
         if local_only:
-            raise ConfigError(f"text.encoder '{spec}': cannot load from {where} ({str(e).splitlines()[0][:160]})") from None
+            raise ConfigError(
+                f"text.encoder '{spec}': cannot load from {where} ({str(e).splitlines()[0][:160]})"
+            ) from None
         raise HubUnavailable(_hub_message(spec, e)) from None
     except Exception as e:  # noqa: BLE001
         raise HubUnavailable(_hub_message(spec, e)) from None

@@ -39,7 +39,9 @@ def test_evaluate_texts_and_classify_stdin(tiny_models):
 def test_classify_video_folder_gives_per_frame_scores(tiny_models):
     from dfmm.data import video_source
 
-    r = dfmm("classify", "video", video_source(tiny_models["cfg"]), "--model", tiny_models["visual"], "--num-frames", "4")
+    r = dfmm(
+        "classify", "video", video_source(tiny_models["cfg"]), "--model", tiny_models["visual"], "--num-frames", "4"
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert len(out) == 2 and all(len(c["frames"]) == 4 for c in out)
@@ -54,7 +56,10 @@ def test_classify_video_folder_gives_per_frame_scores(tiny_models):
         (["evaluate", "--model", "{text}", "--images", "x"], "cannot score images"),
         (["classify", "video", "{visual}", "--model", "{visual}", "--aggregation", "avg"], "unknown aggregation"),
         (["study", "params/demo.yaml", "-p", "visual.epoch=1"], "unknown key 'epoch'"),
-        (["study", "params/compact.yaml", "-p", "data.images=/nowhere/faces"], "image folder not found: /nowhere/faces"),
+        (
+            ["study", "params/compact.yaml", "-p", "data.images=/nowhere/faces"],
+            "image folder not found: /nowhere/faces",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tiny_models, args, needle, tmp_path):

@@ -54,7 +54,10 @@ def test_non_utf8_line(tmp_path):
 
 
 def test_other_scripts_and_huge_texts_load(tmp_path):
-    p = _jsonl(tmp_path / "t.jsonl", [{"text": "这是一个由人类写的句子。", "label": 0}, {"text": "word " * 1_000_000, "label": 1}])
+    p = _jsonl(
+        tmp_path / "t.jsonl",
+        [{"text": "这是一个由人类写的句子。", "label": 0}, {"text": "word " * 1_000_000, "label": 1}],
+    )
     s = load_text_file(p)
     assert s.texts[0].startswith("这是") and len(s.texts[1]) == 1_000_000  # capped before tokenising
 

@@ -63,7 +63,9 @@ def test_video_aggregations(tiny_models):
     r = classify_video(model, clip, num_frames=6, aggregation="mean")
     probs = np.array([f["probability_fake"] for f in r["frames"]])
     assert len(probs) == 6 and r["probability_fake"] == pytest.approx(probs.mean())
-    assert classify_video(model, clip, num_frames=6, aggregation="max")["probability_fake"] == pytest.approx(probs.max())
+    assert classify_video(model, clip, num_frames=6, aggregation="max")["probability_fake"] == pytest.approx(
+        probs.max()
+    )
     with pytest.raises(DataError, match="unknown aggregation 'avg'"):
         classify_video(model, clip, num_frames=6, aggregation="avg")
 

@@ -21,7 +21,9 @@ def test_six_ordered_notebooks():
 def test_notebook_clean_with_parameters_cell(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit notebooks without outputs"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
+        "commit notebooks without outputs"
+    )
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1 and "config_path" in "".join(tagged[0]["source"])
     # thin over dfmm: the first call after the parameters is the shared setup
@@ -50,15 +52,30 @@ def test_environment_yml_agrees_with_requirements():
         if isinstance(d, str) and "=" in d and not d.startswith("python="):
             name, ver = re.split(r"=+", d, maxsplit=1)
             assert pins.get(name.lower()) == ver, f"environment.yml pins {d}, requirements.txt {pins.get(name.lower())}"
-    for must in ("torch", "torchvision", "timm", "transformers", "datasets", "grad-cam", "papermill", "nbconvert",
-                 "jupyterlab", "ipykernel", "scikit-learn", "matplotlib", "seaborn", "tqdm", "accelerate", "av"):
+    for must in (
+        "torch",
+        "torchvision",
+        "timm",
+        "transformers",
+        "datasets",
+        "grad-cam",
+        "papermill",
+        "nbconvert",
+        "jupyterlab",
+        "ipykernel",
+        "scikit-learn",
+        "matplotlib",
+        "seaborn",
+        "tqdm",
+        "accelerate",
+        "av",
+    ):
         assert must in pins, f"{must} is not pinned in requirements.txt"
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
 
 
 def test_pyproject_ranges_admit_the_pins():
     import tomllib
-
     from packaging.requirements import Requirement
 
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]

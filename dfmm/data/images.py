@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile
 
-from dfmm.data.labels import FAKE, REAL, hemg_to_internal, parse_label
+from dfmm.data.labels import FAKE, REAL, hemg_to_internal
 from dfmm.errors import DataError, HubUnavailable
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}

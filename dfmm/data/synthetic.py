@@ -144,7 +144,9 @@ def write_videos(root: str | Path, n: int, size: int, seed: int, frames: int = 4
     return root
 
 
-def write_demo_data(root: str | Path, images: int, texts: int, videos: int, image_size: int, seed: int) -> dict[str, str]:
+def write_demo_data(
+    root: str | Path, images: int, texts: int, videos: int, image_size: int, seed: int
+) -> dict[str, str]:
     """Write all three modalities under ``root`` once; return the data sources for the config."""
     root = Path(root)
     marker = root / "SYNTHETIC.json"

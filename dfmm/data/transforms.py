@@ -13,9 +13,7 @@ import torch
 from torchvision.transforms import v2
 
 
-def image_transform(
-    image_size: int, mean: Sequence[float], std: Sequence[float], augment: str = "none"
-) -> v2.Compose:
+def image_transform(image_size: int, mean: Sequence[float], std: Sequence[float], augment: str = "none") -> v2.Compose:
     to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     norm = v2.Normalize(list(mean), list(std))
     if augment == "none":
