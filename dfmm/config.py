@@ -36,8 +36,9 @@ class Recipe:
     pair_batches: bool = False  # keep a real and its fake (same group) in the same batch
     balanced: bool = False  # balanced sampling of the two classes
     grad_clip: float = 0.0
-    ema: float = 0.0  # exponential moving average of weights (0 = off)
     tta: bool = False  # horizontal-flip test-time augmentation (images only)
+    batch_size: int = 0  # 0 = the branch's batch_size; smaller batches give more updates for the same epochs
+    calibrate: bool = False  # pick the decision threshold on the validation split (max balanced accuracy)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from dfmm.data.batches import (
 from dfmm.data.images import ImageSet
 from dfmm.data.text import TextSet
 from dfmm.data.transforms import image_transform
-from dfmm.metrics import binary_metrics
+from dfmm.metrics import best_threshold, binary_metrics
 from dfmm.train import fit, make_accelerator, predict, sigmoid
 
 
@@ -77,10 +77,18 @@ def _seed_all(seed: int) -> None:
 
 
 def image_loader(
-    images: ImageSet, cfg: Config, mean: Any, std: Any, augment: str, seed: int, train: bool, pairs: bool = False
+    images: ImageSet,
+    cfg: Config,
+    mean: Any,
+    std: Any,
+    augment: str,
+    seed: int,
+    train: bool,
+    pairs: bool = False,
+    batch_size: int = 0,
 ) -> DataLoader:
     ds = ImageDataset(images, image_transform(cfg.visual.image_size, mean, std, augment if train else "none"))
-    bs = cfg.visual.batch_size
+    bs = batch_size or cfg.visual.batch_size
     if train and pairs:
         sampler: Any = GroupBatchSampler(images.groups, bs, seed)
     else:
@@ -105,24 +113,35 @@ def train_visual(
     model, info = build_visual(cfg)
     model = model.to(memory_format=torch.channels_last)
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
-    train = image_loader(splits["train"], cfg, info.mean, info.std, recipe.augment, seed, True, recipe.pair_batches)
+    train = image_loader(
+        splits["train"], cfg, info.mean, info.std, recipe.augment, seed, True, recipe.pair_batches, recipe.batch_size
+    )
     val = image_loader(splits["val"], cfg, info.mean, info.std, "none", seed, False)
     result = fit(model, train, val, recipe, cfg.visual.epochs, accelerator=acc, desc=f"visual {recipe_name}")
     model = acc.unwrap_model(model)
-    preds, scores = {}, {}
+    preds = {}
     for split in ("val", "test"):
         loader = val if split == "val" else image_loader(splits["test"], cfg, info.mean, info.std, "none", seed, False)
         preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}")
-        scores[split] = binary_metrics(preds[split]["labels"], sigmoid(preds[split]["logits"]))
+    threshold, scores = _score(preds, recipe.calibrate)
     ckpt = ""
     if save:
         path = cfg.run_dir / f"visual_{recipe_name}.pt"
-        ckpt = str(save_checkpoint(path, "visual_branch", model.state_dict(), visual_meta(cfg, info, recipe_name)))
+        meta = {**visual_meta(cfg, info, recipe_name), "threshold": threshold}
+        ckpt = str(save_checkpoint(path, "visual_branch", model.state_dict(), meta))
     return BranchRun(
         "visual", recipe_name, seed, result.history, result.best_epoch, scores["val"], scores["test"],
         info.to_dict(), len(splits["train"]), time.perf_counter() - t0, result.skipped, ckpt, preds,
-        {"device": result.device, "mixed_precision": result.mixed_precision},
+        {"device": result.device, "mixed_precision": result.mixed_precision, "threshold": threshold},
     )  # fmt: skip
+
+
+def _score(preds: dict[str, dict[str, np.ndarray]], calibrate: bool) -> tuple[float, dict[str, dict[str, Any]]]:
+    """Metrics for val and test at 0.5, or at the threshold chosen on val (never on test)."""
+    probs = {s: sigmoid(p["logits"]) for s, p in preds.items()}
+    threshold = best_threshold(preds["val"]["labels"], probs["val"]) if calibrate else 0.5
+    scores = {s: {**binary_metrics(preds[s]["labels"], probs[s], threshold), "threshold": threshold} for s in preds}
+    return threshold, scores
 
 
 @torch.no_grad()
@@ -188,8 +207,10 @@ def train_text(
     model, tokenizer, info = build_text(cfg)
     cache = cfg.run_dir / "cache"
     tokens = {s: TokenizedTexts(splits[s], tokenizer, cfg.text.max_length, cache) for s in ("train", "val", "test")}
-    bs = cfg.text.batch_size
-    loaders = {s: text_loader(tokens[s], bs, seed, s == "train") for s in tokens}
+    bs = recipe.batch_size or cfg.text.batch_size
+    loaders = {
+        s: text_loader(tokens[s], bs if s == "train" else cfg.text.batch_size, seed, s == "train") for s in tokens
+    }
     labels = splits["train"].labels
     pos_weight = None
     if recipe.balanced and labels.sum() and (labels == 0).sum():
@@ -201,17 +222,17 @@ def train_text(
     )  # fmt: skip
     model = acc.unwrap_model(model)
     preds = {s: predict(model, loaders[s], acc, desc=f"score {s}") for s in ("val", "test")}
-    scores = {s: binary_metrics(preds[s]["labels"], sigmoid(preds[s]["logits"])) for s in preds}
+    threshold, scores = _score(preds, recipe.calibrate)
     ckpt = ""
     if save:
-        meta = text_meta(cfg, model, tokenizer, info, recipe_name)
+        meta = {**text_meta(cfg, model, tokenizer, info, recipe_name), "threshold": threshold}
         ckpt = str(save_checkpoint(cfg.run_dir / f"text_{recipe_name}.pt", "text_branch", model.state_dict(), meta))
     truncated = {s: tokens[s].truncated() for s in tokens}
     return BranchRun(
         "text", recipe_name, seed, result.history, result.best_epoch, scores["val"], scores["test"],
         info.to_dict(), len(splits["train"]), time.perf_counter() - t0, [], ckpt, preds,
         {"truncated": truncated, "max_length": cfg.text.max_length, "pos_weight": pos_weight,
-         "device": result.device, "mixed_precision": result.mixed_precision},
+         "device": result.device, "mixed_precision": result.mixed_precision, "threshold": threshold},
     )  # fmt: skip
 
 

@@ -51,6 +51,11 @@ class Detector:
     def text_meta(self) -> dict[str, Any]:
         return self.meta.get("text", self.meta) if self.kind == "multimodal_ensemble" else self.meta
 
+    def threshold(self, branch: str) -> float:
+        """The decision threshold on P(fake) that training chose on validation data (0.5 if none)."""
+        meta = self.visual_meta if branch == "visual" else self.text_meta
+        return float(meta.get("threshold", 0.5))
+
     def transform(self) -> Any:
         if self._transform is None:
             vm = self.visual_meta
@@ -116,11 +121,12 @@ def _fusion_weights(model: Detector) -> dict[str, float] | None:
 
 
 def _result(
-    p: float, scores: dict[str, float], model: Detector, timings: dict[str, float], **extra: Any
+    p: float, scores: dict[str, float], model: Detector, timings: dict[str, float], threshold: float = 0.5, **extra: Any
 ) -> dict[str, Any]:
     return {
-        "label": NAMES[int(p >= 0.5)],
+        "label": NAMES[int(p >= threshold)],
         "probability_fake": float(p),
+        "threshold": threshold,
         "scores": scores,
         "fusion_weights": _fusion_weights(model),
         "timings_ms": {k: round(v * 1000, 2) for k, v in timings.items()},
@@ -161,10 +167,11 @@ def classify_image(model: Detector, image: str | Path | Any, return_gradcam: boo
         maps, _ = model.explainer()(x, "predicted")
         b = model.visual_meta["backbone"]
         rgb = denormalise(x, b["mean"], b["std"])[0]
-        extra["gradcam"] = {"heatmap": maps[0], "overlay": overlay(rgb, maps[0]), "explains": NAMES[int(p >= 0.5)]}
+        explains = "fake" if float(logits[0]) >= 0 else "real"
+        extra["gradcam"] = {"heatmap": maps[0], "overlay": overlay(rgb, maps[0]), "explains": explains}
         timings["gradcam"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
-    return _result(p, {"visual": p}, model, timings, **extra)
+    return _result(p, {"visual": p}, model, timings, model.threshold("visual"), **extra)
 
 
 @torch.no_grad()
@@ -193,12 +200,10 @@ def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str
         )
         timings["explain"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
-    out = _result(p, {"text": p}, model, timings, **extra)
-    out["label"] = "fake" if p >= 0.5 else "real"
-    return out
+    return _result(p, {"text": p}, model, timings, model.threshold("text"), **extra)
 
 
-def aggregate(probs: np.ndarray, aggregation: str) -> float:
+def aggregate(probs: np.ndarray, aggregation: str, threshold: float = 0.5) -> float:
     """Per-frame P(fake) to one score: mean, max, median, vote (share of frames called fake) or confidence
     (mean weighted by each frame's distance from 0.5)."""
     if aggregation not in AGGREGATIONS:
@@ -210,9 +215,9 @@ def aggregate(probs: np.ndarray, aggregation: str) -> float:
         return float(probs.max())
     if aggregation == "median":
         return float(np.median(probs))
-    if aggregation == "vote":
-        return float((probs >= 0.5).mean())
-    w = np.abs(probs - 0.5) + 1e-6
+    if aggregation == "vote":  # share of frames called fake; compare it with 0.5
+        return float((probs >= threshold).mean())
+    w = np.abs(probs - threshold) + 1e-6
     return float((w * probs).sum() / w.sum())
 
 
@@ -248,7 +253,8 @@ def classify_video(
         ]
     )
     probs = sigmoid(logits.numpy())
-    p = aggregate(probs, aggregation)
+    threshold = model.threshold("visual")
+    p = aggregate(probs, aggregation, threshold)
     t3 = time.perf_counter()
     per_frame = [
         {"time_s": t, "probability_fake": float(q), **({"face_found": f} if face_crop else {})}
@@ -256,7 +262,7 @@ def classify_video(
     ]
     timings = {"decode": t1 - t0, "preprocess": t2 - t1, "model": t3 - t2, "total": t3 - t0}
     return _result(
-        p, {"visual": p}, model, timings,
+        p, {"visual": p}, model, timings, 0.5 if aggregation == "vote" else threshold,
         aggregation=aggregation, frames=per_frame, video=clip.info,
         faces_found=int(sum(faces)) if face_crop else None,
     )  # fmt: skip
@@ -283,6 +289,10 @@ def classify_multimodal(
         with torch.no_grad():
             fused = model.fusion(lv, lt, fv, ft)
         p = float(sigmoid(fused.numpy())[0])
+        threshold = 0.5  # the fusion is trained on pairs with a plain BCE loss
+        if len(scores) == 1:  # the ensemble fell back to the one branch present
+            threshold = model.threshold(next(iter(scores)))
     else:  # a branch checkpoint: the one score there is
         p = statistics.fmean(scores.values())
-    return _result(p, scores, model, {"total": time.perf_counter() - t0}, modalities=sorted(scores))
+        threshold = model.threshold(next(iter(scores)))
+    return _result(p, scores, model, {"total": time.perf_counter() - t0}, threshold, modalities=sorted(scores))

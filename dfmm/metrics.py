@@ -42,6 +42,25 @@ def binary_metrics(labels: Any, probs: Any, threshold: float = 0.5) -> dict[str,
     }
 
 
+def best_threshold(labels: Any, probs: Any) -> float:
+    """The P(fake) threshold with the best balanced accuracy on (validation) data: midpoints between sorted
+    scores, ties broken toward 0.5. Used only on the validation split; test metrics then use it as given."""
+    y = np.asarray(labels).astype(int).ravel()
+    p = np.asarray(probs, dtype=float).ravel()
+    if len(set(y.tolist())) < 2:
+        return 0.5
+    order = np.argsort(p)
+    ps, ys = p[order], y[order]
+    # predicting fake for p >= t: for t between ps[i-1] and ps[i], items i.. are called fake
+    neg_below = np.concatenate([[0], np.cumsum(ys == 0)])  # true negatives if the cut is before index i
+    pos_above = (ys == 1).sum() - np.concatenate([[0], np.cumsum(ys == 1)])
+    bacc = 0.5 * (neg_below / max((ys == 0).sum(), 1) + pos_above / max((ys == 1).sum(), 1))
+    cuts = np.concatenate([[ps[0] - 1e-6], (ps[1:] + ps[:-1]) / 2, [ps[-1] + 1e-6]])
+    best = np.flatnonzero(bacc >= bacc.max() - 1e-12)
+    t = cuts[best[np.argmin(np.abs(cuts[best] - 0.5))]]
+    return float(np.clip(t, 1e-6, 1 - 1e-6))
+
+
 def mean_std(
     rows: list[dict[str, Any]], keys: tuple[str, ...] = ("accuracy", "balanced_accuracy", "auc", "ap")
 ) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def data_sources(cfg: Config) -> dict[str, str]:
             cfg.run_dir / "synthetic_data",
             d.synthetic_images,
             d.synthetic_texts,
-            d.synthetic_videos,
+            d.synthetic_videos if d.videos == "synthetic" else 0,
             d.synthetic_image_size,
             cfg.study.seed,
         )
