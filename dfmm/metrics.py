@@ -94,15 +94,17 @@ def plot_history(histories: dict[str, list[dict[str, float]]], title: str = "") 
     """Loss and validation accuracy/AUC per epoch, one line per recipe."""
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    for name, hist in histories.items():
+    for i, (name, hist) in enumerate(histories.items()):
         ep = [h["epoch"] for h in hist]
-        axes[0].plot(ep, [h["train_loss"] for h in hist], "o-", label=f"{name} train")
-        axes[0].plot(ep, [h["val_loss"] for h in hist], "s--", label=f"{name} val")
-        axes[1].plot(ep, [h["train_accuracy"] for h in hist], "o-", label=f"{name} train")
-        axes[1].plot(ep, [h["val_accuracy"] for h in hist], "s--", label=f"{name} val")
-        axes[2].plot(ep, [h["val_auc"] for h in hist], "s--", label=f"{name} val")
-    for ax, t in zip(axes, ("loss", "accuracy", "ROC AUC"), strict=True):
+        c = f"C{i}"  # one colour per recipe; solid = train, dashed = validation
+        axes[0].plot(ep, [h["train_loss"] for h in hist], "o-", color=c, label=f"{name} train")
+        axes[0].plot(ep, [h["val_loss"] for h in hist], "s--", color=c, label=f"{name} val")
+        axes[1].plot(ep, [h["train_accuracy"] for h in hist], "o-", color=c, label=f"{name} train")
+        axes[1].plot(ep, [h["val_accuracy"] for h in hist], "s--", color=c, label=f"{name} val")
+        axes[2].plot(ep, [h["val_auc"] for h in hist], "s--", color=c, label=f"{name} val")
+    for ax, t in zip(axes, ("loss", "accuracy (at 0.5)", "ROC AUC"), strict=True):
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(t)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

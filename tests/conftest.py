@@ -22,29 +22,28 @@ def shared(*parts: str) -> Path:
     return p
 
 
+def tiny_overrides(n: int = 48) -> list[str]:
+    """The demo params shrunk to seconds: ``n`` synthetic 64 px faces and texts, 2 clips, one epoch."""
+    return [
+        f"data.synthetic_images={n}",
+        f"data.synthetic_texts={n}",
+        "data.synthetic_videos=2",
+        "data.synthetic_image_size=64",
+        "visual.image_size=64",
+        "visual.epochs=1",
+        "text.epochs=1",
+        "text.max_length=64",
+        "video.num_frames=4",
+    ]
+
+
 @pytest.fixture(scope="session")
 def tiny_cfg(tmp_path_factory):
-    """The demo config shrunk to seconds: 48 synthetic 64 px faces, 48 texts, 2 clips, one epoch."""
     from dfmm.config import load_config
 
     tmp = tmp_path_factory.mktemp("tiny")
-    return load_config(
-        [ROOT / "params" / "demo.yaml"],
-        [
-            "study.name=tiny",
-            f"study.runs_dir={tmp / 'runs'}",
-            f"study.reports_dir={tmp / 'reports'}",
-            "data.synthetic_images=48",
-            "data.synthetic_texts=48",
-            "data.synthetic_videos=2",
-            "data.synthetic_image_size=64",
-            "visual.image_size=64",
-            "visual.epochs=1",
-            "text.epochs=1",
-            "text.max_length=64",
-            "video.num_frames=4",
-        ],
-    )
+    runs = ["study.name=tiny", f"study.runs_dir={tmp / 'runs'}", f"study.reports_dir={tmp / 'reports'}"]
+    return load_config([ROOT / "params" / "demo.yaml"], runs + tiny_overrides())
 
 
 @pytest.fixture(scope="session")

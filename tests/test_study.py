@@ -11,21 +11,9 @@ import pytest
 from dfmm.errors import ConfigError, StudyError
 from dfmm.study import run_study
 
-from .conftest import ROOT
+from .conftest import ROOT, tiny_overrides
 
-TINY = [
-    "data.synthetic_images=64",
-    "data.synthetic_texts=64",
-    "data.synthetic_videos=2",
-    "data.synthetic_image_size=64",
-    "visual.image_size=64",
-    "visual.epochs=1",
-    "text.epochs=1",
-    "text.max_length=64",
-    "video.num_frames=4",
-    "fusion.epochs=20",
-    "visual.gradcam_examples=2",
-]
+TINY = [*tiny_overrides(64), "fusion.epochs=20", "visual.gradcam_examples=2"]
 
 
 @pytest.fixture(scope="module")
