@@ -31,6 +31,7 @@ def visual_meta(cfg: Config, info: BackboneInfo, recipe: str) -> dict[str, Any]:
         "tta": cfg.visual.recipes[recipe].tta if recipe in cfg.visual.recipes else False,
         "config_digest": cfg.digest(),
         "study": cfg.study.name,
+        "config": cfg.to_dict(),
     }
 
 
@@ -60,6 +61,7 @@ def text_meta(cfg: Config, model: TextBranch, tokenizer: Any, info: BackboneInfo
         "recipe": recipe,
         "config_digest": cfg.digest(),
         "study": cfg.study.name,
+        "config": cfg.to_dict(),
     }
 
 

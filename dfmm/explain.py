@@ -41,18 +41,18 @@ class GradCamExplainer:
         self.cam = GradCAM(model=self.model, target_layers=[model.gradcam_layer()])
 
     def __call__(self, images: torch.Tensor, explain: str = "predicted") -> tuple[np.ndarray, np.ndarray]:
-        """(maps in [0, 1] of shape (N, H, W), logits (N,)). ``explain``: predicted | fake | real."""
-        with torch.no_grad():
-            logits = self.model(images).float()
-        if explain == "fake":
-            signs = torch.ones_like(logits)
-        elif explain == "real":
-            signs = -torch.ones_like(logits)
+        """(maps in [0, 1] of shape (N, H, W), logits (N,)). ``explain``: predicted | fake | real.
+
+        "predicted" needs the logits first (one extra forward pass); "fake" / "real" go straight to the CAM.
+        """
+        if explain in ("fake", "real"):
+            signs = [1.0 if explain == "fake" else -1.0] * len(images)
         else:
-            signs = torch.where(logits >= 0, 1.0, -1.0)
-        targets = [LogitTarget(float(s)) for s in signs]
-        maps = self.cam(input_tensor=images, targets=targets)
-        return np.asarray(maps, dtype=np.float32), logits.numpy()
+            with torch.no_grad():
+                signs = torch.where(self.model(images).float() >= 0, 1.0, -1.0).tolist()
+        maps = self.cam(input_tensor=images, targets=[LogitTarget(s) for s in signs])
+        logits = self.cam.outputs.detach().float().numpy() if hasattr(self.cam, "outputs") else None
+        return np.asarray(maps, dtype=np.float32), logits
 
     def close(self) -> None:
         self.cam.activations_and_grads.release()

@@ -105,7 +105,7 @@ def load_model(path: str | Path) -> tuple[Detector, dict[str, Any]]:
         raise CheckpointError(
             f"{path}: checkpoint does not match its own metadata ({str(e).splitlines()[0][:150]})"
         ) from None
-    return det, meta.get("config", meta)
+    return det, meta.get("config", {})
 
 
 def _need(model: Detector, branch: str) -> None:
@@ -140,14 +140,20 @@ def _image_tensor(model: Detector, images: list[Any]) -> torch.Tensor:
     return torch.stack([t(load_image(im)) for im in images]).contiguous(memory_format=torch.channels_last)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _visual_forward(model: Detector, x: torch.Tensor, tta: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (flip-averaged when the recipe used test-time augmentation) and the unflipped features.
+
+    The flipped copy rides in the same batch as the original (one forward pass, not two), kept channels_last.
+    """
+    n = len(x)
+    if tta:
+        x = torch.cat([x, torch.flip(x, dims=[3])]).contiguous(memory_format=torch.channels_last)
     feats = model.visual.features(x)
     logits = model.visual.head(feats).squeeze(1) * model.visual.log_scale.exp()
     if tta:
-        f2 = model.visual.features(torch.flip(x, dims=[3]))
-        logits = 0.5 * (logits + model.visual.head(f2).squeeze(1) * model.visual.log_scale.exp())
-    return logits, feats
+        logits = 0.5 * (logits[:n] + logits[n:])
+    return logits, feats[:n]
 
 
 def classify_image(model: Detector, image: str | Path | Any, return_gradcam: bool = False) -> dict[str, Any]:
@@ -164,7 +170,7 @@ def classify_image(model: Detector, image: str | Path | Any, return_gradcam: boo
         from dfmm.explain import denormalise, overlay
 
         t2 = time.perf_counter()
-        maps, _ = model.explainer()(x, "predicted")
+        maps, _ = model.explainer()(x, "fake" if float(logits[0]) >= 0 else "real")  # no second forward pass
         b = model.visual_meta["backbone"]
         rgb = denormalise(x, b["mean"], b["std"])[0]
         explains = "fake" if float(logits[0]) >= 0 else "real"
@@ -174,7 +180,7 @@ def classify_image(model: Detector, image: str | Path | Any, return_gradcam: boo
     return _result(p, {"visual": p}, model, timings, model.threshold("visual"), **extra)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _text_forward(model: Detector, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
     max_len = model.text_meta.get("max_length", 512)
     enc = model.tokenizer(texts, truncation=True, max_length=max_len, padding=True, return_tensors="pt")
@@ -236,7 +242,8 @@ def classify_video(
     if aggregation not in AGGREGATIONS:
         raise DataError(f"unknown aggregation '{aggregation}'; expected one of {', '.join(AGGREGATIONS)}")
     t0 = time.perf_counter()
-    clip = read_frames(video, num_frames)
+    # without face crops every frame is squashed to image_size anyway: decode straight to twice that size
+    clip = read_frames(video, num_frames, max_side=0 if face_crop else 2 * model.visual_meta["image_size"])
     t1 = time.perf_counter()
     faces = [True] * len(clip.frames)
     frames = clip.frames

@@ -64,8 +64,11 @@ def test_classify_video_folder_gives_per_frame_scores(tiny_models):
 )
 def test_bad_input_is_one_line_exit_2(tiny_models, args, needle, tmp_path):
     args = [a.format(visual=tiny_models["visual"], text=tiny_models["text"]) for a in args]
+    if args[0] == "study":  # a refused study must not write anything, even under runs/
+        args += ["-p", f"study.runs_dir={tmp_path / 'runs'}"]
     r = dfmm(*args)
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [line for line in r.stderr.strip().splitlines() if line.startswith("dfmm: error")]
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert not (ROOT / "reports" / ".compact.partial").exists()
+    assert not (tmp_path / "runs").exists()

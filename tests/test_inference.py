@@ -19,7 +19,8 @@ def _json_ok(result):
 
 def test_branch_checkpoints_classify(tiny_models):
     cfg = tiny_models["cfg"]
-    vis, _ = load_model(tiny_models["visual"])
+    vis, config = load_model(tiny_models["visual"])
+    assert config["study"]["name"] == "tiny" and config["visual"]["image_size"] == 64
     img_path = image_splits(cfg)["test"].sources[0]
     r = classify_image(vis, img_path, return_gradcam=True)
     assert r["label"] in ("real", "fake") and 0 <= r["probability_fake"] <= 1

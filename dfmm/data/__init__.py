@@ -14,6 +14,7 @@ import numpy as np
 from dfmm.data.images import ImageSet, load_images
 from dfmm.data.splits import SPLITS, split_by_group, subset_by_group
 from dfmm.data.text import TextSet, load_texts
+from dfmm.errors import DataError
 
 if TYPE_CHECKING:
     from dfmm.config import Config
@@ -21,10 +22,16 @@ if TYPE_CHECKING:
 __all__ = ["ImageSet", "TextSet", "cross_images", "cross_texts", "data_sources", "image_splits", "text_splits"]
 
 
+_WHAT = {"images": "image folder", "texts": "text file", "videos": "video folder"}
+
+
 def data_sources(cfg: Config) -> dict[str, str]:
     """The config's sources, with ``synthetic`` replaced by the demo data written under the run folder."""
     d = cfg.data
     sources = {"images": d.images, "texts": d.texts, "videos": d.videos}
+    for key, src in sources.items():  # fail on a missing folder before writing any demo data
+        if src and src != "synthetic" and not src.startswith("hub:") and not Path(src).exists():
+            raise DataError(f"{_WHAT[key]} not found: {src} (data.{key})")
     if "synthetic" in sources.values():
         from dfmm.data.synthetic import write_demo_data
 

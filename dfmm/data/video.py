@@ -72,8 +72,12 @@ def video_info(path: str | Path) -> dict[str, Any]:
         container.close()
 
 
-def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0) -> VideoFrames:
-    """``num_frames`` RGB frames spread uniformly over the clip."""
+def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0, max_side: int = 0) -> VideoFrames:
+    """``num_frames`` RGB frames spread uniformly over the clip.
+
+    ``max_side`` > 0 scales frames down (aspect kept) in the same FFmpeg pass that converts them to RGB, which is
+    much cheaper than converting a full 1080p frame and resizing it afterwards.
+    """
     if num_frames < 1:
         raise DataError(f"num_frames must be at least 1, got {num_frames}")
     info = video_info(path)
@@ -105,7 +109,7 @@ def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0) -> Vid
                     continue
                 position = float(frame.pts * tb)
                 if position + half_frame >= target:
-                    arr = frame.to_ndarray(format="rgb24")
+                    arr = frame.to_ndarray(format="rgb24", **_scaled(frame.width, frame.height, max_side))
                     # one decoded frame can serve several targets when the clip has few frames
                     while k < num_frames and position + half_frame >= targets[k] + start:
                         frames.append(arr)
@@ -123,6 +127,13 @@ def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0) -> Vid
     if len(frames) < num_frames:
         raise DataError(f"{path}: could decode only {len(frames)} of {num_frames} frames (corrupt or truncated clip)")
     return VideoFrames(frames, times, info)
+
+
+def _scaled(width: int, height: int, max_side: int) -> dict[str, int]:
+    if max_side <= 0 or max(width, height) <= max_side:
+        return {}
+    f = max_side / max(width, height)
+    return {"width": max(2, round(width * f)), "height": max(2, round(height * f))}
 
 
 class FaceCropper:
