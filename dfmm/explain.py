@@ -55,7 +55,10 @@ class GradCamExplainer:
         return np.asarray(maps, dtype=np.float32), logits
 
     def close(self) -> None:
-        self.cam.activations_and_grads.release()
+        """Remove the hooks now (grad-cam's own finaliser fails when it runs at interpreter shutdown)."""
+        if self.cam is not None:
+            self.cam.activations_and_grads.release()
+            self.cam = None
 
     def __enter__(self) -> GradCamExplainer:
         return self

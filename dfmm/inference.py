@@ -7,6 +7,7 @@ overlays) are the only values that are not JSON-serialisable.
 
 from __future__ import annotations
 
+import atexit
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class Detector:
             from dfmm.explain import GradCamExplainer
 
             self._explainer = GradCamExplainer(self.visual)
+            atexit.register(self._explainer.close)
         return self._explainer
 
     def version(self) -> dict[str, Any]:
