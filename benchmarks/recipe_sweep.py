@@ -36,6 +36,8 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "lr_5e-5": {"lr": 5e-5},
         "lr_2e-4": {"lr": 2e-4},
         "head_x1": {"head_lr_mult": 1.0},
+        "batch_8": {"batch_size": 8},
+        "batch_8_lr_5e-5": {"batch_size": 8, "lr": 5e-5},
     },
 }
 

@@ -1,6 +1,8 @@
 """``dfmm`` command line: a thin face over study, inference and evaluation.
 
     dfmm study PARAMS... [-p key=value ...] [--out reports/NAME]
+    dfmm train visual|text PARAMS... [--recipe NAME] [--seed N] [-p key=value ...]
+    accelerate launch --num_processes 4 -m dfmm.cli train visual PARAMS...   (several GPUs, one shard each)
     dfmm evaluate --model CKPT (--images DIR | --texts FILE.jsonl | --videos DIR)
     dfmm classify image|text|video|multimodal --model CKPT ...
 
@@ -43,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--out", help="report folder (default reports/<study.name>)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    t = sub.add_parser("train", help="train one branch with one recipe, save runs/NAME/BRANCH_RECIPE.pt; print JSON")
+    t.add_argument("branch", choices=["visual", "text"])
+    t.add_argument("params", nargs="+", help="YAML files, merged left to right")
+    t.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--recipe", help="a recipe of the params (default: the branch's report_recipe)")
+    t.add_argument("--seed", type=int, help="default: study.seed")
 
     e = sub.add_parser("evaluate", help="score a checkpoint on a labelled folder or JSONL; print JSON")
     e.add_argument("--model", required=True)
@@ -123,6 +132,30 @@ def cmd_classify(a: argparse.Namespace) -> Any:
     return results[0] if len(results) == 1 else results
 
 
+def cmd_train(a: argparse.Namespace) -> dict[str, Any] | None:
+    """One branch, one recipe, through the same code as the notebooks; under ``accelerate launch`` each process
+    trains on its shard and only the main process saves and prints."""
+    from dfmm.config import load_config
+    from dfmm.data import image_splits, text_splits
+    from dfmm.experiments import train_text, train_visual
+
+    cfg = load_config(a.params, a.overrides)
+    bc = getattr(cfg, a.branch)
+    recipe = a.recipe or bc.report_recipe
+    if recipe not in bc.recipes:
+        raise DfmmError(f"--recipe {recipe}: not among {a.branch}.recipes {sorted(bc.recipes)}")
+    if a.branch == "visual":
+        run = train_visual(cfg, recipe, image_splits(cfg), seed=a.seed)
+    else:
+        run = train_text(cfg, recipe, text_splits(cfg), seed=a.seed)
+    from accelerate import PartialState
+
+    state = PartialState()
+    if not state.is_main_process:
+        return None
+    return {**run.summary(), "processes": state.num_processes}
+
+
 def cmd_evaluate(a: argparse.Namespace) -> dict[str, Any]:
     from dfmm.evaluate import evaluate_images, evaluate_texts, evaluate_videos
     from dfmm.inference import load_model
@@ -144,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             out = run_study(args.params, args.overrides, args.out, quiet=args.quiet)
             print(f"report: {out / 'index.html'}")
             return 0
-        result = cmd_classify(args) if args.command == "classify" else cmd_evaluate(args)
-        print(_json(result))
+        commands = {"classify": cmd_classify, "train": cmd_train, "evaluate": cmd_evaluate}
+        result = commands[args.command](args)
+        if result is not None:
+            print(_json(result))
         return 0
     except DfmmError as e:
         print(f"dfmm: error: {e}", file=sys.stderr)

@@ -125,7 +125,7 @@ def train_visual(
         preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}")
     threshold, scores = _score(preds, recipe.calibrate)
     ckpt = ""
-    if save:
+    if save and acc.is_main_process:
         path = cfg.run_dir / f"visual_{recipe_name}.pt"
         meta = {**visual_meta(cfg, info, recipe_name), "threshold": threshold}
         ckpt = str(save_checkpoint(path, "visual_branch", model.state_dict(), meta))
@@ -224,7 +224,7 @@ def train_text(
     preds = {s: predict(model, loaders[s], acc, desc=f"score {s}") for s in ("val", "test")}
     threshold, scores = _score(preds, recipe.calibrate)
     ckpt = ""
-    if save:
+    if save and acc.is_main_process:
         meta = {**text_meta(cfg, model, tokenizer, info, recipe_name), "threshold": threshold}
         ckpt = str(save_checkpoint(cfg.run_dir / f"text_{recipe_name}.pt", "text_branch", model.state_dict(), meta))
     truncated = {s: tokens[s].truncated() for s in tokens}

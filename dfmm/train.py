@@ -4,6 +4,10 @@ The same code runs on a CPU, one GPU, or several GPUs under ``accelerate launch`
 on GPU by default). A recipe (``dfmm.config.Recipe``) decides the optimiser, learning-rate groups, schedule and
 loss; the loop decides nothing. Each epoch is validated, the best epoch (validation ROC AUC) is kept, and early
 stopping is optional. Same seed, same data -> the same metrics on CPU.
+
+Under ``accelerate launch`` with N processes each process trains on every N-th batch (``shard_for_processes``),
+gradients are averaged by DDP (so the effective batch is N x the recipe's batch), and every process validates on
+the whole validation split, so all of them pick the same best epoch without a gather.
 """
 
 from __future__ import annotations
@@ -136,6 +140,31 @@ def _to(inputs: Any, device: torch.device) -> Any:
     return inputs.to(device, non_blocking=True)
 
 
+def shard_for_processes(loader: Any, accelerator: Any) -> Any:
+    """The training loader of this process under ``accelerate launch``: a disjoint share of every epoch's batches.
+
+    Our own batch samplers (pairs, length buckets) are kept and wrapped, rather than handing the loader to
+    ``accelerator.prepare`` (which would re-batch it). With one process the loader is returned as it is.
+    """
+    world = accelerator.num_processes
+    if world <= 1:
+        return loader
+    from torch.utils.data import DataLoader
+
+    from dfmm.data.batches import ShardedBatchSampler
+
+    if len(loader.batch_sampler) < world:
+        raise ValueError(f"{len(loader.batch_sampler)} training batches cannot feed {world} processes")
+    return DataLoader(
+        loader.dataset,
+        batch_sampler=ShardedBatchSampler(loader.batch_sampler, accelerator.process_index, world),
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+        persistent_workers=loader.persistent_workers,
+        pin_memory=loader.pin_memory,
+    )
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
@@ -155,6 +184,7 @@ def fit(
 ) -> TrainResult:
     """Train ``model`` for ``epochs``; keep the weights of the best validation epoch (ROC AUC)."""
     accelerator = accelerator or make_accelerator()
+    train_loader = shard_for_processes(train_loader, accelerator)
     optimizer = make_optimizer(model, recipe)
     total = epochs * len(train_loader)
     schedule = make_schedule(optimizer, recipe, total)
@@ -197,6 +227,7 @@ def fit(
         )
         row = {
             "epoch": epoch,
+            "train_items": seen,  # this process's share under accelerate launch
             "train_loss": loss_sum / max(seen, 1),
             "train_accuracy": correct / max(seen, 1),
             "val_loss": val_loss,

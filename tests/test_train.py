@@ -71,3 +71,50 @@ def test_balanced_loss_and_smoothing():
 def test_tfidf_floor_on_synthetic_texts(tiny_cfg):
     out = tfidf_baseline(text_splits(tiny_cfg))
     assert out["val"]["auc"] > 0.9 and out["train_size"] > 0
+
+
+def test_batch_shards_are_disjoint_and_even():
+    from dfmm.data.batches import ShardedBatchSampler, ShuffledBatchSampler
+
+    def shards(world):
+        out = []
+        for rank in range(world):
+            inner = ShuffledBatchSampler(50, 4, seed=3)  # 13 batches; each process builds its own, same seed
+            out.append([b for _ in range(2) for b in ShardedBatchSampler(inner, rank, world)])  # two epochs
+        return out
+
+    single = ShuffledBatchSampler(50, 4, seed=3)
+    whole = [b for _ in range(2) for b in single]
+    a, b = shards(2)
+    assert len(a) == len(b) == 12  # 6 per epoch: the 13th batch is dropped so both ranks step together
+    flat = [tuple(x) for x in a + b]
+    assert len(set(flat)) == len(flat)  # no batch trained twice in a step
+    assert {tuple(x) for x in whole[:12] + whole[13:25]} == set(flat)
+    with pytest.raises(ValueError, match="rank 2"):
+        ShardedBatchSampler(ShuffledBatchSampler(8, 4, seed=0), 2, 2)
+
+
+def test_two_processes_train_disjoint_shards_and_save_once(tmp_path):
+    """`accelerate launch` / torchrun with 2 CPU processes (gloo): half the batches each, one checkpoint, one JSON."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .conftest import ROOT, tiny_overrides
+
+    args = ["train", "visual", ROOT / "params" / "demo.yaml", "--recipe", "card",
+            "-p", f"study.runs_dir={tmp_path}", "-p", "study.name=ddp", "-p", "visual.batch_size=4",
+            *[x for o in tiny_overrides(32) for x in ("-p", o)]]  # fmt: skip
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "dfmm.cli", *map(str, args)], capture_output=True, text=True,
+                         env=env, timeout=600)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dfmm.cli"]
+    two = subprocess.run([*launch, *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    r1, r2 = json.loads(one.stdout), json.loads(two.stdout)  # exactly one JSON object: only rank 0 prints
+    assert r1["processes"] == 1 and r2["processes"] == 2
+    items1, items2 = r1["history"][0]["train_items"], r2["history"][0]["train_items"]
+    assert items2 < items1 and abs(2 * items2 - items1) <= 2 * 4  # each rank saw half (one tail batch dropped)
+    assert Path(r2["checkpoint"]).is_file() and r2["val"]["n"] == r1["val"]["n"]

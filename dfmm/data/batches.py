@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,30 @@ class ShuffledBatchSampler(Sampler[list[int]]):
         return max(1, -(-self.n // self.batch_size))
 
 
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Process ``rank`` of ``world`` takes every ``world``-th batch of ``inner`` (one data-parallel shard).
+
+    Every process builds the same inner sampler with the same seed, so all see one batch order and the shards
+    are disjoint. Each process gets ``len(inner) // world`` batches (the tail is dropped), so no process waits
+    for a gradient all-reduce that another never starts.
+    """
+
+    def __init__(self, inner: Sampler[list[int]], rank: int, world: int) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside 0..{world - 1}")
+        self.inner, self.rank, self.world = inner, rank, world
+
+    def __iter__(self):
+        for k, batch in enumerate(self.inner):
+            if k >= len(self) * self.world:
+                break
+            if k % self.world == self.rank:
+                yield batch
+
+    def __len__(self) -> int:
+        return len(self.inner) // self.world
+
+
 # ---------------------------------------------------------------------------------------------------- texts
 class TokenizedTexts(Dataset):
     """Token ids of every text, computed once (and cached on disk per run when ``cache_dir`` is given)."""
@@ -136,7 +161,7 @@ class TokenizedTexts(Dataset):
             self.ids = [torch.tensor(self._truncate(e, tokenizer), dtype=torch.long) for e in enc]
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(".tmp")
+                tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # processes of one launch write in parallel
                 torch.save({"ids": self.ids, "full_lengths": torch.tensor(self.full_lengths)}, tmp)
                 tmp.replace(cache)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
