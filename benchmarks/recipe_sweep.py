@@ -29,6 +29,9 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "no_smoothing": {"label_smoothing": 0.0},
         "lr_3e-4": {"lr": 3e-4},
         "lr_2e-3": {"lr": 2e-3},
+        "batch_8": {"batch_size": 8},
+        "freeze_bn": {"freeze_norm": True},
+        "pair_loss": {"pair_loss": 1.0},
     },
     "text": {
         "card": {},

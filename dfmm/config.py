@@ -39,6 +39,8 @@ class Recipe:
     tta: bool = False  # horizontal-flip test-time augmentation (images only)
     batch_size: int = 0  # 0 = the branch's batch_size; smaller batches give more updates for the same epochs
     calibrate: bool = False  # pick the decision threshold on the validation split (max balanced accuracy)
+    freeze_norm: bool = False  # batch-norm layers keep their pretrained statistics while training
+    pair_loss: float = 0.0  # weight of a ranking loss: each fake above the real it was made from (pair batches)
 
 
 @dataclass

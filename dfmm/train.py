@@ -99,6 +99,20 @@ def bce_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float, pos_w
     return F.binary_cross_entropy_with_logits(logits.float(), target.float(), weight=weight)
 
 
+def pair_ranking_loss(logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Mean softplus(real - fake) over (fake, real) pairs of one group in the batch; 0 when there are none.
+
+    A DFDC fake and the real video it was made from share scene, pose and lighting: ranking the fake above its
+    own real isolates the manipulation, the cue the detector must learn (a logistic pairwise ranking loss).
+    """
+    same = groups.view(-1, 1) == groups.view(1, -1)
+    pairs = same & (labels.view(-1, 1) > 0.5) & (labels.view(1, -1) < 0.5)  # rows fake, columns real
+    if not bool(pairs.any()):
+        return logits.float().sum() * 0.0
+    diff = logits.float().view(-1, 1) - logits.float().view(1, -1)
+    return F.softplus(-diff[pairs]).mean()
+
+
 def _call(model: nn.Module, inputs: Any) -> torch.Tensor:
     return model(**inputs) if isinstance(inputs, dict) else model(inputs)
 
@@ -193,6 +207,10 @@ def fit(
     stale = 0
     for epoch in range(1, epochs + 1):
         model.train()
+        if recipe.freeze_norm:  # small data, small batches: batch statistics are noisier than ImageNet's
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         t0 = time.perf_counter()
         seen, loss_sum, correct = 0, 0.0, 0
         bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False, mininterval=10, disable=None)
@@ -205,6 +223,9 @@ def fit(
             with accelerator.autocast():
                 logits = _call(model, inputs)
                 loss = bce_loss(logits, labels, recipe.label_smoothing, pos_weight)
+                if recipe.pair_loss > 0 and batch.get("groups") is not None:
+                    groups = batch["groups"].to(accelerator.device)
+                    loss = loss + recipe.pair_loss * pair_ranking_loss(logits, labels, groups)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if recipe.grad_clip > 0:

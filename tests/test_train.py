@@ -118,3 +118,43 @@ def test_two_processes_train_disjoint_shards_and_save_once(tmp_path):
     items1, items2 = r1["history"][0]["train_items"], r2["history"][0]["train_items"]
     assert items2 < items1 and abs(2 * items2 - items1) <= 2 * 4  # each rank saw half (one tail batch dropped)
     assert Path(r2["checkpoint"]).is_file() and r2["val"]["n"] == r1["val"]["n"]
+
+
+def test_freeze_norm_keeps_batchnorm_statistics():
+    from torch import nn
+
+    from dfmm.train import fit
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(3)
+            self.head = nn.Linear(3, 1)
+
+        def head_parameters(self):
+            return list(self.head.parameters())
+
+        def forward(self, x):
+            return self.head(self.bn(x)).squeeze(1)
+
+    g = torch.Generator().manual_seed(0)
+    batches = [{"inputs": torch.randn(8, 3, generator=g) * 5 + 2, "labels": torch.tensor([0.0, 1.0] * 4),
+                "index": torch.arange(8) + 8 * k, "skipped": []} for k in range(3)]  # fmt: skip
+    for freeze, moved in ((True, False), (False, True)):
+        model = Tiny()
+        fit(model, batches, batches, Recipe(freeze_norm=freeze), epochs=1)
+        assert bool(model.bn.running_mean.abs().sum() > 0.1) is moved
+        assert model.bn.weight.requires_grad  # frozen statistics, not frozen affine weights
+
+
+def test_pair_ranking_loss_counts_only_fake_real_pairs_of_one_group():
+    from dfmm.train import pair_ranking_loss
+
+    logits = torch.tensor([2.0, -1.0, 0.5, 3.0])
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    groups = torch.tensor([7, 7, 9, 8])  # one pair (0 fake, 1 real); item 2 and 3 have no partner
+    expected = torch.nn.functional.softplus(torch.tensor(-(2.0 - (-1.0))))
+    assert torch.isclose(pair_ranking_loss(logits, labels, groups), expected)
+    assert float(pair_ranking_loss(logits, labels, torch.tensor([1, 2, 3, 4]))) == 0.0
+    worse = pair_ranking_loss(torch.tensor([-1.0, 2.0, 0.5, 3.0]), labels, groups)
+    assert float(worse) > float(expected)  # a fake scored below its own real costs more

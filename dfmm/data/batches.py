@@ -32,6 +32,8 @@ class ImageDataset(Dataset):
     def __init__(self, images: ImageSet, transform: Any) -> None:
         self.images = images
         self.transform = transform
+        ids: dict[str, int] = {}
+        self.group_ids = [ids.setdefault(g, len(ids)) for g in images.groups]  # for the pair loss
 
     def __len__(self) -> int:
         return len(self.images)
@@ -42,7 +44,8 @@ class ImageDataset(Dataset):
             img = load_image(self.images.sources[i], name)
         except DataError as e:
             return {"error": str(e), "index": i}
-        return {"inputs": self.transform(img), "label": int(self.images.labels[i]), "index": i}
+        label = int(self.images.labels[i])
+        return {"inputs": self.transform(img), "label": label, "index": i, "group": self.group_ids[i]}
 
 
 def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -56,6 +59,7 @@ def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
         "inputs": torch.stack([it["inputs"] for it in good]).contiguous(memory_format=torch.channels_last),
         "labels": torch.tensor([it["label"] for it in good], dtype=torch.float32),
         "index": torch.tensor([it["index"] for it in good]),
+        "groups": torch.tensor([it["group"] for it in good]),
         "skipped": errors,
     }
 
