@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dfmm.data.batches import ImageDataset, collate_images
@@ -159,3 +160,22 @@ def test_real_dfdc_folder_reads_pairs():
     assert s.counts() == {"real": 8000, "fake": 8000}
     assert len(set(s.groups)) == 8000  # each real and its fake share a pair_group
     assert load_image(s.sources[0]).size == (224, 224)
+
+
+def test_color_jitter_is_a_bounded_colour_change():
+    from dfmm.data.transforms import ColorJitter
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 16, 16)
+    assert torch.allclose(ColorJitter(0, 0, 0, 0)(x.clone()), x, atol=1e-5)  # zero ranges: identity
+    grey = torch.full((3, 8, 8), 0.4)
+    out = ColorJitter(0, 0, 0.5, 0.5)(grey)  # hue and saturation move chroma only: grey stays grey
+    assert torch.allclose(out, grey, atol=1e-5)
+    ys = [ColorJitter(0.2, 0.2, 0.2, 0.05)(x.clone()) for _ in range(20)]
+    assert all(y.shape == x.shape and y.min() >= 0 and y.max() <= 1 for y in ys)
+    diffs = [float((y - x).abs().mean()) for y in ys]
+    assert 0 < min(diffs) and max(diffs) < 0.25  # random, and a jitter, not a different image
+    half = ColorJitter(0, 0, 0, 0.5)  # hue rotated by up to half a turn: red turns into cyan-ish at 180 degrees
+    red = torch.zeros(3, 2, 2)
+    red[0] = 0.8
+    assert any(float(half(red)[0].mean()) < 0.6 for _ in range(20))

@@ -7,10 +7,41 @@ JPEG-like blur levels, grayscale) and is what the ``improved`` recipe uses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torchvision.transforms import v2
+
+# RGB <-> YIQ: hue is a rotation of the (I, Q) chroma plane, saturation its length
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_RGB = torch.linalg.inv(_YIQ)
+_GREY = torch.tensor([0.299, 0.587, 0.114])
+
+
+class ColorJitter(torch.nn.Module):
+    """Brightness, saturation and hue as one 3x3 colour matrix (YIQ), then contrast, on float images in [0, 1].
+
+    The same factor ranges as ``torchvision``'s ColorJitter; hue is a rotation of the YIQ chroma plane instead of
+    an HSV round trip. About 5x cheaper per image on a CPU core (7.9 -> 1.6 ms for 224 px,
+    ``benchmarks/augment_cost.py``), which matters because data-loader workers feed a GPU at thousands of
+    images per second.
+    """
+
+    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float) -> None:
+        super().__init__()
+        self.b, self.c, self.s, self.h = brightness, contrast, saturation, hue
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = torch.rand(4) * 2 - 1
+        bright, contrast, sat = 1 + r[0] * self.b, 1 + r[1] * self.c, 1 + r[2] * self.s
+        theta = float(r[3]) * self.h * 2 * math.pi
+        cos, sin = math.cos(theta), math.sin(theta)
+        chroma = torch.tensor([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]]) * torch.tensor([1.0, sat, sat])
+        matrix = bright * (_RGB @ chroma @ _YIQ)
+        y = (matrix @ x.reshape(3, -1)).reshape(x.shape)
+        grey = (_GREY @ y.reshape(3, -1)).mean()
+        return ((y - grey) * contrast + grey).clamp_(0.0, 1.0)
 
 
 def image_transform(image_size: int, mean: Sequence[float], std: Sequence[float], augment: str = "none") -> v2.Compose:
@@ -24,9 +55,9 @@ def image_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
                 v2.Resize((image_size, image_size), antialias=True),
                 v2.RandomHorizontalFlip(),
                 v2.RandomRotation(10),
-                v2.ColorJitter(0.2, 0.2, 0.2, 0.05),
                 v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 2.0))], p=0.3),
                 *to_tensor,
+                ColorJitter(0.2, 0.2, 0.2, 0.05),
                 norm,
                 v2.RandomErasing(p=0.25),
             ]
@@ -37,10 +68,10 @@ def image_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
                 v2.RandomResizedCrop(image_size, scale=(0.7, 1.0), ratio=(0.9, 1.1), antialias=True),
                 v2.RandomHorizontalFlip(),
                 v2.RandomRotation(8),
-                v2.ColorJitter(0.3, 0.3, 0.3, 0.05),
                 v2.RandomGrayscale(p=0.05),
                 v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.2),
                 *to_tensor,
+                ColorJitter(0.3, 0.3, 0.3, 0.05),
                 norm,
                 v2.RandomErasing(p=0.3, scale=(0.02, 0.15)),
             ]
