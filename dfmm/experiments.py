@@ -141,6 +141,10 @@ def _score(preds: dict[str, dict[str, np.ndarray]], calibrate: bool) -> tuple[fl
     probs = {s: sigmoid(p["logits"]) for s, p in preds.items()}
     threshold = best_threshold(preds["val"]["labels"], probs["val"]) if calibrate else 0.5
     scores = {s: {**binary_metrics(preds[s]["labels"], probs[s], threshold), "threshold": threshold} for s in preds}
+    if calibrate:  # val accuracy at a threshold picked on val is optimistic: keep the uncalibrated figures too
+        for s in preds:
+            at_half = binary_metrics(preds[s]["labels"], probs[s], 0.5)
+            scores[s]["at_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy")}
     return threshold, scores
 
 
