@@ -91,6 +91,7 @@ class VisualConfig:
     seeds: int = 1  # train each recipe with seeds study.seed, study.seed + 1, ...; report mean and std
     linear_probe: bool = True
     gradcam_examples: int = 8
+    speed_check_steps: int = 0  # notebook 02 times this many batches of our loop vs a plain loop (0 = skip)
 
 
 @dataclass
@@ -105,6 +106,7 @@ class TextConfig:
     report_recipe: str = "improved"
     seeds: int = 1
     tfidf_baseline: bool = True
+    speed_check_texts: int = 0  # notebook 03 times bucketed vs fixed-padding training on this many texts (0 = skip)
 
 
 @dataclass

@@ -45,6 +45,15 @@ def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any
     return rows
 
 
+def target_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(branch, target, measured, met, how) for the report, from ``metrics["targets"]``."""
+    out = []
+    for t in metrics.get("targets", []):
+        met = {True: "yes", False: "NO", None: "not measured"}[t["met"]]
+        out.append((t["branch"], t["target"], _fmt(t["measured"]) if t["measured"] is not None else "–", met, t["how"]))
+    return out
+
+
 def _backbones(metrics: dict[str, Any]) -> list[str]:
     out = []
     for branch in ("visual", "text"):
@@ -72,6 +81,16 @@ def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path
         for m, d, r in headline_rows(metrics)
     )
     backbones = "".join(f"<li>{html.escape(b)}</li>" for b in _backbones(metrics))
+    targets = ""
+    if metrics.get("targets"):
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in target_rows(metrics)
+        )
+        targets = (
+            "<h2>Targets (set on this data with these backbones)</h2>"
+            "<table><tr><th>branch</th><th>target</th><th>measured</th><th>met</th><th>how</th></tr>"
+            f"{body}</table>"
+        )
     env = metrics.get("environment", {})
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>dfmm study: {html.escape(cfg.study.name)}</title>
@@ -88,6 +107,7 @@ td:first-child,td:nth-child(2){{text-align:left}}</style></head><body>
 <h2>Headline numbers</h2>
 <table><tr><th>model</th><th>data</th><th>n</th><th>accuracy</th><th>balanced acc.</th><th>ROC AUC</th><th>AP</th></tr>
 {table}</table>
+{targets}
 <p>Files: <a href="metrics.json">metrics.json</a> · <a href="DATA_CARD.md">DATA_CARD.md</a> ·
 <a href="config.json">config.json</a></p>
 </body></html>
@@ -137,7 +157,8 @@ def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
                 f"- {branch} recipe `{rname}`: {r.optimizer}, lr {r.lr:g} (head x{r.head_lr_mult:g}), weight decay "
                 f"{r.weight_decay:g}, {r.schedule} schedule, warm-up {r.warmup_fraction:.0%}, label smoothing "
                 f"{r.label_smoothing:g}, augmentation {r.augment}, pair batches {r.pair_batches}, balanced {r.balanced}, "
-                f"TTA {r.tta}; {bc.epochs} epochs, batch {bc.batch_size}"
+                f"TTA {r.tta}, threshold from validation {r.calibrate}, frozen batch-norm statistics "
+                f"{r.freeze_norm}, pair loss {r.pair_loss:g}; {bc.epochs} epochs, batch {r.batch_size or bc.batch_size}"
             )
     lines += [
         "",
@@ -149,6 +170,9 @@ def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
     for m, d, r in headline_rows(metrics):
         vals = " | ".join(_fmt(r.get(k, float("nan"))) for k in ("n", "accuracy", "balanced_accuracy", "auc", "ap"))
         lines.append(f"| {m} | {d} | {vals} |")
+    if metrics.get("targets"):
+        lines += ["", "## Targets", "", "| branch | target | measured | met | how |", "|---|---|---|---|---|"]
+        lines += [f"| {' | '.join(row)} |" for row in target_rows(metrics)]
     fusion = metrics.get("fusion", {})
     if fusion.get("weights"):
         lines += ["", f"Fusion weights (visual, text): {fusion['weights']}; pair rule `{fusion.get('pair_rule')}`."]

@@ -201,6 +201,9 @@ def run_study(
             timings[book.stem] = round(time.perf_counter() - t0, 1)
             export_html(executed, staging / f"{book.stem}.html")
         metrics = merge_metrics(cfg, metrics_dir, sizes, timings, time.time() - started)
+        from dfmm.targets import check_targets
+
+        metrics["targets"] = check_targets(cfg, metrics)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
         from dfmm.report import write_data_card, write_index
 

@@ -158,3 +158,16 @@ def test_pair_ranking_loss_counts_only_fake_real_pairs_of_one_group():
     assert float(pair_ranking_loss(logits, labels, torch.tensor([1, 2, 3, 4]))) == 0.0
     worse = pair_ranking_loss(torch.tensor([-1.0, 2.0, 0.5, 3.0]), labels, groups)
     assert float(worse) > float(expected)  # a fake scored below its own real costs more
+
+
+def test_speed_checks_report_ratios(tiny_cfg):
+    """The notebooks' speed checks run on any data (here tiny synthetic) and return consistent ratios."""
+    from dfmm.branches import build_text, build_visual
+    from dfmm.speed import text_loop_ratio, visual_loop_ratio
+
+    v = visual_loop_ratio(image_splits(tiny_cfg)["train"], lambda: build_visual(tiny_cfg)[0], batch=8, steps=2, size=64)
+    assert v["plain_img_s"] > 0 and v["ours_img_s"] > 0
+    assert abs(v["ratio"] - v["ours_img_s"] / v["plain_img_s"]) < 0.01
+    t = text_loop_ratio(text_splits(tiny_cfg)["train"], lambda: build_text(tiny_cfg)[:2], n=16, batch=8, max_length=64)
+    assert t["n"] == 16 and t["fixed_samples_s"] > 0 and t["ratio_dynamic_random"] > 0
+    assert abs(t["ratio"] - t["ours_bucketed_samples_s"] / t["fixed_samples_s"]) < 0.01
