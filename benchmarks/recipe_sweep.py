@@ -1,10 +1,11 @@
 """How the `improved` recipes were chosen: recipe variants x seeds at one budget, one table of metrics.
 
     python benchmarks/recipe_sweep.py visual params/compact.yaml params/sources/local.yaml --seeds 3 \
-        [--only card,improved,no_pairs] [-p key=value ...] [--out sweep.jsonl]
+        [--only card,improved,no_pairs] [--first-seed 1] [-p key=value ...] [--out sweep.jsonl]
 
 Every variant except `card` starts from the params' `improved` recipe and changes the fields listed in
-VARIANTS. Runs on whatever device `study.device` picks; on a GPU a compact sweep takes minutes.
+VARIANTS. Training seeds are study.seed + first-seed, ...; the splits and budget subsets follow study.seed alone, so
+keep it fixed when adding seeds to a sweep. Runs on whatever device `study.device` picks; on a GPU a compact sweep takes minutes.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main() -> None:
     ap.add_argument("params", nargs="+")
     ap.add_argument("-p", dest="overrides", action="append", default=[])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="training seeds study.seed + first ... (splits stay)")
     ap.add_argument("--only", default="")
     ap.add_argument("--out", default="")
     ap.add_argument("--save", action="store_true", help="keep each variant's first-seed checkpoint")
@@ -65,7 +67,7 @@ def main() -> None:
         if name != "card":
             bc.recipes[name] = dataclasses.replace(bc.recipes["improved"], **VARIANTS[a.branch][name])
         rows = []
-        for s in range(a.seeds):
+        for s in range(a.first_seed, a.first_seed + a.seeds):
             t0 = time.perf_counter()
             run = train(cfg, name, splits, seed=cfg.study.seed + s, save=a.save and s == 0)
             row = {
