@@ -94,8 +94,11 @@ def test_batch_shards_are_disjoint_and_even():
         ShardedBatchSampler(ShuffledBatchSampler(8, 4, seed=0), 2, 2)
 
 
-def test_two_processes_train_disjoint_shards_and_save_once(tmp_path):
-    """`accelerate launch` / torchrun with 2 CPU processes (gloo): half the batches each, one checkpoint, one JSON."""
+@pytest.mark.parametrize("branch", ["visual", "text"])
+def test_two_processes_train_disjoint_shards_and_save_once(tmp_path, branch):
+    """`accelerate launch` / torchrun with 2 CPU processes (gloo): half the batches each, one checkpoint, one JSON.
+
+    For text this also proves DDP accepts the encoder (its unused [CLS] pooler must not be trainable)."""
     import json
     import subprocess
     import sys
@@ -103,8 +106,8 @@ def test_two_processes_train_disjoint_shards_and_save_once(tmp_path):
 
     from .conftest import ROOT, tiny_overrides
 
-    args = ["train", "visual", ROOT / "params" / "demo.yaml", "--recipe", "card",
-            "-p", f"study.runs_dir={tmp_path}", "-p", "study.name=ddp", "-p", "visual.batch_size=4",
+    args = ["train", branch, ROOT / "params" / "demo.yaml", "--recipe", "card",
+            "-p", f"study.runs_dir={tmp_path}", "-p", "study.name=ddp", "-p", f"{branch}.batch_size=4",
             *[x for o in tiny_overrides(32) for x in ("-p", o)]]  # fmt: skip
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "dfmm.cli", *map(str, args)], capture_output=True, text=True,

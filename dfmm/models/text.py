@@ -20,6 +20,9 @@ class TextBranch(nn.Module):
     def __init__(self, encoder: nn.Module, hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__()
         self.encoder = encoder
+        pooler = getattr(encoder, "pooler", None)
+        if pooler is not None:  # BERT/RoBERTa's [CLS] pooler: mean pooling never uses it, and DDP (accelerate
+            pooler.requires_grad_(False)  # launch) refuses trainable parameters that get no gradient
         self.feature_dim = int(encoder.config.hidden_size)
         self.head = nn.Sequential(
             nn.Dropout(dropout),
