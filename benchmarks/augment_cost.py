@@ -18,7 +18,7 @@ import torch
 from torchvision.transforms import v2
 
 from dfmm.data.images import load_image, load_image_folder
-from dfmm.data.transforms import image_transform
+from dfmm.data.transforms import ColorJitter, image_transform
 
 
 def torchvision_card(size: int, mean: list[float], std: list[float]) -> v2.Compose:
@@ -46,6 +46,7 @@ def main() -> None:
     mean = std = [0.5, 0.5, 0.5]
     pipelines = {
         "none": image_transform(a.size, mean, std, "none"),
+        "flip": image_transform(a.size, mean, std, "flip"),
         "card (torchvision ColorJitter)": torchvision_card(a.size, mean, std),
         "card": image_transform(a.size, mean, std, "card"),
         "strong": image_transform(a.size, mean, std, "strong"),
@@ -57,7 +58,19 @@ def main() -> None:
             for src in sources:
                 tf(load_image(src))
             times[name].append((time.perf_counter() - t0) * 1000 / len(sources))
+    # colour jitter alone, on the same float image: our colour matrix vs torchvision's HSV round trip
+    x = v2.ToDtype(torch.float32, scale=True)(v2.ToImage()(v2.Resize((a.size, a.size))(load_image(sources[0]))))
+    jitters = {"ours": ColorJitter(0.2, 0.2, 0.2, 0.05), "torchvision": v2.ColorJitter(0.2, 0.2, 0.2, 0.05)}
+    jitter_ms: dict[str, list[float]] = {k: [] for k in jitters}
+    for _ in range(a.rounds):
+        for name, jitter in jitters.items():
+            t0 = time.perf_counter()
+            for _ in range(a.n):
+                jitter(x)
+            jitter_ms[name].append((time.perf_counter() - t0) * 1000 / a.n)
     out = {"images": len(sources), "size": a.size, "rounds": a.rounds}
+    out["color_jitter_ms"] = {k: round(float(np.median(v)), 2) for k, v in jitter_ms.items()}
+    out["color_jitter_speedup"] = round(out["color_jitter_ms"]["torchvision"] / out["color_jitter_ms"]["ours"], 2)
     for name, ts in times.items():
         ms = float(np.median(ts))
         out[name] = {"ms_per_image": round(ms, 2), f"images_per_s_{a.workers}_workers": round(a.workers * 1000 / ms)}

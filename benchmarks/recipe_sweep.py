@@ -33,6 +33,8 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "batch_8": {"batch_size": 8},
         "freeze_bn": {"freeze_norm": True},
         "pair_loss": {"pair_loss": 1.0},
+        "flip_augment": {"augment": "flip"},
+        "no_augment": {"augment": "none"},
     },
     "text": {
         "card": {},

@@ -32,7 +32,7 @@ class Recipe:
     schedule: str = "constant"  # constant | cosine
     warmup_fraction: float = 0.0  # of all steps
     label_smoothing: float = 0.0
-    augment: str = "card"  # none | card | strong
+    augment: str = "card"  # none | flip | card | strong
     pair_batches: bool = False  # keep a real and its fake (same group) in the same batch
     balanced: bool = False  # balanced sampling of the two classes
     grad_clip: float = 0.0
@@ -41,6 +41,7 @@ class Recipe:
     calibrate: bool = False  # pick the decision threshold on the validation split (max balanced accuracy)
     freeze_norm: bool = False  # batch-norm layers keep their pretrained statistics while training
     pair_loss: float = 0.0  # weight of a ranking loss: each fake above the real it was made from (pair batches)
+    seeds: int = 0  # 0 = the branch's seeds; e.g. 3 for the recipe whose targets are a mean over seeds
 
 
 @dataclass
@@ -268,7 +269,7 @@ _CHOICES = {
 _RECIPE_CHOICES = {
     "optimizer": {"adam", "adamw"},
     "schedule": {"constant", "cosine"},
-    "augment": {"none", "card", "strong"},
+    "augment": {"none", "flip", "card", "strong"},
 }
 
 

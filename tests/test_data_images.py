@@ -154,6 +154,16 @@ def test_transforms_normalise_as_the_backbone_expects():
         assert image_transform(224, (0.5,) * 3, (0.5,) * 3, aug)(img).shape == (3, 224, 224)
 
 
+def test_flip_augmentation_only_mirrors():
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    plain = image_transform(64, (0.5,) * 3, (0.5,) * 3, "none")(img)
+    torch.manual_seed(0)
+    outs = [image_transform(64, (0.5,) * 3, (0.5,) * 3, "flip")(img) for _ in range(16)]
+    flipped = [torch.equal(o, plain.flip(-1)) for o in outs]
+    assert all(f or torch.equal(o, plain) for f, o in zip(flipped, outs, strict=True))
+    assert 0 < sum(flipped) < 16
+
+
 @pytest.mark.shared_data
 def test_real_dfdc_folder_reads_pairs():
     s = load_image_folder(shared("faces", "dfdc"))
