@@ -287,6 +287,12 @@ def _check_values(cfg: Config, origin: str) -> None:
                         f"{origin}: {branch}.recipes.{rname}.{key} = {getattr(recipe, key)!r}; "
                         f"expected one of {sorted(allowed)}"
                     )
+            if recipe.seeds < 0:
+                raise ConfigError(
+                    f"{origin}: {branch}.recipes.{rname}.seeds = {recipe.seeds}; expected >= 1, or 0 for {branch}.seeds"
+                )
+        if bc.seeds < 1:
+            raise ConfigError(f"{origin}: {branch}.seeds = {bc.seeds}; expected >= 1")
         if bc.recipes and bc.report_recipe not in bc.recipes:
             raise ConfigError(
                 f"{origin}: {branch}.report_recipe '{bc.report_recipe}' is not among {sorted(bc.recipes)}"

@@ -62,6 +62,18 @@ def test_wrong_type_and_bad_choice(tmp_path):
         load_config([f])
     with pytest.raises(ConfigError, match="recipes.card.optimizer"):
         load_config([PARAMS / "compact.yaml"], ["visual.recipes.card.optimizer=sgd"])
+    with pytest.raises(ConfigError, match=r"text\.recipes\.improved\.seeds = -1"):
+        load_config([PARAMS / "compact.yaml"], ["text.recipes.improved.seeds=-1"])
+    with pytest.raises(ConfigError, match=r"visual\.seeds = 0; expected >= 1"):
+        load_config([PARAMS / "compact.yaml"], ["visual.seeds=0"])
+
+
+def test_compact_improved_recipes_run_three_seeds():
+    """The compact targets are means over 3 seeds; the card recipe runs the branch's one."""
+    cfg = load_config([PARAMS / "compact.yaml"])
+    for bc in (cfg.visual, cfg.text):
+        assert bc.seeds == 1 and bc.recipes["improved"].seeds == 3 and bc.recipes["card"].seeds == 0
+    assert cfg.visual.recipes["improved"].augment == "flip" and cfg.visual.recipes["card"].augment == "card"
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
