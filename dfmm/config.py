@@ -42,6 +42,7 @@ class Recipe:
     freeze_norm: bool = False  # batch-norm layers keep their pretrained statistics while training
     pair_loss: float = 0.0  # weight of a ranking loss: each fake above the real it was made from (pair batches)
     seeds: int = 0  # 0 = the branch's seeds; e.g. 3 for the recipe whose targets are a mean over seeds
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); validated and saved
 
 
 @dataclass
@@ -291,6 +292,8 @@ def _check_values(cfg: Config, origin: str) -> None:
                 raise ConfigError(
                     f"{origin}: {branch}.recipes.{rname}.seeds = {recipe.seeds}; expected >= 1, or 0 for {branch}.seeds"
                 )
+            if not 0.0 <= recipe.ema < 1.0:
+                raise ConfigError(f"{origin}: {branch}.recipes.{rname}.ema = {recipe.ema}; expected 0 <= ema < 1")
         if bc.seeds < 1:
             raise ConfigError(f"{origin}: {branch}.seeds = {bc.seeds}; expected >= 1")
         if bc.recipes and bc.report_recipe not in bc.recipes:

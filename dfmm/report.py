@@ -158,7 +158,8 @@ def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
                 f"{r.weight_decay:g}, {r.schedule} schedule, warm-up {r.warmup_fraction:.0%}, label smoothing "
                 f"{r.label_smoothing:g}, augmentation {r.augment}, pair batches {r.pair_batches}, balanced {r.balanced}, "
                 f"TTA {r.tta}, threshold from validation {r.calibrate}, frozen batch-norm statistics "
-                f"{r.freeze_norm}, pair loss {r.pair_loss:g}; {bc.epochs} epochs, batch {r.batch_size or bc.batch_size}"
+                f"{r.freeze_norm}, pair loss {r.pair_loss:g}, weight average (EMA) {r.ema:g}; {bc.epochs} epochs, "
+                f"batch {r.batch_size or bc.batch_size}, {r.seeds or bc.seeds} seed(s)"
             )
     lines += [
         "",

@@ -3,7 +3,8 @@
 The same code runs on a CPU, one GPU, or several GPUs under ``accelerate launch`` with mixed precision (bf16
 on GPU by default). A recipe (``dfmm.config.Recipe``) decides the optimiser, learning-rate groups, schedule and
 loss; the loop decides nothing. Each epoch is validated, the best epoch (validation ROC AUC) is kept, and early
-stopping is optional. Same seed, same data -> the same metrics on CPU.
+stopping is optional. With ``recipe.ema`` the loop keeps an exponential moving average of the weights (and
+batch-norm statistics); each epoch validates the average, and the best average is what is kept. Same seed, same data -> the same metrics on CPU.
 
 Under ``accelerate launch`` with N processes each process trains on every N-th batch (``shard_for_processes``),
 gradients are averaged by DDP (so the effective batch is N x the recipe's batch), and every process validates on
@@ -12,6 +13,7 @@ the whole validation split, so all of them pick the same best epoch without a ga
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -179,6 +181,38 @@ def shard_for_processes(loader: Any, accelerator: Any) -> Any:
     )
 
 
+class WeightAverage:
+    """Exponential moving average of a model's floating-point state (parameters and batch-norm statistics).
+
+    ``update`` after each optimiser step: avg = decay * avg + (1 - decay) * current. ``swapped_in`` puts the
+    average into the model for validation and puts the trained weights back afterwards.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.state[k].lerp_(v.detach(), 1.0 - self.decay)
+            else:  # counters such as num_batches_tracked
+                self.state[k].copy_(v)
+
+    def swapped_in(self, model: nn.Module) -> Any:
+        @contextlib.contextmanager
+        def swap() -> Any:
+            trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(self.state)
+            try:
+                yield model
+            finally:
+                model.load_state_dict(trained)
+
+        return swap()
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
@@ -204,6 +238,7 @@ def fit(
     schedule = make_schedule(optimizer, recipe, total)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     result = TrainResult(device=str(accelerator.device), mixed_precision=str(accelerator.mixed_precision))
+    average = WeightAverage(accelerator.unwrap_model(model), recipe.ema) if recipe.ema > 0 else None
     stale = 0
     for epoch in range(1, epochs + 1):
         model.train()
@@ -232,6 +267,8 @@ def fit(
                 accelerator.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             optimizer.step()
             schedule.step()
+            if average is not None:
+                average.update(accelerator.unwrap_model(model))
             n = labels.numel()
             seen += n
             loss_sum += float(loss.detach()) * n
@@ -239,7 +276,9 @@ def fit(
             rate = seen / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", rate=f"{rate:.1f}/s", refresh=False)
         train_s = time.perf_counter() - t0
-        pred = predict(accelerator.unwrap_model(model), val_loader, accelerator, tta=False, desc="validate")
+        unwrapped = accelerator.unwrap_model(model)
+        with average.swapped_in(unwrapped) if average is not None else contextlib.nullcontext(unwrapped) as evaluated:
+            pred = predict(evaluated, val_loader, accelerator, tta=False, desc="validate")
         val = binary_metrics(pred["labels"], sigmoid(pred["logits"]))
         val_loss = (
             float(F.binary_cross_entropy_with_logits(torch.tensor(pred["logits"]), torch.tensor(pred["labels"])))
@@ -265,14 +304,12 @@ def fit(
         score = val["auc"] if not math.isnan(val["auc"]) else val["balanced_accuracy"]
         if score > result.best_score:
             result.best_score, result.best_epoch, stale = score, epoch, 0
-            result.best_state = copy.deepcopy(
-                {k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-            )
+            validated = average.state if average is not None else unwrapped.state_dict()
+            result.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in validated.items()})
         else:
             stale += 1
             if patience and stale >= patience:
                 break
-    unwrapped = accelerator.unwrap_model(model)
     if result.best_state is not None:
         unwrapped.load_state_dict(result.best_state)
     return result

@@ -66,6 +66,8 @@ def test_wrong_type_and_bad_choice(tmp_path):
         load_config([PARAMS / "compact.yaml"], ["text.recipes.improved.seeds=-1"])
     with pytest.raises(ConfigError, match=r"visual\.seeds = 0; expected >= 1"):
         load_config([PARAMS / "compact.yaml"], ["visual.seeds=0"])
+    with pytest.raises(ConfigError, match=r"visual\.recipes\.improved\.ema = 1\.0; expected 0 <= ema < 1"):
+        load_config([PARAMS / "compact.yaml"], ["visual.recipes.improved.ema=1.0"])
 
 
 def test_compact_improved_recipes_run_three_seeds():

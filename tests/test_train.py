@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,3 +175,54 @@ def test_speed_checks_report_ratios(tiny_cfg):
     t = text_loop_ratio(text_splits(tiny_cfg)["train"], lambda: build_text(tiny_cfg)[:2], n=16, batch=8, max_length=64)
     assert t["n"] == 16 and t["fixed_samples_s"] > 0 and t["ratio_dynamic_random"] > 0
     assert abs(t["ratio"] - t["ours_bucketed_samples_s"] / t["fixed_samples_s"]) < 0.01
+
+
+def test_text_speed_sample_follows_the_length_quantiles():
+    from dfmm.speed import length_quantile_sample
+
+    lengths = np.array([5, 1, 9, 3, 7, 2, 8])
+    assert lengths[length_quantile_sample(lengths, 3)].tolist() == [1, 5, 9]  # min, median, max
+    assert sorted(length_quantile_sample(lengths, 50).tolist()) == list(range(7))  # n >= pool: every item once
+
+
+def test_weight_average_updates_and_swaps_back():
+    from torch import nn
+
+    from dfmm.train import WeightAverage
+
+    model = nn.Linear(2, 1)
+    w0 = model.weight.detach().clone()
+    average = WeightAverage(model, decay=0.75)
+    with torch.no_grad():
+        model.weight.add_(4.0)
+    average.update(model)
+    with average.swapped_in(model):
+        assert torch.allclose(model.weight, w0 + 1.0)  # 0.75 * w0 + 0.25 * (w0 + 4)
+    assert torch.allclose(model.weight, w0 + 4.0)  # the trained weights are back
+
+
+def test_fit_with_ema_keeps_the_average_of_every_step():
+    from torch import nn
+
+    from dfmm.train import fit
+
+    g = torch.Generator().manual_seed(0)
+    batches = [{"inputs": torch.randn(8, 3, generator=g), "labels": torch.tensor([0.0, 1.0] * 4),
+                "index": torch.arange(8) + 8 * k, "skipped": []} for k in range(3)]  # fmt: skip
+    torch.manual_seed(0)
+    start = nn.Sequential(nn.Linear(3, 1), nn.Flatten(0))
+    start.head_parameters = lambda: []
+    steps = [start.state_dict()]
+    for k in (1, 2, 3):  # the same Adam from scratch on the first k batches = the weights after step k
+        model = copy.deepcopy(start)
+        fit(model, batches[:k], batches[:k], Recipe(lr=0.05), epochs=1)
+        steps.append(model.state_dict())
+    d = 0.6
+    expected = {
+        k: d**3 * steps[0][k] + (1 - d) * (d**2 * steps[1][k] + d * steps[2][k] + steps[3][k]) for k in steps[0]
+    }
+    model = copy.deepcopy(start)
+    fit(model, batches, batches, Recipe(lr=0.05, ema=d), epochs=1)
+    for k, v in model.state_dict().items():
+        assert torch.allclose(v, expected[k], atol=1e-6), k
+    assert not torch.allclose(steps[3]["0.weight"], expected["0.weight"], atol=1e-3)  # the average is not the last step
