@@ -4,7 +4,8 @@ The same code runs on a CPU, one GPU, or several GPUs under ``accelerate launch`
 on GPU by default). A recipe (``dfmm.config.Recipe``) decides the optimiser, learning-rate groups, schedule and
 loss; the loop decides nothing. Each epoch is validated, the best epoch (validation ROC AUC) is kept, and early
 stopping is optional. With ``recipe.ema`` the loop keeps an exponential moving average of the weights (and
-batch-norm statistics); each epoch validates the average, and the best average is what is kept. Same seed, same data -> the same metrics on CPU.
+batch-norm statistics); each epoch validates the average, and the best average is what is kept. Same seed, same
+data -> the same metrics on CPU.
 
 Under ``accelerate launch`` with N processes each process trains on every N-th batch (``shard_for_processes``),
 gradients are averaged by DDP (so the effective batch is N x the recipe's batch), and every process validates on
@@ -17,7 +18,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,17 +201,14 @@ class WeightAverage:
             else:  # counters such as num_batches_tracked
                 self.state[k].copy_(v)
 
-    def swapped_in(self, model: nn.Module) -> Any:
-        @contextlib.contextmanager
-        def swap() -> Any:
-            trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            model.load_state_dict(self.state)
-            try:
-                yield model
-            finally:
-                model.load_state_dict(trained)
-
-        return swap()
+    @contextlib.contextmanager
+    def swapped_in(self, model: nn.Module) -> Iterator[nn.Module]:
+        trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.state)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(trained)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
