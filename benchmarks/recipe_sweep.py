@@ -36,7 +36,6 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "flip_augment": {"augment": "flip"},
         "no_augment": {"augment": "none"},
         "ema_0.98": {"ema": 0.98},
-        "ema_0.99": {"ema": 0.99},
         "batch_32": {"batch_size": 32},
         "lr_5e-4": {"lr": 5e-4},
     },
