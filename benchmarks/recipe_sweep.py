@@ -38,6 +38,10 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "ema_0.98": {"ema": 0.98},
         "batch_32": {"batch_size": 32},
         "lr_5e-4": {"lr": 5e-4},
+        "layer_decay_0.7": {"layer_decay": 0.7},
+        "head_only_0.2": {"head_only_fraction": 0.2},
+        "self_blend": {"self_blend": True},
+        "head_x3": {"head_lr_mult": 3.0},
     },
     "text": {
         "card": {},
@@ -80,6 +84,7 @@ def main() -> None:
                 "epochs": bc.epochs, "best_epoch": run.best_epoch, "val": run.val, "test": run.test,
                 "seconds": round(time.perf_counter() - t0, 1), "device": run.extra["device"],
                 "train_samples_s": round(run.history[-1]["train_samples_per_s"], 1), "params": cfg.sources,
+                "overrides": a.overrides,
             }  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)

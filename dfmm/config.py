@@ -34,7 +34,7 @@ class Recipe:
     label_smoothing: float = 0.0
     augment: str = "card"  # none | flip | card | strong
     pair_batches: bool = False  # keep a real and its fake (same group) in the same batch
-    balanced: bool = False  # balanced sampling of the two classes
+    balanced: bool = False  # class-balanced loss: each class contributes half, whatever the counts
     grad_clip: float = 0.0
     tta: bool = False  # horizontal-flip test-time augmentation (images only)
     batch_size: int = 0  # 0 = the branch's batch_size; smaller batches give more updates for the same epochs
@@ -43,6 +43,9 @@ class Recipe:
     pair_loss: float = 0.0  # weight of a ranking loss: each fake above the real it was made from (pair batches)
     seeds: int = 0  # 0 = the branch's seeds; e.g. 3 for the recipe whose targets are a mean over seeds
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); validated and saved
+    layer_decay: float = 1.0  # backbone lr times layer_decay ** (layers below the top), 1 = one lr for all
+    head_only_fraction: float = 0.0  # share of the steps the backbone waits at lr 0 while the head learns (LP-FT)
+    self_blend: bool = False  # each real training image also appears as a self-blended pseudo-fake (images only)
 
 
 @dataclass
@@ -272,6 +275,11 @@ _RECIPE_CHOICES = {
     "schedule": {"constant", "cosine"},
     "augment": {"none", "flip", "card", "strong"},
 }
+_RECIPE_RANGES = {  # numeric recipe fields: (check, what the error message says is expected)
+    "ema": (lambda v: 0.0 <= v < 1.0, "0 <= ema < 1"),
+    "layer_decay": (lambda v: 0.0 < v <= 1.0, "0 < layer_decay <= 1"),
+    "head_only_fraction": (lambda v: 0.0 <= v < 1.0, "0 <= head_only_fraction < 1"),
+}
 
 
 def _check_values(cfg: Config, origin: str) -> None:
@@ -292,8 +300,11 @@ def _check_values(cfg: Config, origin: str) -> None:
                 raise ConfigError(
                     f"{origin}: {branch}.recipes.{rname}.seeds = {recipe.seeds}; expected >= 1, or 0 for {branch}.seeds"
                 )
-            if not 0.0 <= recipe.ema < 1.0:
-                raise ConfigError(f"{origin}: {branch}.recipes.{rname}.ema = {recipe.ema}; expected 0 <= ema < 1")
+            for key, (valid, expected) in _RECIPE_RANGES.items():
+                if not valid(getattr(recipe, key)):
+                    raise ConfigError(
+                        f"{origin}: {branch}.recipes.{rname}.{key} = {getattr(recipe, key)}; expected {expected}"
+                    )
         if bc.seeds < 1:
             raise ConfigError(f"{origin}: {branch}.seeds = {bc.seeds}; expected >= 1")
         if bc.recipes and bc.report_recipe not in bc.recipes:

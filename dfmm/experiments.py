@@ -86,13 +86,15 @@ def image_loader(
     train: bool,
     pairs: bool = False,
     batch_size: int = 0,
+    self_blend: bool = False,
 ) -> DataLoader:
-    ds = ImageDataset(images, image_transform(cfg.visual.image_size, mean, std, augment if train else "none"))
+    transform = image_transform(cfg.visual.image_size, mean, std, augment if train else "none")
+    ds = ImageDataset(images, transform, self_blend=train and self_blend)
     bs = batch_size or cfg.visual.batch_size
     if train and pairs:
-        sampler: Any = GroupBatchSampler(images.groups, bs, seed)
+        sampler: Any = GroupBatchSampler(ds.groups, bs, seed)
     else:
-        sampler = ShuffledBatchSampler(len(images), bs, seed, shuffle=train)
+        sampler = ShuffledBatchSampler(len(ds), bs, seed, shuffle=train)
     return DataLoader(
         ds,
         batch_sampler=sampler,
@@ -100,6 +102,12 @@ def image_loader(
         num_workers=cfg.study.num_workers,
         persistent_workers=cfg.study.num_workers > 0,
     )
+
+
+def _balance(labels: np.ndarray) -> float | None:
+    """The fake class's loss weight that makes each class contribute half (None when a class is missing)."""
+    n_fake, n_real = int(labels.sum()), int((labels == 0).sum())
+    return n_real / n_fake if n_fake and n_real else None
 
 
 def train_visual(
@@ -114,10 +122,15 @@ def train_visual(
     model = model.to(memory_format=torch.channels_last)
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
     train = image_loader(
-        splits["train"], cfg, info.mean, info.std, recipe.augment, seed, True, recipe.pair_batches, recipe.batch_size
-    )
+        splits["train"], cfg, info.mean, info.std, recipe.augment, seed, True, recipe.pair_batches, recipe.batch_size,
+        recipe.self_blend,
+    )  # fmt: skip
     val = image_loader(splits["val"], cfg, info.mean, info.std, "none", seed, False)
-    result = fit(model, train, val, recipe, cfg.visual.epochs, accelerator=acc, desc=f"visual {recipe_name}")
+    pos_weight = _balance(train.dataset.labels) if recipe.balanced or recipe.self_blend else None
+    result = fit(
+        model, train, val, recipe, cfg.visual.epochs, accelerator=acc, pos_weight=pos_weight,
+        desc=f"visual {recipe_name}",
+    )  # fmt: skip
     model = acc.unwrap_model(model)
     preds = {}
     for split in ("val", "test"):
@@ -216,9 +229,7 @@ def train_text(
         s: text_loader(tokens[s], bs if s == "train" else cfg.text.batch_size, seed, s == "train") for s in tokens
     }
     labels = splits["train"].labels
-    pos_weight = None
-    if recipe.balanced and labels.sum() and (labels == 0).sum():
-        pos_weight = float((labels == 0).sum() / labels.sum())
+    pos_weight = _balance(labels) if recipe.balanced else None
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
     result = fit(
         model, loaders["train"], loaders["val"], recipe, cfg.text.epochs, accelerator=acc,

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dfmm.config import Config
+from dfmm.config import Config, Recipe
 from dfmm.data.synthetic import SYNTHETIC_NOTE
 
 
@@ -116,6 +116,25 @@ td:first-child,td:nth-child(2){{text-align:left}}</style></head><body>
     return path
 
 
+_DEFAULT = Recipe()
+_OPTIONS = {  # recipe fields that are off unless a recipe turns them on, as the data card names them
+    "freeze_norm": "frozen batch-norm statistics",
+    "pair_loss": "pair ranking loss weight",
+    "ema": "weight average (EMA) decay",
+    "layer_decay": "layer-wise lr decay",
+    "head_only_fraction": "head-only share of the steps (LP-FT)",
+    "self_blend": "self-blended pseudo-fakes",
+}
+
+
+def _options(recipe: Recipe) -> str:
+    """The optional recipe fields this recipe turns on, or 'no other options'."""
+    on = [
+        (text, getattr(recipe, key)) for key, text in _OPTIONS.items() if getattr(recipe, key) != getattr(_DEFAULT, key)
+    ]
+    return ", ".join(f"{text} {v:g}" if not isinstance(v, bool) else text for text, v in on) or "no other options"
+
+
 def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
     synthetic = metrics.get("synthetic_demo_data")
     sizes = metrics.get("data_sizes", {})
@@ -157,8 +176,7 @@ def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
                 f"- {branch} recipe `{rname}`: {r.optimizer}, lr {r.lr:g} (head x{r.head_lr_mult:g}), weight decay "
                 f"{r.weight_decay:g}, {r.schedule} schedule, warm-up {r.warmup_fraction:.0%}, label smoothing "
                 f"{r.label_smoothing:g}, augmentation {r.augment}, pair batches {r.pair_batches}, balanced {r.balanced}, "
-                f"TTA {r.tta}, threshold from validation {r.calibrate}, frozen batch-norm statistics "
-                f"{r.freeze_norm}, pair loss {r.pair_loss:g}, weight average (EMA) {r.ema:g}; {bc.epochs} epochs, "
+                f"TTA {r.tta}, threshold from validation {r.calibrate}; {_options(r)}; {bc.epochs} epochs, "
                 f"batch {r.batch_size or bc.batch_size}, {r.seeds or bc.seeds} seed(s)"
             )
     lines += [

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,21 +53,50 @@ def make_accelerator(device: str = "auto", mixed_precision: str = "auto") -> Any
     return Accelerator(cpu=not cuda, mixed_precision=mixed_precision)
 
 
+def layer_depths(model: nn.Module) -> dict[str, int]:
+    """Depth of each parameter from the input: stem/embeddings 0, block or layer i -> i + 1, the rest after them.
+
+    Works by name for timm EfficientNets (``blocks.i``) and Hugging Face encoders (``layer.i``), so layer-wise
+    learning-rate decay needs nothing from the model classes.
+    """
+    index = {}
+    for name, _ in model.named_parameters():
+        m = re.search(r"\.(?:blocks|layer)\.(\d+)\.", f".{name}")
+        index[name] = int(m.group(1)) + 1 if m else None
+    deepest = max((d for d in index.values() if d is not None), default=0)
+    first_block = next((i for i, d in enumerate(index.values()) if d is not None), len(index))
+    return {
+        name: d if d is not None else (0 if i < first_block else deepest + 1)
+        for i, (name, d) in enumerate(index.items())
+    }
+
+
 def param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
-    """Backbone at ``lr``, head at ``lr * head_lr_mult`` (discriminative learning rates); no decay on norms/biases."""
+    """Backbone at ``lr``, head at ``lr * head_lr_mult`` (discriminative learning rates); no decay on norms/biases.
+
+    With ``layer_decay`` < 1 a backbone parameter at depth d gets ``lr * layer_decay ** (top - d)``: the layers
+    nearest the input, whose ImageNet features transfer best, move least (layer-wise learning-rate decay, BEiT).
+    Each group carries ``lr_scale`` (its lr over ``recipe.lr``) and ``head`` (whether it is the head's).
+    """
     head_ids = {id(p) for p in model.head_parameters()}
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for p in model.parameters():
+    depths = layer_depths(model) if recipe.layer_decay < 1.0 else {}
+    top = max(depths.values(), default=0)
+    groups: dict[tuple[bool, bool, int], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        key = (id(p) in head_ids, p.ndim <= 1)
+        is_head = id(p) in head_ids
+        key = (is_head, p.ndim <= 1, 0 if is_head else top - depths.get(name, top))
         groups.setdefault(key, []).append(p)
     out = []
-    for (is_head, no_decay), params in groups.items():
+    for (is_head, no_decay, below_top), params in groups.items():
+        scale = recipe.head_lr_mult if is_head else recipe.layer_decay**below_top
         out.append(
             {
                 "params": params,
-                "lr": recipe.lr * (recipe.head_lr_mult if is_head else 1.0),
+                "lr": recipe.lr * scale,
+                "lr_scale": scale,
+                "head": is_head,
                 "weight_decay": 0.0 if (no_decay and recipe.optimizer == "adamw") else recipe.weight_decay,
             }
         )
@@ -80,18 +110,31 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=recipe.lr)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int) -> Any:
+def lr_factor(step: int, total_steps: int, recipe: Recipe) -> float:
+    """Linear warm-up over ``warmup_fraction`` of ``total_steps``, then constant or cosine decay to 0."""
     warmup = int(recipe.warmup_fraction * total_steps)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if recipe.schedule == "cosine":
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if recipe.schedule == "cosine":
-            progress = (step - warmup) / max(1, total_steps - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return 1.0
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int) -> Any:
+    """One schedule for every group; with ``head_only_fraction`` the backbone waits that share of the steps at lr 0
+    (the head learns on fixed features first: LP-FT, Kumar et al. 2022) and then runs its own warm-up and decay
+    over the steps left."""
+    frozen = int(recipe.head_only_fraction * total_steps)
+
+    def head(step: int) -> float:
+        return lr_factor(step, total_steps, recipe)
+
+    def backbone(step: int) -> float:
+        return 0.0 if step < frozen else lr_factor(step - frozen, total_steps - frozen, recipe)
+
+    lambdas = [head if g.get("head") else backbone for g in optimizer.param_groups]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 
 def bce_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float, pos_weight: float | None) -> torch.Tensor:
@@ -294,7 +337,7 @@ def fit(
             "val_auc": val["auc"],
             "train_samples_per_s": seen / train_s if train_s > 0 else 0.0,
             "epoch_seconds": time.perf_counter() - t0,
-            "lr": float(optimizer.param_groups[0]["lr"]),
+            "lr": float(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_scale"]),  # the recipe's lr
         }
         result.history.append(row)
         if on_epoch is not None:

@@ -68,6 +68,10 @@ def test_wrong_type_and_bad_choice(tmp_path):
         load_config([PARAMS / "compact.yaml"], ["visual.seeds=0"])
     with pytest.raises(ConfigError, match=r"visual\.recipes\.improved\.ema = 1\.0; expected 0 <= ema < 1"):
         load_config([PARAMS / "compact.yaml"], ["visual.recipes.improved.ema=1.0"])
+    with pytest.raises(ConfigError, match=r"text\.recipes\.card\.layer_decay = 0\.0; expected 0 < layer_decay <= 1"):
+        load_config([PARAMS / "compact.yaml"], ["text.recipes.card.layer_decay=0"])
+    with pytest.raises(ConfigError, match=r"improved\.head_only_fraction = 1\.0; expected 0 <= head_only_fraction < 1"):
+        load_config([PARAMS / "compact.yaml"], ["visual.recipes.improved.head_only_fraction=1"])
 
 
 def test_compact_improved_recipes_run_three_seeds():

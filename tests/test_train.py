@@ -10,7 +10,7 @@ import torch
 from dfmm.config import Recipe
 from dfmm.data import image_splits, text_splits
 from dfmm.experiments import tfidf_baseline, train_visual
-from dfmm.train import bce_loss, make_optimizer, make_schedule
+from dfmm.train import bce_loss, layer_depths, make_optimizer, make_schedule
 
 
 def test_same_seed_same_metrics_on_cpu(tiny_cfg):
@@ -58,6 +58,51 @@ def test_discriminative_learning_rates(tiny_cfg):
     for g in opt.param_groups:
         is_head = all(id(p) in head for p in g["params"])
         assert g["lr"] == pytest.approx(1e-2 if is_head else 1e-3)
+
+
+def test_layer_decay_gives_each_backbone_depth_its_own_lr(tiny_cfg):
+    from dfmm.branches import build_visual
+
+    model, _ = build_visual(tiny_cfg)
+    depths = layer_depths(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert depths["backbone.conv_stem.weight"] == 0 and depths["backbone.blocks.0.0.conv_dw.weight"] == 1
+    top = depths["backbone.conv_head.weight"]
+    assert top == depths["backbone.bn2.weight"] == max(depths.values())
+    opt = make_optimizer(model, Recipe(lr=1e-3, head_lr_mult=10.0, layer_decay=0.5))
+    head = {id(p) for p in model.head_parameters()}
+    lrs = {}
+    for g in opt.param_groups:
+        for p in g["params"]:
+            want = 1e-2 if id(p) in head else 1e-3 * 0.5 ** (top - depths[names[id(p)]])
+            assert g["lr"] == pytest.approx(want), names[id(p)]
+            lrs[names[id(p)]] = g["lr"]
+    assert lrs["backbone.conv_stem.weight"] == pytest.approx(1e-3 * 0.5**top)
+    assert lrs["backbone.conv_head.weight"] == pytest.approx(1e-3)
+
+
+def test_head_only_fraction_holds_the_backbone_then_warms_it_up():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    model.head_parameters = lambda: list(model[1].parameters())  # type: ignore[attr-defined]
+    recipe = Recipe(optimizer="adamw", lr=0.1, weight_decay=0.1, warmup_fraction=0.2, head_only_fraction=0.3)
+    opt = make_optimizer(model, recipe)
+    sched = make_schedule(opt, recipe, total_steps=10)
+    backbone0, head0 = model[0].weight.detach().clone(), model[1].weight.detach().clone()
+    backbone_lrs = []
+    for step in range(10):
+        backbone_lrs.append(next(g["lr"] for g in opt.param_groups if not g["head"]))
+        loss = model(torch.randn(4, 3)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step == 2:  # three head-only steps: the backbone has not moved, the head has
+            assert torch.equal(model[0].weight, backbone0) and not torch.equal(model[1].weight, head0)
+    assert backbone_lrs[:3] == [0.0, 0.0, 0.0]
+    # then its own warm-up over the 7 steps left (int(0.2 * 7) = 1 step), constant after it
+    assert backbone_lrs[3] == pytest.approx(0.1 / 2) and backbone_lrs[4:] == pytest.approx([0.1] * 6)
+    assert not torch.equal(model[0].weight, backbone0)
 
 
 def test_balanced_loss_and_smoothing():

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from dfmm.data.blend import self_blend
 from dfmm.data.images import ImageSet, load_image
+from dfmm.data.labels import FAKE, REAL
 from dfmm.data.text import TextSet
 from dfmm.errors import DataError
 
@@ -29,23 +31,41 @@ log = logging.getLogger("dfmm.data")
 
 # --------------------------------------------------------------------------------------------------- images
 class ImageDataset(Dataset):
-    def __init__(self, images: ImageSet, transform: Any) -> None:
+    """Decoded, transformed images with labels and group ids.
+
+    With ``self_blend`` every real image also appears as a self-blended pseudo-fake (``dfmm.data.blend``): items
+    ``len(images)`` and up are those, labelled fake and in their real's group, so pair batches keep all three
+    (real, its fake, its self-blend) together.
+    """
+
+    def __init__(self, images: ImageSet, transform: Any, self_blend: bool = False) -> None:
         self.images = images
         self.transform = transform
         ids: dict[str, int] = {}
-        self.group_ids = [ids.setdefault(g, len(ids)) for g in images.groups]  # for the pair loss
+        group_ids = [ids.setdefault(g, len(ids)) for g in images.groups]  # for the pair loss
+        self.blended = [i for i, y in enumerate(images.labels) if y == REAL] if self_blend else []
+        self.group_ids = group_ids + [group_ids[i] for i in self.blended]
+        self.groups = list(images.groups) + [images.groups[i] for i in self.blended]
+        self.labels = np.concatenate([images.labels, np.full(len(self.blended), FAKE, dtype=images.labels.dtype)])
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.images) + len(self.blended)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        name = self.images.names[i]
+        source = i if i < len(self.images) else self.blended[i - len(self.images)]
+        name = self.images.names[source]
         try:
-            img = load_image(self.images.sources[i], name)
+            img = load_image(self.images.sources[source], name)
         except DataError as e:
-            return {"error": str(e), "index": i}
-        label = int(self.images.labels[i])
-        return {"inputs": self.transform(img), "label": label, "index": i, "group": self.group_ids[i]}
+            return {"error": str(e), "index": source}
+        if source != i:
+            img = self_blend(img)
+        return {
+            "inputs": self.transform(img),
+            "label": int(self.labels[i]),
+            "index": source,
+            "group": self.group_ids[i],
+        }
 
 
 def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
