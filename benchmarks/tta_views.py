@@ -50,6 +50,10 @@ def views(x: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
+def _shifts(d: int) -> list[str]:
+    return [f"shift{d}_{a}{b}" for a in ("+1", "-1") for b in ("+1", "-1")]
+
+
 COMBINATIONS = {
     "image": ["image"],
     "image + mirror (shipped)": ["image", "mirror"],
@@ -58,11 +62,9 @@ COMBINATIONS = {
     "... + crop 0.8 x2": ["image", "mirror", "crop0.9", "crop0.9_mirror", "crop0.8", "crop0.8_mirror"],
     "up 288 + mirror": ["up288", "up288_mirror"],
     "image, mirror, up 288 x2": ["image", "mirror", "up288", "up288_mirror"],
-    "4 shifts of 4 px": [f"shift4_{a}{b}" for a in ("+1", "-1") for b in ("+1", "-1")],
-    "image, mirror, 4 shifts of 4 px": ["image", "mirror"]
-    + [f"shift4_{a}{b}" for a in ("+1", "-1") for b in ("+1", "-1")],
-    "image, mirror, 4 shifts of 8 px": ["image", "mirror"]
-    + [f"shift8_{a}{b}" for a in ("+1", "-1") for b in ("+1", "-1")],
+    "4 shifts of 4 px": _shifts(4),
+    "image, mirror, 4 shifts of 4 px": ["image", "mirror", *_shifts(4)],
+    "image, mirror, 4 shifts of 8 px": ["image", "mirror", *_shifts(8)],
 }
 
 
