@@ -42,6 +42,10 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "head_only_0.2": {"head_only_fraction": 0.2},
         "self_blend": {"self_blend": True},
         "head_x3": {"head_lr_mult": 3.0},
+        "sgd_0.02": {"optimizer": "sgd", "lr": 0.02, "head_lr_mult": 1.0, "weight_decay": 1e-4},
+        "avgmax_pool": {"global_pool": "avgmax"},
+        "mid_level_2": {"mid_level": 2},
+        "mid_level_3": {"mid_level": 3},
     },
     "text": {
         "card": {},

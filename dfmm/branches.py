@@ -11,24 +11,30 @@ from typing import Any
 
 import torch
 
-from dfmm.config import Config
+from dfmm.config import Config, Recipe
 from dfmm.models import TextBranch, VisualBranch
 from dfmm.weights import BackboneInfo, create_text_encoder, create_visual_backbone
 
 
-def build_visual(cfg: Config) -> tuple[VisualBranch, BackboneInfo]:
+def build_visual(cfg: Config, recipe: Recipe | None = None) -> tuple[VisualBranch, BackboneInfo]:
+    """The pretrained visual branch, with the pooling a recipe asks for (the card's average pool without one)."""
+    recipe = recipe or Recipe()
     backbone, info = create_visual_backbone(cfg.visual.backbone, cfg.visual.timm_name)
-    return VisualBranch(backbone, cfg.visual.dropout), info
+    backbone.reset_classifier(0, global_pool=recipe.global_pool)
+    return VisualBranch(backbone, cfg.visual.dropout, mid_level=recipe.mid_level), info
 
 
 def visual_meta(cfg: Config, info: BackboneInfo, recipe: str) -> dict[str, Any]:
+    r = cfg.visual.recipes.get(recipe, Recipe())
     return {
         "backbone": info.to_dict(),
         "timm_name": info.architecture,
         "dropout": cfg.visual.dropout,
+        "global_pool": r.global_pool,
+        "mid_level": r.mid_level,
         "image_size": cfg.visual.image_size,
         "recipe": recipe,
-        "tta": cfg.visual.recipes[recipe].tta if recipe in cfg.visual.recipes else False,
+        "tta": r.tta,
         "config_digest": cfg.digest(),
         "study": cfg.study.name,
         "config": cfg.to_dict(),
@@ -38,8 +44,10 @@ def visual_meta(cfg: Config, info: BackboneInfo, recipe: str) -> dict[str, Any]:
 def visual_from_meta(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> VisualBranch:
     import timm
 
-    backbone = timm.create_model(meta["timm_name"], pretrained=False, num_classes=0)
-    model = VisualBranch(backbone, meta.get("dropout", 0.0))
+    backbone = timm.create_model(
+        meta["timm_name"], pretrained=False, num_classes=0, global_pool=meta.get("global_pool", "avg")
+    )
+    model = VisualBranch(backbone, meta.get("dropout", 0.0), mid_level=meta.get("mid_level", -1))
     model.load_state_dict(state, strict=True)
     return model.eval()
 

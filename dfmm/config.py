@@ -25,7 +25,7 @@ from dfmm.errors import ConfigError
 class Recipe:
     """One training recipe. ``card`` is the data card's exact config; ``improved`` is ours."""
 
-    optimizer: str = "adam"  # adam | adamw
+    optimizer: str = "adam"  # adam | adamw | sgd (Nesterov momentum 0.9)
     lr: float = 1e-4
     weight_decay: float = 1e-4
     head_lr_mult: float = 1.0  # discriminative learning rates: head lr = lr * head_lr_mult
@@ -46,6 +46,8 @@ class Recipe:
     layer_decay: float = 1.0  # backbone lr times layer_decay ** (layers below the top), 1 = one lr for all
     head_only_fraction: float = 0.0  # share of the steps the backbone waits at lr 0 while the head learns (LP-FT)
     self_blend: bool = False  # each real training image also appears as a self-blended pseudo-fake (images only)
+    global_pool: str = "avg"  # images only: how the last feature map becomes one vector: avg (the card) | max | avgmax
+    mid_level: int = -1  # images only: also pool this earlier feature level (0-4, timm feature_info; 3 = stride 16)
 
 
 @dataclass
@@ -271,14 +273,16 @@ _CHOICES = {
     ("video", "aggregation"): {"mean", "max", "median", "vote", "confidence"},
 }
 _RECIPE_CHOICES = {
-    "optimizer": {"adam", "adamw"},
+    "optimizer": {"adam", "adamw", "sgd"},
     "schedule": {"constant", "cosine"},
     "augment": {"none", "flip", "card", "strong"},
+    "global_pool": {"avg", "max", "avgmax"},
 }
 _RECIPE_RANGES = {  # numeric recipe fields: (check, what the error message says is expected)
     "ema": (lambda v: 0.0 <= v < 1.0, "0 <= ema < 1"),
     "layer_decay": (lambda v: 0.0 < v <= 1.0, "0 < layer_decay <= 1"),
     "head_only_fraction": (lambda v: 0.0 <= v < 1.0, "0 <= head_only_fraction < 1"),
+    "mid_level": (lambda v: -1 <= v <= 4, "-1 (off) or 0-4"),
 }
 
 

@@ -118,7 +118,7 @@ def train_visual(
     seed = cfg.study.seed if seed is None else seed
     t0 = time.perf_counter()
     _seed_all(seed)
-    model, info = build_visual(cfg)
+    model, info = build_visual(cfg, recipe)
     model = model.to(memory_format=torch.channels_last)
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
     train = image_loader(

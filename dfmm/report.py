@@ -124,6 +124,8 @@ _OPTIONS = {  # recipe fields that are off unless a recipe turns them on, as the
     "layer_decay": "layer-wise lr decay",
     "head_only_fraction": "head-only share of the steps (LP-FT)",
     "self_blend": "self-blended pseudo-fakes",
+    "global_pool": "pooling",
+    "mid_level": "also pooled: backbone feature level",
 }
 
 
@@ -132,7 +134,8 @@ def _options(recipe: Recipe) -> str:
     on = [
         (text, getattr(recipe, key)) for key, text in _OPTIONS.items() if getattr(recipe, key) != getattr(_DEFAULT, key)
     ]
-    return ", ".join(f"{text} {v:g}" if not isinstance(v, bool) else text for text, v in on) or "no other options"
+    return ", ".join(text if isinstance(v, bool) else f"{text} {v:g}" if isinstance(v, float) else f"{text} {v}"
+                     for text, v in on) or "no other options"  # fmt: skip
 
 
 def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:

@@ -98,7 +98,7 @@ def param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
                 "lr": recipe.lr * scale,
                 "lr_scale": scale,
                 "head": is_head,
-                "weight_decay": 0.0 if (no_decay and recipe.optimizer == "adamw") else recipe.weight_decay,
+                "weight_decay": 0.0 if (no_decay and recipe.optimizer != "adam") else recipe.weight_decay,
             }
         )
     return out
@@ -108,6 +108,8 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     groups = param_groups(model, recipe)
     if recipe.optimizer == "adam":  # the card: Adam with L2 weight decay
         return torch.optim.Adam(groups, lr=recipe.lr)
+    if recipe.optimizer == "sgd":  # SGD with Nesterov momentum 0.9, the usual CNN fine-tuning optimiser
+        return torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
     return torch.optim.AdamW(groups, lr=recipe.lr)
 
 

@@ -61,7 +61,11 @@ def test_wrong_type_and_bad_choice(tmp_path):
     with pytest.raises(ConfigError, match="pair_rule"):
         load_config([f])
     with pytest.raises(ConfigError, match="recipes.card.optimizer"):
-        load_config([PARAMS / "compact.yaml"], ["visual.recipes.card.optimizer=sgd"])
+        load_config([PARAMS / "compact.yaml"], ["visual.recipes.card.optimizer=lbfgs"])
+    with pytest.raises(ConfigError, match=r"improved\.global_pool = 'gem'; expected one of \['avg', 'avgmax', 'max'\]"):
+        load_config([PARAMS / "compact.yaml"], ["visual.recipes.improved.global_pool=gem"])
+    with pytest.raises(ConfigError, match=r"visual\.recipes\.card\.mid_level = 5; expected -1 \(off\) or 0-4"):
+        load_config([PARAMS / "compact.yaml"], ["visual.recipes.card.mid_level=5"])
     with pytest.raises(ConfigError, match=r"text\.recipes\.improved\.seeds = -1"):
         load_config([PARAMS / "compact.yaml"], ["text.recipes.improved.seeds=-1"])
     with pytest.raises(ConfigError, match=r"visual\.seeds = 0; expected >= 1"):

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
 from dfmm.models.text import mean_pool
 from dfmm.weights import create_text_encoder, create_visual_backbone
+
+PARAMS = Path(__file__).resolve().parents[1] / "params"
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +39,43 @@ def test_visual_branch_shapes_and_normalised_features(lite0):
     assert torch.allclose(f.norm(dim=1), torch.ones(3), atol=1e-5)
     assert model(x).shape == (3,)
     assert model.log_scale.exp().item() == pytest.approx(10.0)
+
+
+def test_mid_level_joins_an_earlier_feature_map_and_survives_a_checkpoint(lite0):
+    from dfmm.branches import visual_from_meta
+
+    backbone, _ = lite0
+    model = VisualBranch(backbone, dropout=0.0, mid_level=2).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        f = model.features(x)
+        last, (mid,) = backbone.forward_intermediates(x, indices=[2])
+    assert model.feature_dim == f.shape[1] == 1280 + 40
+    assert torch.allclose(f.norm(dim=1), torch.ones(2), atol=1e-5)
+    # each part is unit-norm before the join: the stride-8 half is that level's spatial mean, direction kept
+    expect_mid = torch.nn.functional.normalize(mid.mean((2, 3)), dim=1) / 2**0.5
+    assert torch.allclose(f[:, 1280:], expect_mid, atol=1e-5)
+    assert torch.allclose(f[:, 1280:].norm(dim=1), torch.full((2,), 2**-0.5), atol=1e-5)
+    meta = {"timm_name": "tf_efficientnet_lite0", "dropout": 0.0, "global_pool": "avg", "mid_level": 2}
+    with torch.no_grad():
+        assert torch.allclose(visual_from_meta(meta, model.state_dict())(x), model(x), atol=1e-5)
+
+
+def test_recipe_pooling_reaches_the_backbone_and_the_checkpoint():
+    from dfmm.branches import build_visual, visual_from_meta, visual_meta
+    from dfmm.config import load_config
+
+    cfg = load_config([PARAMS / "demo.yaml"], ["visual.recipes.improved.global_pool=max"])
+    card, _ = build_visual(cfg, cfg.visual.recipes["card"])
+    model, info = build_visual(cfg, cfg.visual.recipes["improved"])
+    model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model.backbone(x), model.backbone.forward_features(x).amax((2, 3)))
+        assert torch.allclose(card.eval().backbone(x), card.backbone.forward_features(x).mean((2, 3)), atol=1e-5)
+        meta = visual_meta(cfg, info, "improved")
+        assert (meta["global_pool"], visual_meta(cfg, info, "card")["global_pool"]) == ("max", "avg")
+        assert torch.allclose(visual_from_meta(meta, model.state_dict())(x), model(x), atol=1e-5)
 
 
 def test_text_encoder_package_gives_meaningful_embeddings():

@@ -60,6 +60,18 @@ def test_discriminative_learning_rates(tiny_cfg):
         assert g["lr"] == pytest.approx(1e-2 if is_head else 1e-3)
 
 
+def test_sgd_is_nesterov_and_keeps_decay_off_norms_and_biases(tiny_cfg):
+    from dfmm.branches import build_visual
+
+    model, _ = build_visual(tiny_cfg)
+    opt = make_optimizer(model, Recipe(optimizer="sgd", lr=0.02, weight_decay=1e-4))
+    assert isinstance(opt, torch.optim.SGD)
+    for g in opt.param_groups:
+        assert g["momentum"] == 0.9 and g["nesterov"]
+        flat = all(p.ndim <= 1 for p in g["params"])
+        assert g["weight_decay"] == (0.0 if flat else 1e-4)
+
+
 def test_layer_decay_gives_each_backbone_depth_its_own_lr(tiny_cfg):
     from dfmm.branches import build_visual
 

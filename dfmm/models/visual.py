@@ -4,6 +4,10 @@ L2-normalised features with a linear head follow the CLIP-feature detector of Oj
 CVPR 2023) and AWARE-NET's EfficientNet branch. A unit-norm feature times a linear layer can only produce logits
 in [-|w|, |w|], so a learnable logit scale (temperature, initialised at 10 like a cosine classifier) lets the
 head reach confident probabilities without inflating the weights; it is part of the checkpoint.
+
+``mid_level`` (off at -1) also average-pools one earlier feature level of the backbone (timm ``feature_info``
+index: 2 is stride 8, 3 is stride 16) and joins it to the last one, each part unit-norm, the whole unit-norm:
+low-level texture statistics next to the semantic features.
 """
 
 from __future__ import annotations
@@ -16,17 +20,26 @@ from torch import nn
 
 
 class VisualBranch(nn.Module):
-    def __init__(self, backbone: nn.Module, dropout: float = 0.2, init_scale: float = 10.0) -> None:
+    def __init__(
+        self, backbone: nn.Module, dropout: float = 0.2, init_scale: float = 10.0, mid_level: int = -1
+    ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.feature_dim = int(backbone.num_features)
+        self.mid_level = mid_level
+        mid_dim = backbone.feature_info[mid_level]["num_chs"] if mid_level >= 0 else 0
+        self.feature_dim = int(backbone.num_features) + mid_dim
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.feature_dim, 1)
         self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Unit-norm pooled features (N, D)."""
-        return F.normalize(self.backbone(images), dim=1)
+        if self.mid_level < 0:
+            return F.normalize(self.backbone(images), dim=1)
+        last, (mid,) = self.backbone.forward_intermediates(images, indices=[self.mid_level])
+        last = F.normalize(self.backbone.forward_head(last, pre_logits=True), dim=1)
+        mid = F.normalize(mid.mean((2, 3)), dim=1)
+        return torch.cat([last, mid], dim=1) / math.sqrt(2.0)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """One logit per image (N,): > 0 means fake."""
