@@ -302,6 +302,19 @@ def make_pairs(n_images: int, n_texts: int, seed: int) -> tuple[np.ndarray, np.n
     return rng.permutation(n_images)[:n], rng.permutation(n_texts)[:n]
 
 
+def pair_outputs(
+    visual: tuple[np.ndarray, ...], text: tuple[np.ndarray, ...], seed: int, rule: str
+) -> dict[str, np.ndarray]:
+    """Held-out (features, logits, labels) of images and texts joined into pairs by ``make_pairs``.
+
+    The splits may differ in size: each item is used at most once, ``min(n_images, n_texts)`` pairs.
+    """
+    (vf, vl, vy), (tf, tl, ty) = visual, text
+    ii, ti = make_pairs(len(vy), len(ty), seed)
+    return {"vf": vf[ii], "vl": vl[ii], "tf": tf[ti], "tl": tl[ti], "y": pair_labels(vy[ii], ty[ti], rule),
+            "mix": pair_mix(vy[ii], ty[ti])}  # fmt: skip
+
+
 def pair_labels(image_labels: np.ndarray, text_labels: np.ndarray, rule: str) -> np.ndarray:
     """``either``: a pair is fake if either part is fake; ``both``: only if both are."""
     a, b = image_labels.astype(bool), text_labels.astype(bool)

@@ -53,8 +53,7 @@ def tiny_models(tiny_cfg):
     from dfmm.data.batches import TokenizedTexts
     from dfmm.experiments import (
         image_loader,
-        make_pairs,
-        pair_labels,
+        pair_outputs,
         promote,
         save_ensemble,
         text_features,
@@ -79,9 +78,9 @@ def tiny_models(tiny_cfg):
     vf, vl, vy = visual_features(vis.visual, image_loader(isplit, cfg, b["mean"], b["std"], "none", 0, False))
     tokens = TokenizedTexts(tsplit, txt.tokenizer, cfg.text.max_length)
     tf, tl, ty = text_features(txt.text, text_loader(tokens, 8, 0, False))
-    ii, ti = make_pairs(len(vy), len(ty), 0)
+    p = pair_outputs((vf, vl, vy), (tf, tl, ty), 0, "either")
     fusion = FusionEnsemble(vf.shape[1], tf.shape[1], attention=True)
-    train_fusion(fusion, vl[ii], tl[ti], vf[ii], tf[ti], pair_labels(vy[ii], ty[ti], "either"), 20, 0.05, 0)
+    train_fusion(fusion, p["vl"], p["tl"], p["vf"], p["tf"], p["y"], 20, 0.05, 0)
     meta = {"attention": True, "visual_dim": int(vf.shape[1]), "text_dim": int(tf.shape[1]), "pair_rule": "either"}
     epath = save_ensemble(cfg.run_dir / "multimodal_ensemble.pt", vpath, tpath, fusion, meta, cfg)
     return {"visual": vpath, "text": tpath, "ensemble": epath, "cfg": cfg}

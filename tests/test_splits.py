@@ -53,3 +53,21 @@ def test_dfdc_split_has_no_pair_leakage():
     train = {s.groups[i] for i in sp.train}
     assert not train & {s.groups[i] for i in sp.test}
     assert not train & {s.groups[i] for i in sp.val}
+
+
+def test_fusion_pairs_take_each_text_from_its_own_index_when_splits_differ_in_size():
+    from dfmm.experiments import pair_outputs
+
+    # 6 images, 4 texts: the text arrays must be indexed by the text permutation, never the image one
+    vy, ty = np.array([0, 1, 0, 1, 0, 1.0]), np.array([1, 1, 0, 0.0])
+    visual = (np.arange(6.0)[:, None] * np.ones((1, 3)), np.arange(6.0) + 100, vy)
+    text = (np.arange(4.0)[:, None] * np.ones((1, 2)), np.arange(4.0) + 200, ty)
+    p = pair_outputs(visual, text, seed=0, rule="either")
+    assert len(p["y"]) == 4 and p["vf"].shape == (4, 3) and p["tf"].shape == (4, 2)
+    vi, ti = (p["vl"] - 100).astype(int), (p["tl"] - 200).astype(int)
+    assert len(set(vi)) == 4 and sorted(ti) == [0, 1, 2, 3]  # each item at most once, every text used
+    assert np.array_equal(p["tf"][:, 0], ti) and np.array_equal(p["vf"][:, 0], vi)  # rows stay together
+    assert np.array_equal(p["y"], np.maximum(vy[vi], ty[ti]))
+    assert sum(v for k, v in p["mix"].items()) == 4 and p["mix"]["image_real_text_real"] == int(
+        ((vy[vi] == 0) & (ty[ti] == 0)).sum()
+    )
