@@ -129,13 +129,18 @@ _OPTIONS = {  # recipe fields that are off unless a recipe turns them on, as the
 }
 
 
+def _option(text: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return text
+    return f"{text} {value:g}" if isinstance(value, float) else f"{text} {value}"
+
+
 def _options(recipe: Recipe) -> str:
     """The optional recipe fields this recipe turns on, or 'no other options'."""
     on = [
-        (text, getattr(recipe, key)) for key, text in _OPTIONS.items() if getattr(recipe, key) != getattr(_DEFAULT, key)
+        _option(text, getattr(recipe, k)) for k, text in _OPTIONS.items() if getattr(recipe, k) != getattr(_DEFAULT, k)
     ]
-    return ", ".join(text if isinstance(v, bool) else f"{text} {v:g}" if isinstance(v, float) else f"{text} {v}"
-                     for text, v in on) or "no other options"  # fmt: skip
+    return ", ".join(on) or "no other options"
 
 
 def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
