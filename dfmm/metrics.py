@@ -73,6 +73,17 @@ def mean_std(
     return out
 
 
+def seeds_at_half(
+    seed_runs: list[dict[str, Any]], keys: tuple[str, ...] = ("accuracy", "balanced_accuracy", "auc", "ap")
+) -> dict[str, Any]:
+    """``mean_std`` over seeds of validation metrics, with accuracies at the 0.5 threshold where a run has them.
+
+    A run's own accuracy is at the threshold picked on that same validation split, which flatters it; targets
+    and headline rows use the accuracy at 0.5 (``at_0.5``). AUC and AP need no threshold.
+    """
+    return mean_std([run | run.get("at_0.5", {}) for run in seed_runs], keys)
+
+
 # --------------------------------------------------------------------------------------------------- plots
 def _plt():
     import matplotlib

@@ -13,6 +13,7 @@ from typing import Any
 
 from dfmm.config import Config, Recipe
 from dfmm.data.synthetic import SYNTHETIC_NOTE
+from dfmm.metrics import seeds_at_half
 
 
 def _fmt(v: Any) -> str:
@@ -28,9 +29,9 @@ def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any
         sec = metrics.get(branch, {})
         for recipe, r in sec.get("recipes", {}).items():
             rows.append((f"{branch} / {recipe}", "test", r.get("test", {})))
-            summary = r.get("seeds_summary", {})
-            if summary.get("seeds", 1) > 1:
-                rows.append((f"{branch} / {recipe} (mean of {summary['seeds']} seeds)", "val", summary))
+            runs = r.get("seed_runs") or []
+            if len(runs) > 1:
+                rows.append((f"{branch} / {recipe} (mean of {len(runs)} seeds)", "val, at 0.5", seeds_at_half(runs)))
         for name in ("linear_probe", "tfidf_baseline"):
             if name in sec:
                 rows.append((f"{branch} / {name.replace('_', ' ')}", "test", sec[name].get("test", {})))

@@ -144,6 +144,16 @@ def _kernel_name() -> str:
     return "dfmm" if "dfmm" in specs else "python3"
 
 
+def _kernel_config() -> Any:
+    """Kernel sockets as IPC files in Jupyter's private runtime folder on POSIX; TCP (localhost) elsewhere.
+
+    Over TCP, ipykernel >= 7 warns once per notebook that the traffic is unencrypted, noise in every study log.
+    """
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+
+
 def run_study(
     params: list[str], overrides: list[str] | None = None, out: str | None = None, quiet: bool = False
 ) -> Path:
@@ -191,6 +201,7 @@ def run_study(
                     progress_bar=not quiet,
                     log_output=False,
                     request_save_on_cell_execute=False,
+                    config=_kernel_config(),
                 )
             except PapermillExecutionError as e:
                 evalue = " ".join(str(e.evalue).split())[:300]

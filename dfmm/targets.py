@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dfmm.config import Config
+from dfmm.metrics import seeds_at_half
 
 OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, ">": operator.gt}
 
@@ -35,8 +36,7 @@ def _seed_mean(metrics: dict[str, Any], branch: str, key: str) -> tuple[float | 
     if not rec:
         return None, "no improved run"
     runs = rec.get("seed_runs") or [rec["val"]]
-    vals = [r.get("at_0.5", r)[key] if key != "auc" else r["auc"] for r in runs]
-    return sum(vals) / len(vals), f"improved, val, mean of {len(vals)} seed{'s' * (len(vals) > 1)}"
+    return seeds_at_half(runs, (key,))[key], f"improved, val, mean of {len(runs)} seed{'s' * (len(runs) > 1)}"
 
 
 def _path(*keys: str, how: str) -> Callable[[dict[str, Any]], tuple[float | None, str]]:
