@@ -315,6 +315,26 @@ def pair_outputs(
             "mix": pair_mix(vy[ii], ty[ti])}  # fmt: skip
 
 
+PAIR_ARRAYS = ("vf", "vl", "tf", "tl", "y")
+
+
+def split_pairs(pairs: dict[str, np.ndarray], fraction: float, seed: int) -> tuple[dict, dict]:
+    """(fit, select): the pairs split at random, ``fraction`` of them (at least one) held out to choose among
+    fitted fusion variants, so that the test pairs score the chosen one and choose nothing."""
+    n = len(pairs["y"])
+    order = np.random.default_rng(seed).permutation(n)
+    k = min(n - 1, max(1, round(n * fraction)))
+    fit, select = order[k:], order[:k]
+    return {a: pairs[a][fit] for a in PAIR_ARRAYS}, {a: pairs[a][select] for a in PAIR_ARRAYS}
+
+
+def fused_probs(fusion: Any, pairs: dict[str, np.ndarray]) -> np.ndarray:
+    """P(fake) of each pair from a fitted fusion module."""
+    with torch.no_grad():
+        args = (torch.as_tensor(pairs[a], dtype=torch.float32) for a in ("vl", "tl", "vf", "tf"))
+        return torch.sigmoid(fusion(*args)).numpy()
+
+
 def pair_labels(image_labels: np.ndarray, text_labels: np.ndarray, rule: str) -> np.ndarray:
     """``either``: a pair is fake if either part is fake; ``both``: only if both are."""
     a, b = image_labels.astype(bool), text_labels.astype(bool)

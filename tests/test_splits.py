@@ -71,3 +71,30 @@ def test_fusion_pairs_take_each_text_from_its_own_index_when_splits_differ_in_si
     assert sum(v for k, v in p["mix"].items()) == 4 and p["mix"]["image_real_text_real"] == int(
         ((vy[vi] == 0) & (ty[ti] == 0)).sum()
     )
+
+
+def test_fusion_variant_is_chosen_on_held_out_validation_pairs():
+    import torch
+
+    from dfmm.experiments import fused_probs, split_pairs
+    from dfmm.models import FusionEnsemble
+
+    n = 50
+    pairs = {"vf": np.arange(n * 3.0).reshape(n, 3), "vl": np.arange(n) + 0.5, "tf": np.arange(n * 2.0).reshape(n, 2),
+             "tl": -np.arange(n) - 0.5, "y": (np.arange(n) % 2).astype(np.float32), "mix": {}}  # fmt: skip
+    fit, held = split_pairs(pairs, 0.2, seed=3)
+    assert len(held["y"]) == 10 and len(fit["y"]) == 40
+    rows = np.concatenate([fit["vl"], held["vl"]]) - 0.5
+    assert sorted(rows.astype(int)) == list(range(n))  # disjoint, together all pairs
+    for part in (fit, held):  # each pair's arrays stay on one row
+        i = (part["vl"] - 0.5).astype(int)
+        assert np.array_equal(part["tl"], -i - 0.5) and np.array_equal(part["vf"][:, 0], 3 * i)
+        assert np.array_equal(part["y"], i % 2)
+    assert np.array_equal(split_pairs(pairs, 0.2, seed=3)[1]["vl"], held["vl"])  # seeded
+    assert len(split_pairs(pairs, 0.0, seed=0)[1]["y"]) == 1  # never an empty selection set
+
+    fusion = FusionEnsemble(3, 2, attention=False).eval()
+    with torch.no_grad():
+        fusion.bias.fill_(1.0)  # equal weights: 0.5 * (i + 0.5) + 0.5 * (-i - 0.5) + 1 = 1 for every pair
+    p = fused_probs(fusion, held)
+    assert p.shape == (10,) and np.allclose(p, 1 / (1 + np.exp(-1.0)))
