@@ -8,10 +8,11 @@ PARAMS ?= params/compact.yaml params/sources/local.yaml
 
 .PHONY: setup demo test lint compact full lab clean-runs
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name dfmm --display-name "Python (dfmm)" >/dev/null
 	touch $(STAMP)

@@ -22,7 +22,7 @@ from dfmm.data import image_splits
 from dfmm.data.batches import ImageDataset, ShuffledBatchSampler, collate_images
 from dfmm.inference import load_model
 from dfmm.metrics import binary_metrics
-from dfmm.train import sigmoid
+from dfmm.scoring import sigmoid
 
 
 def centre_crop(x: torch.Tensor, scale: float) -> torch.Tensor:

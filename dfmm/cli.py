@@ -5,6 +5,7 @@
     accelerate launch --num_processes 4 -m dfmm.cli train visual PARAMS...   (several GPUs, one shard each)
     dfmm evaluate --model CKPT (--images DIR | --texts FILE.jsonl | --videos DIR)
     dfmm classify image|text|video|multimodal --model CKPT ...
+    dfmm score --model CKPT (--images DIR | --videos DIR | --texts FILE) --out scores.csv   (resumable)
 
 Expected failures print one line ``dfmm: error: ...`` and exit with status 2.
 """
@@ -14,9 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from dfmm.errors import DfmmError
 
@@ -36,14 +39,58 @@ def _json(obj: Any) -> str:
     return json.dumps(clean(obj), indent=2)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with dfmm's error format: one line ``dfmm: error: ...`` and status 2 (no usage block).
+
+    ``intermixed`` parsers accept options between their positional arguments (``classify text --string "hi"``);
+    plain argparse binds an empty list to ``inputs`` at the first option and then rejects "hi".
+    """
+
+    intermixed = False
+    _parsing = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if not self.intermixed or self._parsing:
+            return super().parse_known_args(args, namespace)
+        self._parsing = True  # parse_known_intermixed_args calls back into parse_known_args
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
+
+    def error(self, message: str) -> NoReturn:
+        m = re.fullmatch(r"argument (\S+): (must be .*)", message)  # our type functions: "--batch-size must be"
+        message = f"{m[1]} {m[2]}" if m else message
+        self.exit(2, f"dfmm: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int) -> Any:
+    """An argparse ``type``: an integer >= ``low``, e.g. ``--batch-size 0`` is refused before any work starts."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dfmm", description="Multimodal deepfake detection study")
+    p = _Parser(prog="dfmm", description="Multimodal deepfake detection study")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("study", help="run the notebooks in order and write reports/NAME")
     s.add_argument("params", nargs="+", help="YAML files, merged left to right")
     s.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    s.add_argument("--out", help="report folder (default reports/<study.name>)")
+    s.add_argument(
+        "--out",
+        help="report folder (default reports/<study.name>); it moves the report only: the run folder (checkpoints, "
+        "caches) is always runs/<study.name>, so name a run with -p study.name=NAME",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train one branch with one recipe, save runs/NAME/BRANCH_RECIPE.pt; print JSON")
@@ -59,20 +106,62 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--images", help="folder with real/ and fake/ (optional labels.csv)")
     g.add_argument("--texts", help="JSONL/CSV with text and label")
     g.add_argument("--videos", help="folder with real/ and fake/ clips")
-    e.add_argument("--num-frames", type=int, default=32)
+    e.add_argument("--num-frames", type=_int_at_least(1), default=32)
     e.add_argument("--aggregation", default="mean")
-    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    e.add_argument("--face-crop", choices=["auto", "never"], default="auto", help="videos: crop frames to faces")
+
+    sc = sub.add_parser("score", help="score many items into a CSV, one row each, resumable; print a summary")
+    sc.add_argument("--model", required=True)
+    g = sc.add_mutually_exclusive_group(required=True)
+    g.add_argument("--images", help="an image file or a folder (any depth)")
+    g.add_argument("--videos", help="a clip or a folder of clips")
+    g.add_argument("--texts", help="JSONL/CSV with text and label")
+    sc.add_argument("--out", required=True, help="CSV file; rows already there are kept and their items skipped")
+    sc.add_argument("--batch-size", type=_int_at_least(1), default=64)
+    sc.add_argument("--face-crop", choices=["auto", "always", "never"], default="auto")
+    sc.add_argument("--num-frames", type=_int_at_least(1), default=32)
+    sc.add_argument("--aggregation", default="mean")
+    sc.add_argument("--quiet", action="store_true", help="no progress bar")
 
     c = sub.add_parser("classify", help="classify files; print JSON")
+    c.intermixed = True
     c.add_argument("modality", choices=["image", "text", "video", "multimodal"])
-    c.add_argument("inputs", nargs="*", help="files or folders; for text, strings or files, '-' reads stdin")
+    c.add_argument(
+        "inputs",
+        nargs="*",
+        help="files or folders; for text, an existing file is read (UTF-8), anything else is the text itself, "
+        "'-' reads stdin",
+    )
     c.add_argument("--model", required=True)
     c.add_argument("--image", help="multimodal: the image")
     c.add_argument("--text", help="multimodal: the text")
     c.add_argument("--gradcam", metavar="DIR", help="image: also write GradCAM overlays (PNG) to DIR")
-    c.add_argument("--num-frames", type=int, default=32)
+    c.add_argument("--num-frames", type=_int_at_least(1), default=32)
     c.add_argument("--aggregation", default="mean")
-    c.add_argument("--face-crop", action="store_true")
+    c.add_argument(
+        "--face-crop",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="image: crop the largest face when the photo is much larger than the model's input (auto), whenever a "
+        "face is found (always), or never; video: frames are cropped to faces unless never",
+    )
+    c.add_argument("--all-faces", action="store_true", help="video: score every face; a frame takes its most fake one")
+    how = c.add_mutually_exclusive_group()
+    how.add_argument(
+        "--file",
+        dest="text_inputs",
+        action="store_const",
+        const="file",
+        help="text: every input is a file (a missing one is an error)",
+    )
+    how.add_argument(
+        "--string",
+        dest="text_inputs",
+        action="store_const",
+        const="string",
+        help="text: every input is the text itself, even if a file of that name exists ('-' still reads stdin)",
+    )
     return p
 
 
@@ -92,42 +181,120 @@ def _expand(inputs: list[str], extensions: set[str]) -> list[Path]:
     return out
 
 
+_TEXT_FILE_SUFFIXES = (".txt", ".md", ".json", ".jsonl", ".csv")
+
+
+def _is_file(item: str) -> bool:
+    try:
+        return Path(item).is_file()
+    except (OSError, ValueError):  # a long text is no file name (ENAMETOOLONG), nor one with a NUL character
+        return False
+
+
+def _looks_like_path(item: str) -> bool:
+    """A name the user surely meant as a file: a text-file suffix (any case), or a separator and no whitespace."""
+    if item.lower().endswith(_TEXT_FILE_SUFFIXES):
+        return True
+    separators = {"/", os.sep, os.altsep} - {None}
+    return any(s in item for s in separators) and not any(ch.isspace() for ch in item)
+
+
+def _text_inputs(items: list[str], how: str | None) -> list[tuple[str, str, str]]:
+    """``(input, input_kind, text)`` for ``classify text``, read and checked before the model loads.
+
+    ``-`` is stdin. By default an argument is a file when that file exists (any suffix) and the text itself
+    otherwise, but one that looks like a path and does not exist is an error, not a text to score; ``--file``
+    makes every argument a file, ``--string`` every argument a text. Files and stdin are strict UTF-8.
+    """
+    from dfmm.data.text import check_text, decode_utf8
+
+    if not items:
+        raise DfmmError("classify text: give at least one input")
+    out = []
+    for i, item in enumerate(items, start=1):
+        if item == "-":
+            name, kind, where = "<stdin>", "stdin", "<stdin>"
+            stream = getattr(sys.stdin, "buffer", None)
+            text = decode_utf8(stream.read(), where) if stream is not None else sys.stdin.read()
+        elif how != "string" and _is_file(item):
+            name, kind, where = item, "file", item
+            try:
+                text = decode_utf8(Path(item).read_bytes(), where)
+            except OSError as e:
+                raise DfmmError(f"{item}: cannot read ({e.strerror})") from None
+        elif how == "file" or (how is None and _looks_like_path(item)):
+            if Path(item).is_dir():
+                raise DfmmError(f"{item}: is a directory, expected a text file")
+            hint = "" if how == "file" else " (use --string to classify the text itself)"
+            raise DfmmError(f"{item}: no such file{hint}")
+        else:
+            name, kind, where, text = item[:60], "string", f"text argument {i}", item
+        out.append((name, kind, check_text(text, where)))
+    return out
+
+
+def _gradcam_folder(path: str) -> Path:
+    """The ``--gradcam`` folder, made before the model loads: a file in its place is an error, not a crash later."""
+    out = Path(path)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"{p} is a file"
+                raise DfmmError(f"--gradcam {path}: {what}, expected a folder")
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DfmmError(f"--gradcam {path}: cannot create the folder ({e.strerror})") from None
+    return out
+
+
 def cmd_classify(a: argparse.Namespace) -> Any:
     from dfmm.data.images import IMAGE_EXTENSIONS
     from dfmm.data.video import VIDEO_EXTENSIONS
     from dfmm.inference import classify_image, classify_multimodal, classify_text, classify_video, load_model
 
+    if a.text_inputs and a.modality != "text":
+        raise DfmmError(f"--{a.text_inputs}: only for classify text")
+    if a.gradcam and a.modality != "image":
+        raise DfmmError("--gradcam: only for classify image")
+    texts = _text_inputs(a.inputs, a.text_inputs) if a.modality == "text" else []
+    gradcam_dir = _gradcam_folder(a.gradcam) if a.gradcam else None
     model, _ = load_model(a.model)
     if a.modality == "multimodal":
         text = sys.stdin.read() if a.text == "-" else a.text
-        return classify_multimodal(model, image_path_or_pil=a.image, text=text)
+        return classify_multimodal(model, image_path_or_pil=a.image, text=text, face_crop=a.face_crop)
     if not a.inputs:
         raise DfmmError(f"classify {a.modality}: give at least one input")
     results = []
     if a.modality == "text":
-        for item in a.inputs:
-            if item == "-":
-                results.append({"input": "<stdin>", **classify_text(model, sys.stdin.read())})
-            elif Path(item).is_file() and Path(item).suffix in (".txt", ".md"):
-                results.append(
-                    {"input": item, **classify_text(model, Path(item).read_text(encoding="utf-8", errors="strict"))}
-                )
-            else:
-                results.append({"input": item[:60], **classify_text(model, item)})
+        for name, kind, text in texts:
+            results.append({"input": name, "input_kind": kind, **classify_text(model, text)})
     elif a.modality == "image":
+        written: set[Path] = set()
         for f in _expand(a.inputs, IMAGE_EXTENSIONS):
-            r = classify_image(model, f, return_gradcam=bool(a.gradcam))
-            if a.gradcam:
+            r = classify_image(model, f, return_gradcam=gradcam_dir is not None, face_crop=a.face_crop)
+            if gradcam_dir is not None:
                 from PIL import Image
 
-                out = Path(a.gradcam)
-                out.mkdir(parents=True, exist_ok=True)
-                r["gradcam_png"] = str(out / f"{f.stem}_gradcam.png")
-                Image.fromarray(r["gradcam"]["overlay"]).save(r["gradcam_png"])
+                png, n = gradcam_dir / f"{f.stem}_gradcam.png", 1
+                while png in written:  # a/face.jpg and b/face.jpg: one overlay each
+                    n += 1
+                    png = gradcam_dir / f"{f.stem}_{n}_gradcam.png"
+                written.add(png)
+                r["gradcam_png"] = str(png)
+                Image.fromarray(r["gradcam"]["overlay"]).save(png)
             results.append({"input": str(f), **r})
     else:
         for f in _expand(a.inputs, VIDEO_EXTENSIONS):
-            r = classify_video(model, f, num_frames=a.num_frames, aggregation=a.aggregation, face_crop=a.face_crop)
+            r = classify_video(
+                model,
+                f,
+                num_frames=a.num_frames,
+                aggregation=a.aggregation,
+                face_crop=a.face_crop != "never",
+                all_faces=a.all_faces,
+            )
             results.append({"input": str(f), **r})
     return results[0] if len(results) == 1 else results
 
@@ -165,7 +332,28 @@ def cmd_evaluate(a: argparse.Namespace) -> dict[str, Any]:
         return evaluate_images(model, a.images, a.batch_size)
     if a.texts:
         return evaluate_texts(model, a.texts, a.batch_size)
-    return evaluate_videos(model, a.videos, a.num_frames, a.aggregation)
+    return evaluate_videos(model, a.videos, a.num_frames, a.aggregation, face_crop=a.face_crop != "never")
+
+
+def cmd_score(a: argparse.Namespace) -> dict[str, Any]:
+    from dfmm.inference import AGGREGATIONS, load_model
+    from dfmm.score_files import score_to_csv
+
+    if a.aggregation not in AGGREGATIONS:
+        raise DfmmError(f"unknown aggregation '{a.aggregation}'; expected one of {', '.join(AGGREGATIONS)}")
+    kind, source = next((k, getattr(a, k)) for k in ("images", "videos", "texts") if getattr(a, k))
+    model, _ = load_model(a.model)
+    return score_to_csv(
+        model,
+        kind,
+        source,
+        a.out,
+        batch_size=a.batch_size,
+        face_crop=a.face_crop,
+        num_frames=a.num_frames,
+        aggregation=a.aggregation,
+        progress=not a.quiet,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             out = run_study(args.params, args.overrides, args.out, quiet=args.quiet)
             print(f"report: {out / 'index.html'}")
             return 0
-        commands = {"classify": cmd_classify, "train": cmd_train, "evaluate": cmd_evaluate}
+        commands = {"classify": cmd_classify, "train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score}
         result = commands[args.command](args)
         if result is not None:
             print(_json(result))

@@ -1,46 +1,48 @@
 """Scoring a checkpoint on a labelled folder or file: what ``dfmm evaluate`` prints.
 
-Uses the same layouts as the data layer (``real/`` + ``fake/`` folders, JSONL with ``text`` + ``label``) and the
-same batched code as training, so the numbers match the notebooks'.
+Uses the same layouts as the data layer (``real/`` + ``fake/`` folders, JSONL with ``text`` + ``label``), the
+same batched code as training and the checkpoint's decision rule (``dfmm.scoring.DecisionRule``), so the numbers
+match the notebooks' and the labels match ``classify_*``. Notebook 06 scores through ``score_images`` and
+``score_texts`` too. An unreadable clip is recorded with its reason and the evaluation goes on.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from dfmm.data.batches import ImageDataset, LengthBucketSampler, ShuffledBatchSampler, TokenizedTexts, collate_images
-from dfmm.data.images import load_images
-from dfmm.data.text import load_texts
+from dfmm.data.images import ImageSet, load_images
+from dfmm.data.text import TextSet, load_texts
 from dfmm.data.video import list_videos
-from dfmm.errors import CheckpointError, DataError
+from dfmm.errors import CheckpointError, DataError, DfmmError
 from dfmm.metrics import binary_metrics
-from dfmm.train import predict, sigmoid
+from dfmm.scoring import predict
 
 
-def evaluate_images(model: Any, source: str, batch_size: int = 32) -> dict[str, Any]:
+def score_images(model: Any, images: ImageSet, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """P(fake) under the checkpoint's decision rule, labels and dataset indices of every readable image."""
     from torch.utils.data import DataLoader
 
     if model.visual is None:
         raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score images")
-    images = load_images(source)
     loader = DataLoader(
         ImageDataset(images, model.transform()),
         batch_sampler=ShuffledBatchSampler(len(images), batch_size, 0, shuffle=False),
         collate_fn=collate_images,
     )
     p = predict(model.visual, loader, tta=model.visual_meta.get("tta", False))
-    out = binary_metrics(p["labels"], sigmoid(p["logits"]))
-    out["skipped_unreadable"] = len(images) - len(p["labels"])
-    return {"data": source, "model": model.path, **out}
+    return {"probs": model.rule("visual").probability(p["logits"]), "labels": p["labels"], "index": p["index"]}
 
 
-def evaluate_texts(model: Any, source: str, batch_size: int = 32) -> dict[str, Any]:
+def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, Any]:
+    """P(fake) under the checkpoint's decision rule, labels and indices of every text, and how many were cut."""
     from torch.utils.data import DataLoader
 
     if model.text is None:
         raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score texts")
-    texts = load_texts(source)
-    tokens = TokenizedTexts(texts, model.tokenizer, model.text_meta.get("max_length", 512))
+    tokens = TokenizedTexts(texts, model.tokenizer, model.text_meta.get("max_length", 512), cache_dir)
     loader = DataLoader(
         tokens,
         batch_sampler=LengthBucketSampler(tokens.lengths, batch_size, 0, shuffle=False),
@@ -48,19 +50,86 @@ def evaluate_texts(model: Any, source: str, batch_size: int = 32) -> dict[str, A
     )
     p = predict(model.text, loader)
     return {
-        "data": source,
-        "model": model.path,
-        **binary_metrics(p["labels"], sigmoid(p["logits"])),
+        "probs": model.rule("text").probability(p["logits"]),
+        "labels": p["labels"],
+        "index": p["index"],
         "truncated": tokens.truncated(),
     }
 
 
-def evaluate_videos(model: Any, source: str, num_frames: int = 32, aggregation: str = "mean") -> dict[str, Any]:
+def evaluate_images(model: Any, source: str, batch_size: int = 32) -> dict[str, Any]:
+    if model.visual is None:
+        raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score images")
+    images = load_images(source)
+    s = score_images(model, images, batch_size)
+    out = binary_metrics(s["labels"], s["probs"], model.threshold("visual"))
+    out["skipped_unreadable"] = len(images) - len(s["labels"])
+    return {"data": source, "model": model.path, **out}
+
+
+def evaluate_texts(model: Any, source: str, batch_size: int = 32) -> dict[str, Any]:
+    if model.text is None:
+        raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score texts")
+    s = score_texts(model, load_texts(source), batch_size)
+    out = binary_metrics(s["labels"], s["probs"], model.threshold("text"))
+    return {"data": source, "model": model.path, **out, "truncated": s["truncated"]}
+
+
+def score_videos(
+    model: Any, source: str, num_frames: int = 32, aggregation: str = "mean", face_crop: bool = True
+) -> list[dict[str, Any]]:
+    """One row per labelled clip: its score, label, faces found and timings, or the reason it could not be read."""
     from dfmm.inference import classify_video
 
     clips = [(p, lab) for p, lab in list_videos(source) if lab is not None]
     if not clips:
         raise DataError(f"{source}: no labelled clips (expected real/ and fake/ folders)")
-    scores = [classify_video(model, p, num_frames, aggregation)["probability_fake"] for p, _ in clips]
-    out = binary_metrics([lab for _, lab in clips], scores)
-    return {"data": source, "model": model.path, **out, "num_frames": num_frames, "aggregation": aggregation}
+    rows = []
+    for path, lab in clips:
+        row: dict[str, Any] = {"clip": path.name, "file": str(path), "label": lab}
+        try:
+            r = classify_video(model, path, num_frames, aggregation, face_crop=face_crop)
+        except DfmmError as e:
+            rows.append({**row, "error": str(e)})
+            continue
+        probs = [f["probability_fake"] for f in r["frames"] if f["probability_fake"] is not None]
+        rows.append(
+            {
+                **row,
+                "probability_fake": r["probability_fake"],
+                "predicted": r["label"],
+                "frames_with_face": r["frames_with_face"],
+                "frames": len(r["frames"]),
+                "frame_min": min(probs),
+                "frame_max": max(probs),
+                "read": r["video"].get("read"),
+                "seconds": r["timings_ms"]["total"] / 1000,
+                "per_frame": r["frames"],
+            }
+        )
+    return rows
+
+
+def video_metrics(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """Clip-level metrics over the clips that could be read, with the unreadable ones listed."""
+    ok = [r for r in rows if "error" not in r]
+    out = binary_metrics([r["label"] for r in ok], [r["probability_fake"] for r in ok], threshold)
+    out["unreadable"] = [{"clip": r["file"], "error": r["error"]} for r in rows if "error" in r]
+    return out
+
+
+def evaluate_videos(
+    model: Any, source: str, num_frames: int = 32, aggregation: str = "mean", face_crop: bool = True
+) -> dict[str, Any]:
+    rows = score_videos(model, source, num_frames, aggregation, face_crop)
+    threshold = 0.5 if aggregation == "vote" else model.threshold("visual")  # vote: the share of fake frames
+    clips = [{k: v for k, v in r.items() if k != "per_frame"} for r in rows]
+    return {
+        "data": source,
+        "model": model.path,
+        **video_metrics(rows, threshold),
+        "num_frames": num_frames,
+        "aggregation": aggregation,
+        "face_crop": face_crop,
+        "clips": clips,
+    }

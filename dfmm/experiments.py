@@ -27,11 +27,13 @@ from dfmm.data.batches import (
     TokenizedTexts,
     collate_images,
 )
+from dfmm.data.faces import training_crop_geometry
 from dfmm.data.images import ImageSet
 from dfmm.data.text import TextSet
 from dfmm.data.transforms import image_transform
-from dfmm.metrics import best_threshold, binary_metrics
-from dfmm.train import fit, make_accelerator, predict, sigmoid
+from dfmm.metrics import best_threshold, binary_metrics, bootstrap_ci, metrics_with_ci
+from dfmm.scoring import in_index_order, predict, sigmoid
+from dfmm.train import fit, make_accelerator
 
 
 @dataclass
@@ -136,11 +138,12 @@ def train_visual(
     for split in ("val", "test"):
         loader = val if split == "val" else image_loader(splits["test"], cfg, info.mean, info.std, "none", seed, False)
         preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}")
-    threshold, scores = _score(preds, recipe.calibrate)
+    threshold, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
     ckpt = ""
     if save and acc.is_main_process:
         path = cfg.run_dir / f"visual_{recipe_name}.pt"
-        meta = {**visual_meta(cfg, info, recipe_name), "threshold": threshold}
+        geometry = training_crop_geometry(splits["train"], seed=cfg.study.seed)
+        meta = {**visual_meta(cfg, info, recipe_name), "threshold": threshold, "face_crop": geometry.to_meta()}
         ckpt = str(save_checkpoint(path, "visual_branch", model.state_dict(), meta))
     return BranchRun(
         "visual", recipe_name, seed, result.history, result.best_epoch, scores["val"], scores["test"],
@@ -149,37 +152,52 @@ def train_visual(
     )  # fmt: skip
 
 
-def _score(preds: dict[str, dict[str, np.ndarray]], calibrate: bool) -> tuple[float, dict[str, dict[str, Any]]]:
-    """Metrics for val and test at 0.5, or at the threshold chosen on val (never on test)."""
+def _score(
+    preds: dict[str, dict[str, np.ndarray]], calibrate: bool, groups: dict[str, np.ndarray] | None = None
+) -> tuple[float, dict[str, dict[str, Any]]]:
+    """Metrics for val and test at 0.5, or at the threshold chosen on val (never on test), each with ``ci``: 95%
+    percentile bootstrap intervals at that threshold (``metrics_with_ci``, seed 0, so a rerun is bit-identical).
+
+    ``groups`` maps a split to one group id per row of ``preds[split]`` (see ``_split_groups``): a group (a real
+    face and the fakes made from its video, a human text and its rewrites) is resampled as a whole. Bootstrapping
+    happens here, once per run, never per epoch.
+    """
     probs = {s: sigmoid(p["logits"]) for s, p in preds.items()}
     threshold = best_threshold(preds["val"]["labels"], probs["val"]) if calibrate else 0.5
-    scores = {s: {**binary_metrics(preds[s]["labels"], probs[s], threshold), "threshold": threshold} for s in preds}
+    g = groups or {}
+    scores = {
+        s: {**metrics_with_ci(preds[s]["labels"], probs[s], threshold, g.get(s), seed=0), "threshold": threshold}
+        for s in preds
+    }
     if calibrate:  # val accuracy at a threshold picked on val is optimistic: keep the uncalibrated figures too
         for s in preds:
             at_half = binary_metrics(preds[s]["labels"], probs[s], 0.5)
             scores[s]["at_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy")}
+            scores[s]["at_0.5"]["ci"] = bootstrap_ci(preds[s]["labels"], probs[s], 0.5, g.get(s), seed=0)
     return threshold, scores
+
+
+def _split_groups(splits: dict[str, Any], preds: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Each scored split's group ids aligned with its predictions (``predict`` keeps dataset indices in ``index``
+    and skips unreadable items), for the group bootstrap in ``_score``."""
+    return {s: np.asarray(splits[s].groups)[np.asarray(p["index"], dtype=int)] for s, p in preds.items()}
 
 
 @torch.no_grad()
 def visual_features(model: Any, loader: DataLoader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(unit-norm features, logits, labels) in dataset order."""
     model.eval()
-    feats, logits, labels, index = [], [], [], []
+    parts: dict[str, list[Any]] = {"feats": [], "logits": [], "labels": [], "index": []}
     for batch in loader:
         if batch["inputs"] is None:
             continue
         f = model.features(batch["inputs"])
-        feats.append(f)
-        logits.append(model.head(f).squeeze(1) * model.log_scale.exp())
-        labels.append(batch["labels"])
-        index.append(batch["index"])
-    order = np.argsort(torch.cat(index).numpy())
-    return (
-        torch.cat(feats).numpy()[order],
-        torch.cat(logits).numpy()[order],
-        torch.cat(labels).numpy()[order],
-    )
+        parts["feats"].append(f)
+        parts["logits"].append(model.logits(f))
+        parts["labels"].append(batch["labels"])
+        parts["index"].append(batch["index"])
+    out = in_index_order(parts)
+    return out["feats"], out["logits"], out["labels"]
 
 
 def visual_linear_probe(cfg: Config, splits: dict[str, ImageSet]) -> dict[str, Any]:
@@ -237,7 +255,7 @@ def train_text(
     )  # fmt: skip
     model = acc.unwrap_model(model)
     preds = {s: predict(model, loaders[s], acc, desc=f"score {s}") for s in ("val", "test")}
-    threshold, scores = _score(preds, recipe.calibrate)
+    threshold, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
     ckpt = ""
     if save and acc.is_main_process:
         meta = {**text_meta(cfg, model, tokenizer, info, recipe_name), "threshold": threshold}
@@ -284,15 +302,15 @@ def promote(run: BranchRun, name: str, run_dir: Path) -> Path:
 def text_features(model: Any, loader: DataLoader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(pooled features, logits, labels) in dataset order."""
     model.eval()
-    feats, logits, labels, index = [], [], [], []
+    parts: dict[str, list[Any]] = {"feats": [], "logits": [], "labels": [], "index": []}
     for batch in loader:
         f = model.features(**batch["inputs"])
-        feats.append(f)
-        logits.append(model.head(f).squeeze(1))
-        labels.append(batch["labels"])
-        index.append(batch["index"])
-    order = np.argsort(torch.cat(index).numpy())
-    return tuple(torch.cat(x).numpy()[order] for x in (feats, logits, labels))  # type: ignore[return-value]
+        parts["feats"].append(f)
+        parts["logits"].append(model.logits(f))
+        parts["labels"].append(batch["labels"])
+        parts["index"].append(batch["index"])
+    out = in_index_order(parts)
+    return out["feats"], out["logits"], out["labels"]
 
 
 def make_pairs(n_images: int, n_texts: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

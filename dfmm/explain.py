@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from dfmm.models import TextBranch, VisualBranch
+from dfmm.scoring import DecisionRule
 
 
 class LogitTarget:
@@ -62,10 +63,11 @@ class _frozen:
 class GradCamExplainer:
     """Batched GradCAM over ``model.gradcam_layer()``; reuse one instance, call :meth:`close` when done."""
 
-    def __init__(self, model: VisualBranch) -> None:
+    def __init__(self, model: VisualBranch, rule: DecisionRule | None = None) -> None:
         from pytorch_grad_cam import GradCAM
 
         self.model = model.eval()
+        self.rule = rule or DecisionRule()
         layer = model.gradcam_layer()
         # Registered before grad-cam's own hooks, so they see (and hook the gradient of) the cut tensor.
         self._cut = layer.register_forward_hook(_cut_graph)
@@ -74,13 +76,15 @@ class GradCamExplainer:
     def __call__(self, images: torch.Tensor, explain: str = "predicted") -> tuple[np.ndarray, np.ndarray]:
         """(maps in [0, 1] of shape (N, H, W), logits (N,)). ``explain``: predicted | fake | real.
 
-        "predicted" needs the logits first (one extra forward pass); "fake" / "real" go straight to the CAM.
+        "predicted" needs the logits first (one extra forward pass) and calls them with the explainer's decision
+        rule (the checkpoint's threshold), so a map explains the label the image gets; "fake" / "real" go straight
+        to the CAM.
         """
         if explain in ("fake", "real"):
             signs = [1.0 if explain == "fake" else -1.0] * len(images)
         else:
             with torch.no_grad():
-                signs = torch.where(self.model(images).float() >= 0, 1.0, -1.0).tolist()
+                signs = [1.0 if self.rule.logit_is_fake(z) else -1.0 for z in self.model(images).float().tolist()]
         with _frozen(self.model):
             maps = self.cam(input_tensor=images, targets=[LogitTarget(s) for s in signs])
         logits = self.cam.outputs.detach().float().numpy() if hasattr(self.cam, "outputs") else None

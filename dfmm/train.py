@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +30,7 @@ from tqdm import tqdm
 
 from dfmm.config import Recipe
 from dfmm.metrics import binary_metrics
+from dfmm.scoring import _call, _to, predict, sigmoid
 
 
 @dataclass
@@ -162,47 +162,6 @@ def pair_ranking_loss(logits: torch.Tensor, labels: torch.Tensor, groups: torch.
     return F.softplus(-diff[pairs]).mean()
 
 
-def _call(model: nn.Module, inputs: Any) -> torch.Tensor:
-    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module, loader: Any, accelerator: Any = None, tta: bool = False, desc: str = "predict"
-) -> dict[str, np.ndarray]:
-    """Logits, labels and dataset indices for every readable item of ``loader`` (sorted by index)."""
-    model.eval()
-    device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    logits, labels, index = [], [], []
-    autocast = accelerator.autocast() if accelerator is not None else torch.autocast("cpu", enabled=False)
-    with autocast:
-        for batch in tqdm(loader, desc=desc, leave=False, mininterval=10, disable=None):
-            if batch["inputs"] is None:
-                continue
-            inputs = _to(batch["inputs"], device)
-            out = _call(model, inputs).float()
-            if tta and isinstance(inputs, torch.Tensor):
-                out = 0.5 * (out + _call(model, torch.flip(inputs, dims=[3])).float())
-            logits.append(out.cpu())
-            labels.append(batch["labels"])
-            index.append(batch["index"])
-    if not logits:
-        return {"logits": np.zeros(0), "labels": np.zeros(0), "index": np.zeros(0, dtype=int)}
-    idx = torch.cat(index).numpy()
-    order = np.argsort(idx)
-    return {
-        "logits": torch.cat(logits).numpy()[order],
-        "labels": torch.cat(labels).numpy()[order],
-        "index": idx[order],
-    }
-
-
-def _to(inputs: Any, device: torch.device) -> Any:
-    if isinstance(inputs, dict):
-        return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
-    return inputs.to(device, non_blocking=True)
-
-
 def shard_for_processes(loader: Any, accelerator: Any) -> Any:
     """The training loader of this process under ``accelerate launch``: a disjoint share of every epoch's batches.
 
@@ -255,10 +214,6 @@ class WeightAverage:
             yield model
         finally:
             model.load_state_dict(trained)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
 def fit(

@@ -61,23 +61,45 @@ def test_video_aggregations(tiny_models):
     cfg = tiny_models["cfg"]
     model, _ = load_model(tiny_models["ensemble"])
     clip = sorted(video_source(cfg).rglob("*.mp4"))[0]
-    r = classify_video(model, clip, num_frames=6, aggregation="mean")
+    r = classify_video(model, clip, num_frames=6, aggregation="mean", face_crop=False)
     probs = np.array([f["probability_fake"] for f in r["frames"]])
     assert len(probs) == 6 and r["probability_fake"] == pytest.approx(probs.mean())
-    assert classify_video(model, clip, num_frames=6, aggregation="max")["probability_fake"] == pytest.approx(
-        probs.max()
-    )
+    assert r["label"] == model.rule("visual").label(r["probability_fake"])
+    assert classify_video(model, clip, num_frames=6, aggregation="max", face_crop=False)[
+        "probability_fake"
+    ] == pytest.approx(probs.max())
     with pytest.raises(DataError, match="unknown aggregation 'avg'"):
         classify_video(model, clip, num_frames=6, aggregation="avg")
+    # by default frames are cropped to faces: frames without one are skipped (all kept when none has a face)
+    d = classify_video(model, clip, num_frames=6)
+    found = [f["face_found"] for f in d["frames"]]
+    scored = [f["probability_fake"] for f in d["frames"] if f["probability_fake"] is not None]
+    assert d["face_crop"] is True and d["frames_with_face"] == sum(found) and d["no_face"] == (not any(found))
+    assert len(scored) == (6 if d["no_face"] else sum(found))
+    assert d["probability_fake"] == pytest.approx(np.mean(scored))
 
 
 def test_aggregate_rules():
+    from dfmm.scoring import DecisionRule
+
     p = np.array([0.1, 0.2, 0.9, 0.8, 0.7])
-    assert aggregate(p, "median") == pytest.approx(0.7)
-    assert aggregate(p, "vote") == pytest.approx(0.6)
+    assert aggregate(p, "median") == (pytest.approx(0.7), "fake")
+    assert aggregate(p, "vote") == (pytest.approx(0.6), "fake")  # the share of frames called fake
     # weights |p - 0.5| = .4 .3 .4 .3 .2: the unsure 0.7 frame counts least
-    assert aggregate(p, "confidence") == pytest.approx((0.04 + 0.06 + 0.36 + 0.24 + 0.14) / 1.6, abs=1e-5)
-    assert aggregate(p, "max") == 0.9 and aggregate(p, "mean") == pytest.approx(0.54)
+    conf = (0.04 + 0.06 + 0.36 + 0.24 + 0.14) / 1.6
+    assert aggregate(p, "confidence") == (pytest.approx(conf, abs=1e-5), "fake")
+    assert aggregate(p, "max") == (0.9, "fake") and aggregate(p, "mean") == (pytest.approx(0.54), "fake")
+    # the checkpoint's rule labels the score; vote calls each frame with it and needs at least half
+    rule = DecisionRule(threshold=0.75)
+    assert aggregate(p, "mean", rule) == (pytest.approx(0.54), "real")
+    assert aggregate(p, "vote", rule) == (pytest.approx(0.4), "real")
+    assert aggregate(p, "max", rule) == (0.9, "fake")
+    w = np.abs(p - 0.75) + 1e-6  # confidence: the distance from this rule's threshold
+    assert aggregate(p, "confidence", rule)[0] == pytest.approx(float((w * p).sum() / w.sum()), abs=1e-9)
+    assert aggregate(np.array([0.2, 0.8]), "vote") == (0.5, "fake")  # a tie is fake
+    assert aggregate(np.array([0.75]), "mean", rule) == (0.75, "fake")  # at the threshold: fake
+    with pytest.raises(DataError, match="unknown aggregation"):
+        aggregate(p, "average")
 
 
 def test_bad_inputs(tiny_models, tmp_path):

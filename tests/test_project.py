@@ -85,3 +85,12 @@ def test_pyproject_ranges_admit_the_pins():
         name = req.name.lower().replace("_", "-")
         if name in pins:
             assert req.specifier.contains(pins[name]), f"{d} excludes the pinned {pins[name]}"
+
+
+def test_setup_installs_the_no_deps_requirements_without_their_dependencies():
+    make = (ROOT / "Makefile").read_text()
+    assert "pip install --quiet --no-deps -r requirements-nodeps.txt" in make
+    assert "$(STAMP): requirements.txt requirements-nodeps.txt" in make  # a changed pin reinstalls
+    nodeps = _pins((ROOT / "requirements-nodeps.txt").read_text())
+    assert nodeps.get("facenet-pytorch") == "2.6.0"
+    assert not set(nodeps) & set(_pins((ROOT / "requirements.txt").read_text()))

@@ -228,7 +228,8 @@ def test_speed_checks_report_ratios(tiny_cfg):
 
     v = visual_loop_ratio(image_splits(tiny_cfg)["train"], lambda: build_visual(tiny_cfg)[0], batch=8, steps=2, size=64)
     assert v["plain_img_s"] > 0 and v["ours_img_s"] > 0
-    assert abs(v["ratio"] - v["ours_img_s"] / v["plain_img_s"]) < 0.01
+    p, o = v["plain_img_s"], v["ours_img_s"]  # both rounded to 0.1 img/s: the ratio of the rounded values may differ
+    assert abs(v["ratio"] - o / p) <= 0.05 / p + 0.05 * o / p**2 + 0.001
     t = text_loop_ratio(text_splits(tiny_cfg)["train"], lambda: build_text(tiny_cfg)[:2], n=16, batch=8, max_length=64)
     assert t["n"] == 16 and t["fixed_samples_s"] > 0 and t["ratio_dynamic_random"] > 0
     assert abs(t["ratio"] - t["ours_bucketed_samples_s"] / t["fixed_samples_s"]) < 0.01

@@ -2,11 +2,12 @@
 
 Frame ``k`` of ``N`` is taken at time ``(k + 0.5) / N * duration``. When the next wanted frame lies more than
 ``seek_gap`` seconds ahead, the decoder seeks to the keyframe before it (PyAV/FFmpeg) rather than decoding
-the frames in between. Optional face crops use OpenCV's bundled Haar cascade (no weights to download).
+the frames in between; a clip whose seeks fail is decoded forward instead. Face crops live in ``dfmm.data.faces``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -73,10 +74,13 @@ def video_info(path: str | Path) -> dict[str, Any]:
 
 
 def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0, max_side: int = 0) -> VideoFrames:
-    """``num_frames`` RGB frames spread uniformly over the clip.
+    """``num_frames`` RGB frames spread uniformly over the clip, upright (the stream's rotation applied).
 
     ``max_side`` > 0 scales frames down (aspect kept) in the same FFmpeg pass that converts them to RGB, which is
-    much cheaper than converting a full 1080p frame and resizing it afterwards.
+    much cheaper than converting a full 1080p frame and resizing it afterwards. When seeking fails (some H.264
+    files shared online end in ``avcodec_send_packet()`` errors after a seek although they decode fine from the
+    start) or yields too few frames, the clip is read again by decoding forward from the first frame
+    (``info["read"]`` says which way was used).
     """
     if num_frames < 1:
         raise DataError(f"num_frames must be at least 1, got {num_frames}")
@@ -89,6 +93,24 @@ def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0, max_si
     if duration <= 0:
         raise DataError(f"{path}: duration unknown or zero; cannot spread {num_frames} frames over it")
     targets = [(k + 0.5) / num_frames * duration for k in range(num_frames)]
+    try:
+        frames, times = _decode(path, targets, info, seek_gap, max_side)
+        info["read"] = "seek"
+    except DataError as seek_error:
+        try:
+            frames, times = _decode(path, targets, info, math.inf, max_side)
+        except DataError:
+            raise seek_error from None
+        info["read"] = "forward (seeking failed)"
+    return VideoFrames(frames, times, info)
+
+
+def _decode(
+    path: str | Path, targets: list[float], info: dict[str, Any], seek_gap: float, max_side: int
+) -> tuple[list[np.ndarray], list[float]]:
+    """Frames at ``targets`` (seconds from the stream start): seek when the next target is more than ``seek_gap``
+    ahead, otherwise decode forward (``seek_gap=inf``: never seek)."""
+    num_frames = len(targets)
     container = _open(path)
     frames: list[np.ndarray] = []
     times: list[float] = []
@@ -109,7 +131,9 @@ def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0, max_si
                     continue
                 position = float(frame.pts * tb)
                 if position + half_frame >= target:
-                    arr = frame.to_ndarray(format="rgb24", **_scaled(frame.width, frame.height, max_side))
+                    arr = _upright(
+                        frame.to_ndarray(format="rgb24", **_scaled(frame.width, frame.height, max_side)), frame
+                    )
                     # one decoded frame can serve several targets when the clip has few frames
                     while k < num_frames and position + half_frame >= targets[k] + start:
                         frames.append(arr)
@@ -126,7 +150,13 @@ def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0, max_si
         container.close()
     if len(frames) < num_frames:
         raise DataError(f"{path}: could decode only {len(frames)} of {num_frames} frames (corrupt or truncated clip)")
-    return VideoFrames(frames, times, info)
+    return frames, times
+
+
+def _upright(arr: np.ndarray, frame: Any) -> np.ndarray:
+    """Apply the display rotation a phone stores beside the pixels (FFmpeg's counter-clockwise angle)."""
+    turns = round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(arr, k=turns)) if turns else arr
 
 
 def _scaled(width: int, height: int, max_side: int) -> dict[str, int]:
@@ -134,34 +164,6 @@ def _scaled(width: int, height: int, max_side: int) -> dict[str, int]:
         return {}
     f = max_side / max(width, height)
     return {"width": max(2, round(width * f)), "height": max(2, round(height * f))}
-
-
-class FaceCropper:
-    """Largest face per frame with OpenCV's bundled frontal-face Haar cascade, plus a margin."""
-
-    def __init__(self, margin: float = 0.3) -> None:
-        import cv2
-
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        self.cascade = cv2.CascadeClassifier(str(path))
-        if self.cascade.empty():
-            raise DataError(f"cannot load OpenCV face cascade {path}")
-        self.margin = margin
-
-    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
-        import cv2
-
-        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        scale = 480.0 / max(gray.shape)
-        small = cv2.resize(gray, None, fx=scale, fy=scale) if scale < 1 else gray
-        found = self.cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-        if len(found) == 0:
-            return frame, False
-        x, y, w, h = max(found, key=lambda r: r[2] * r[3]) / (scale if scale < 1 else 1.0)
-        m = self.margin * max(w, h)
-        x0, y0 = int(max(0, x - m)), int(max(0, y - m))
-        x1, y1 = int(min(frame.shape[1], x + w + m)), int(min(frame.shape[0], y + h + m))
-        return frame[y0:y1, x0:x1], True
 
 
 def list_videos(root: str | Path) -> list[tuple[Path, int | None]]:

@@ -45,7 +45,11 @@ class TextBranch(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None
     ) -> torch.Tensor:
         """One logit per text (N,): > 0 means AI-generated."""
-        return self.head(self.features(input_ids, attention_mask, inputs_embeds)).squeeze(1)
+        return self.logits(self.features(input_ids, attention_mask, inputs_embeds))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The MLP head on pooled features: one logit per row."""
+        return self.head(features).squeeze(1)
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.head.parameters())

@@ -43,8 +43,11 @@ class VisualBranch(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """One logit per image (N,): > 0 means fake."""
-        z = self.dropout(self.features(images))
-        return self.head(z).squeeze(1) * self.log_scale.exp()
+        return self.logits(self.dropout(self.features(images)))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The head on (unit-norm) features: one logit per row, scaled by the learnt logit scale."""
+        return self.head(features).squeeze(1) * self.log_scale.exp()
 
     def head_parameters(self) -> list[nn.Parameter]:
         return [*self.head.parameters(), self.log_scale]

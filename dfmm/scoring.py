@@ -1,0 +1,107 @@
+"""Scoring shared by training and serving: batched prediction, logits to P(fake), and the one decision rule.
+
+Serving (``dfmm.inference``, ``dfmm.evaluate``, ``dfmm score``) and training (``dfmm.train``) both import this
+module; it imports neither. ``DecisionRule`` is the only place a checkpoint's temperature and threshold turn a
+logit into a probability and a label: every ``classify_*`` call, the GradCAM target, the video vote, the CLI, the
+notebooks and ``dfmm evaluate`` go through it, so an input near the threshold gets the same label on every path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from dfmm.data.labels import NAMES
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """P(fake) = sigmoid(logit / temperature); the item is called fake when P(fake) >= threshold.
+
+    ``threshold`` is on the probability the rule reports (after temperature scaling); both come from the
+    checkpoint's metadata (0.5 and 1.0 when training chose neither).
+    """
+
+    threshold: float = 0.5
+    temperature: float = 1.0
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> DecisionRule:
+        return cls(float(meta.get("threshold", 0.5)), float(meta.get("temperature", 1.0)))
+
+    def probability(self, logits: Any) -> np.ndarray:
+        return sigmoid(np.asarray(logits, dtype=float) / self.temperature)
+
+    def is_fake(self, probs: Any) -> np.ndarray:
+        return np.asarray(probs, dtype=float) >= self.threshold
+
+    def label(self, prob: float) -> str:
+        return NAMES[int(self.is_fake(prob))]
+
+    def logit_is_fake(self, logit: float) -> bool:
+        """Whether a raw logit is called fake (the GradCAM target): the same as ``is_fake(probability(logit))``."""
+        return bool(self.is_fake(self.probability(logit)))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"threshold": self.threshold, "temperature": self.temperature}
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
+
+
+def _call(model: nn.Module, inputs: Any) -> torch.Tensor:
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def _to(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+    return inputs.to(device, non_blocking=True)
+
+
+def in_index_order(parts: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+    """Concatenate per-batch arrays (``index`` among them) and sort every one by dataset index.
+
+    Loaders may deliver items out of order (length buckets, pair batches, several processes); results are always
+    returned in dataset order so that row i is item i.
+    """
+    if not parts["index"]:
+        return {k: np.zeros(0, dtype=int if k == "index" else float) for k in parts}
+    cat = {k: torch.cat(v).numpy() if isinstance(v[0], torch.Tensor) else np.concatenate(v) for k, v in parts.items()}
+    order = np.argsort(cat["index"], kind="stable")
+    return {k: v[order] for k, v in cat.items()}
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, loader: Any, accelerator: Any = None, tta: bool = False, desc: str = "predict"
+) -> dict[str, np.ndarray]:
+    """Logits, labels and dataset indices for every readable item of ``loader`` (sorted by index)."""
+    model.eval()
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    parts: dict[str, list[Any]] = {"logits": [], "labels": [], "index": []}
+    autocast = accelerator.autocast() if accelerator is not None else torch.autocast("cpu", enabled=False)
+    with autocast:
+        for batch in tqdm(loader, desc=desc, leave=False, mininterval=10, disable=None):
+            if batch["inputs"] is None:
+                continue
+            inputs = _to(batch["inputs"], device)
+            out = _call(model, inputs).float()
+            if tta and isinstance(inputs, torch.Tensor):
+                out = 0.5 * (out + _call(model, torch.flip(inputs, dims=[3])).float())
+            parts["logits"].append(out.cpu())
+            parts["labels"].append(batch["labels"])
+            parts["index"].append(batch["index"])
+    return in_index_order(parts)
