@@ -9,6 +9,7 @@ refuses any pickled object that is not a tensor or a plain container. Kinds: ``v
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,41 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: checkpoint state is not a mapping of tensors")
     try:
         meta = json.loads(blob.get("meta", "{}"))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, TypeError):
         raise CheckpointError(f"{path}: checkpoint metadata is not valid JSON") from None
+    for name, tensor in state.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: tensor '{name}' holds non-finite values (NaN or inf)")
+    validate_meta(path, kind, meta)
     return kind, state, meta
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_meta(path: str | Path, kind: str, meta: Any) -> None:
+    """Refuse metadata no prediction can be made with: a decision ``threshold`` that is not a number in (0, 1)
+    or a ``temperature`` that is not a finite number > 0, at the top level or in the ``visual``/``text``
+    sections of an ensemble. Both keys are optional (a missing threshold means 0.5)."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: checkpoint metadata is a JSON {type(meta).__name__}, expected an object")
+    sections = {"": meta}
+    for part in ("visual", "text"):
+        if part in meta:
+            if not isinstance(meta[part], dict):
+                raise CheckpointError(f"{path}: {kind} metadata '{part}' is not an object")
+            sections[f"{part}."] = meta[part]
+    for prefix, section in sections.items():
+        if "threshold" in section:
+            t = section["threshold"]
+            if not (_number(t) and 0.0 < t < 1.0):
+                raise CheckpointError(
+                    f"{path}: {kind} metadata {prefix}threshold = {t!r}; expected a number between 0 and 1 (exclusive)"
+                )
+        if "temperature" in section:
+            t = section["temperature"]
+            if not (_number(t) and t > 0.0):
+                raise CheckpointError(
+                    f"{path}: {kind} metadata {prefix}temperature = {t!r}; expected a finite number > 0"
+                )

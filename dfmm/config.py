@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -128,7 +129,7 @@ class FusionConfig:
 class VideoConfig:
     num_frames: int = 32
     aggregation: str = "mean"
-    face_crop: bool = False
+    face_crop: bool = True  # score the largest face of each frame, cut like the training crops (dfmm.data.faces)
 
 
 @dataclass
@@ -278,7 +279,65 @@ _RECIPE_CHOICES = {
     "augment": {"none", "flip", "card", "strong"},
     "global_pool": {"avg", "max", "avgmax"},
 }
-_RECIPE_RANGES = {  # numeric recipe fields: (check, what the error message says is expected)
+
+
+def _at_least(n: int, note: str = "") -> tuple[Any, str]:
+    return (lambda v: v >= n, f">= {n}{note}")
+
+
+def _between(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> tuple[Any, str]:
+    def valid(v: float) -> bool:
+        return (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
+
+    return valid, f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+
+_POSITIVE = (lambda v: v > 0, "> 0")
+_ALL = " (0 = all)"
+_OFF = " (0 = off)"
+# Numeric fields: (check, what the error message says is expected). Every float must also be finite.
+_RANGES = {
+    ("study", "seed"): _at_least(0),
+    ("study", "num_workers"): _at_least(0),
+    ("data", "max_images"): _at_least(0, _ALL),
+    ("data", "max_texts"): _at_least(0, _ALL),
+    ("data", "max_eval_images"): _at_least(0, _ALL),
+    ("data", "max_eval_texts"): _at_least(0, _ALL),
+    ("data", "max_cross"): _at_least(0, _ALL),
+    ("data", "val_fraction"): _between(0.0, 0.5, lo_open=True, hi_open=True),
+    ("data", "test_fraction"): _between(0.0, 0.5, lo_open=True, hi_open=True),
+    ("data", "synthetic_images"): _at_least(2, " (one real and one fake)"),
+    ("data", "synthetic_texts"): _at_least(2, " (one human and one AI text)"),
+    ("data", "synthetic_videos"): _at_least(0, " (0 = none)"),
+    ("data", "synthetic_image_size"): _at_least(2),
+    ("visual", "image_size"): _at_least(1),
+    ("visual", "batch_size"): _at_least(1),
+    ("visual", "epochs"): _at_least(1),
+    ("visual", "dropout"): _between(0.0, 1.0, hi_open=True),  # 1 would zero every feature
+    ("visual", "seeds"): _at_least(1),
+    ("visual", "gradcam_examples"): _at_least(0),
+    ("visual", "speed_check_steps"): _at_least(0, " (0 = skip)"),
+    ("text", "max_length"): _at_least(1),
+    ("text", "batch_size"): _at_least(1),
+    ("text", "epochs"): _at_least(1),
+    ("text", "hidden"): _at_least(1),
+    ("text", "dropout"): _between(0.0, 1.0, hi_open=True),
+    ("text", "seeds"): _at_least(1),
+    ("text", "speed_check_texts"): _at_least(0, " (0 = skip)"),
+    ("fusion", "epochs"): _at_least(1),
+    ("fusion", "lr"): _POSITIVE,
+    ("video", "num_frames"): _at_least(1),
+}
+_RECIPE_RANGES = {  # the same for every recipe of both branches
+    "lr": _POSITIVE,
+    "weight_decay": _at_least(0),
+    "head_lr_mult": _POSITIVE,
+    "warmup_fraction": _between(0.0, 1.0),
+    "label_smoothing": _between(0.0, 1.0, hi_open=True),  # 1 makes every target 0.5: nothing to learn
+    "grad_clip": _at_least(0, _OFF),
+    "batch_size": _at_least(0, " (0 = the branch's batch_size)"),
+    "pair_loss": _at_least(0, _OFF),
+    "seeds": _at_least(0, " (0 = the branch's seeds)"),
     "ema": (lambda v: 0.0 <= v < 1.0, "0 <= ema < 1"),
     "layer_decay": (lambda v: 0.0 < v <= 1.0, "0 < layer_decay <= 1"),
     "head_only_fraction": (lambda v: 0.0 <= v < 1.0, "0 <= head_only_fraction < 1"),
@@ -286,7 +345,29 @@ _RECIPE_RANGES = {  # numeric recipe fields: (check, what the error message says
 }
 
 
-def _check_values(cfg: Config, origin: str) -> None:
+def _check_range(origin: str, key: str, value: Any, check: tuple[Any, str], overrides: list[str]) -> None:
+    valid, expected = check
+    if isinstance(value, float) and not math.isfinite(value):
+        expected = f"a finite {expected[2:]}" if expected.startswith("a number") else f"a finite number {expected}"
+    elif valid(value):
+        return
+    source = next((o for o in overrides if o.split("=", 1)[0].strip() == key), None)
+    origin = f"{origin} (-p {source})" if source else origin
+    raise ConfigError(f"{origin}: {key} = {value}; expected {expected}")
+
+
+def _check_ranges(cfg: Config, origin: str, overrides: list[str] | None = None) -> None:
+    """Numbers a run cannot start with (epochs -1, lr 0, dropout 1.5, NaN): refused before any work starts."""
+    for (section, key), check in _RANGES.items():
+        _check_range(origin, f"{section}.{key}", getattr(getattr(cfg, section), key), check, overrides or [])
+    for branch in ("visual", "text"):
+        for rname, recipe in getattr(cfg, branch).recipes.items():
+            for key, check in _RECIPE_RANGES.items():
+                where = f"{branch}.recipes.{rname}.{key}"
+                _check_range(origin, where, getattr(recipe, key), check, overrides or [])
+
+
+def _check_values(cfg: Config, origin: str, overrides: list[str] | None = None) -> None:
     for (section, key), allowed in _CHOICES.items():
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
@@ -300,27 +381,14 @@ def _check_values(cfg: Config, origin: str) -> None:
                         f"{origin}: {branch}.recipes.{rname}.{key} = {getattr(recipe, key)!r}; "
                         f"expected one of {sorted(allowed)}"
                     )
-            if recipe.seeds < 0:
-                raise ConfigError(
-                    f"{origin}: {branch}.recipes.{rname}.seeds = {recipe.seeds}; expected >= 1, or 0 for {branch}.seeds"
-                )
-            for key, (valid, expected) in _RECIPE_RANGES.items():
-                if not valid(getattr(recipe, key)):
-                    raise ConfigError(
-                        f"{origin}: {branch}.recipes.{rname}.{key} = {getattr(recipe, key)}; expected {expected}"
-                    )
-        if bc.seeds < 1:
-            raise ConfigError(f"{origin}: {branch}.seeds = {bc.seeds}; expected >= 1")
         if bc.recipes and bc.report_recipe not in bc.recipes:
             raise ConfigError(
                 f"{origin}: {branch}.report_recipe '{bc.report_recipe}' is not among {sorted(bc.recipes)}"
             )
-    for key in ("val_fraction", "test_fraction"):
-        v = getattr(cfg.data, key)
-        if not 0.0 < v < 0.5:
-            raise ConfigError(f"{origin}: data.{key} = {v}; expected a fraction between 0 and 0.5")
-    if not cfg.study.name or "/" in cfg.study.name:
-        raise ConfigError(f"{origin}: study.name = {cfg.study.name!r}; expected a plain folder name")
+    _check_ranges(cfg, origin, overrides)
+    name = cfg.study.name
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ConfigError(f"{origin}: study.name = {name!r}; expected a plain folder name")
 
 
 def load_config(paths: list[str | Path] | tuple[str | Path, ...], overrides: list[str] | None = None) -> Config:
@@ -331,9 +399,10 @@ def load_config(paths: list[str | Path] | tuple[str | Path, ...], overrides: lis
     for p in paths:
         data = _read_yaml(Path(p))
         try:  # validate each file on its own so the error names the file with the typo
-            _build(Config, _merge({}, data), "")
+            alone = _build(Config, _merge({}, data), "")
         except ConfigError as e:
             raise ConfigError(f"{p}: {e}") from None
+        _check_ranges(alone, str(p))  # and the file with the out-of-range number
         merged = _merge(merged, data)
     for o in overrides or []:
         merged = _merge(merged, parse_override(o))
@@ -343,7 +412,7 @@ def load_config(paths: list[str | Path] | tuple[str | Path, ...], overrides: lis
     except ConfigError as e:
         raise ConfigError(f"{origin}: {e}") from None
     cfg.sources = [str(p) for p in paths] + [f"-p {o}" for o in overrides or []]
-    _check_values(cfg, origin)
+    _check_values(cfg, origin, overrides)
     return cfg
 
 

@@ -13,13 +13,37 @@ from typing import Any
 
 from dfmm.config import Config, Recipe
 from dfmm.data.synthetic import SYNTHETIC_NOTE
-from dfmm.metrics import seeds_at_half
+from dfmm.metrics import BOOTSTRAP_METRICS, seeds_at_half
+
+HEADLINE_COLUMNS = (
+    ("n", "n"),
+    ("accuracy", "accuracy"),
+    ("balanced_accuracy", "balanced acc."),
+    ("auc", "ROC AUC"),
+    ("tpr_at_5fpr", "TPR at 5% FPR"),
+    ("eer", "EER"),
+    ("ece", "ECE"),
+    ("ap", "AP"),
+)
+TARGET_COLUMNS = ("branch", "target", "measured [95% CI]", "sd over seeds", "status", "how")
+_SEED_KEYS = ("accuracy", "balanced_accuracy", "auc", "ap", "tpr_at_5fpr", "eer", "ece")
+
+
+def _missing(v: Any) -> bool:
+    """None (NaN as ``metrics.json`` stores it), NaN or infinite: no number to show."""
+    return v is None or (isinstance(v, float) and not math.isfinite(v))
 
 
 def _fmt(v: Any) -> str:
+    if _missing(v):
+        return "–"
     if isinstance(v, float):
-        return "n/a" if math.isnan(v) else f"{v:.3f}"
+        return f"{v:.3f}"
     return str(v)
+
+
+def _interval(ci: Any) -> str:
+    return f"[{float(ci[0]):.3f}, {float(ci[1]):.3f}]"
 
 
 def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -31,9 +55,12 @@ def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any
             rows.append((f"{branch} / {recipe}", "test", r.get("test", {})))
             runs = r.get("seed_runs") or []
             if len(runs) > 1:
-                rows.append((f"{branch} / {recipe} (mean of {len(runs)} seeds)", "val, at 0.5", seeds_at_half(runs)))
+                keys = tuple(k for k in _SEED_KEYS if all(k in (run | run.get("at_0.5", {})) for run in runs))
+                rows.append(
+                    (f"{branch} / {recipe} (mean of {len(runs)} seeds)", "val, at 0.5", seeds_at_half(runs, keys))
+                )
         for name in ("linear_probe", "tfidf_baseline"):
-            if name in sec:
+            if sec.get(name):
                 rows.append((f"{branch} / {name.replace('_', ' ')}", "test", sec[name].get("test", {})))
     fusion = metrics.get("fusion", {})
     for name, r in fusion.get("test_pairs", {}).items():
@@ -41,18 +68,112 @@ def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any
     ev = metrics.get("evaluation", {})
     for name, r in ev.get("cross_dataset", {}).items():
         rows.append((f"cross-dataset / {name}", name, r))
-    if "videos" in ev:
-        rows.append(("video / per-clip", "videos", ev["videos"].get("metrics", {})))
+    if (ev.get("videos") or {}).get("metrics"):
+        rows.append(("video / per-clip", "videos", ev["videos"]["metrics"]))
     return rows
 
 
-def target_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(branch, target, measured, met, how) for the report, from ``metrics["targets"]``."""
+class _Footnotes:
+    """Reasons a cell is empty (or has no interval), numbered in order of first use; one number per reason."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def number(self, reason: str) -> int:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        return self.reasons.index(reason) + 1
+
+
+def _cell(r: dict[str, Any], key: str, notes: _Footnotes) -> tuple[str, str, int]:
+    """(text, reason, footnote number or 0) of one metric: the value with its bootstrap interval when the row has
+    one (``ci``), or ± the standard deviation over seeds (a seed-mean row); "–" when the value is missing."""
+    v = r.get(key)
+    if _missing(v):
+        reason = (r.get("undefined") or {}).get(key, "")
+        return "–", reason, notes.number(reason) if reason else 0
+    text = _fmt(v)
+    ci = r.get("ci") or {}
+    if key in BOOTSTRAP_METRICS and ci.get(key) is not None:
+        return f"{text} {_interval(ci[key])}", "", 0
+    if key in BOOTSTRAP_METRICS and (ci.get("undefined") or {}).get(key):
+        reason = f"no interval: {ci['undefined'][key]}"
+        return text, reason, notes.number(reason)
+    if not _missing(r.get(f"{key}_std")):
+        return f"{text} ± {r[f'{key}_std']:.3f}", "", 0
+    return text, "", 0
+
+
+def headline_table(metrics: dict[str, Any]) -> tuple[list[tuple[str, str, list[tuple[str, str, int]]]], list[str]]:
+    """(rows, footnotes): per ``headline_rows`` row, (model, data, one (text, reason, footnote) cell per
+    ``HEADLINE_COLUMNS``), and the footnotes' reasons in number order (footnote i is ``footnotes[i - 1]``)."""
+    notes = _Footnotes()
+    rows = [(m, d, [_cell(r, k, notes) for k, _ in HEADLINE_COLUMNS]) for m, d, r in headline_rows(metrics)]
+    return rows, notes.reasons
+
+
+def target_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """(branch, target, measured [95% CI], sd over seeds, status, how) for the report, from ``metrics["targets"]``.
+
+    Status is ``dfmm.targets``': met / met, within noise / NO / not measured; a report written before it had
+    only ``met`` (True / False / None), read as met / NO / not measured.
+    """
     out = []
     for t in metrics.get("targets", []):
-        met = {True: "yes", False: "NO", None: "not measured"}[t["met"]]
-        out.append((t["branch"], t["target"], _fmt(t["measured"]) if t["measured"] is not None else "–", met, t["how"]))
+        state = t.get("status") or {True: "met", False: "NO", None: "not measured"}[t.get("met")]
+        measured = _fmt(t.get("measured"))
+        if not _missing(t.get("measured")) and t.get("ci") is not None:
+            measured += f" {_interval(t['ci'])}"
+        how = "; ".join(x for x in (t.get("how", ""), t.get("note", "")) if x)
+        out.append((t["branch"], t["target"], measured, _fmt(t.get("std")), state, how))
     return out
+
+
+def _ci_dicts(node: Any) -> list[dict[str, Any]]:
+    """Every bootstrap interval record (``bootstrap_ci``'s dict) anywhere in ``node``, in document order."""
+    found = []
+    if isinstance(node, dict):
+        ci = node.get("ci")
+        if isinstance(ci, dict) and "n_resamples" in ci:
+            found.append(ci)
+        for v in node.values():
+            found += _ci_dicts(v)
+    elif isinstance(node, list):
+        for v in node:
+            found += _ci_dicts(v)
+    return found
+
+
+def _joined(values: set[Any], fmt: str) -> str:
+    return " and ".join(format(v, fmt) for v in sorted(values))
+
+
+def ci_note(metrics: dict[str, Any]) -> str:
+    """One sentence saying how the report's intervals were computed, read from the interval records themselves."""
+    cis = _ci_dicts(metrics)
+    if not cis:
+        return (
+            "These metrics carry no confidence intervals (recorded before bootstrap intervals were added); "
+            "± is the standard deviation over seeds."
+        )
+    kinds = {c.get("resampled") for c in cis}
+    if kinds == {"groups"}:
+        how = (
+            "resampled by group (a real face with the fakes made from its video, a human text with its rewrites; "
+            "an item without a group is its own)"
+        )
+    elif kinds == {"items"}:
+        how = "resampled by item"
+    else:
+        how = "resampled by group where the data have groups, by item otherwise"
+    level = _joined({float(c.get("level", 0.95)) for c in cis}, ".0%")
+    n = _joined({int(c["n_resamples"]) for c in cis}, ",")
+    seed = _joined({int(c.get("seed", 0)) for c in cis}, "d")
+    return (
+        f"Figures in brackets are {level} percentile bootstrap confidence intervals ({n} resamples, seed {seed}), "
+        f'{how}; ± is the standard deviation over seeds. A target is "met" when its whole interval clears it, '
+        '"met, within noise" when only the value does.'
+    )
 
 
 def _backbones(metrics: dict[str, Any]) -> list[str]:
@@ -64,6 +185,12 @@ def _backbones(metrics: dict[str, Any]) -> list[str]:
     return out
 
 
+def _html_cell(text: str, reason: str, footnote: int) -> str:
+    title = f' title="{html.escape(reason)}"' if reason else ""
+    mark = f"<sup>{footnote}</sup>" if footnote else ""
+    return f"<td{title}>{html.escape(text)}{mark}</td>"
+
+
 def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path: Path) -> Path:
     synthetic = metrics.get("synthetic_demo_data")
     banner = (
@@ -73,14 +200,14 @@ def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path
         else ""
     )
     links = "".join(f'<li><a href="{n}.html">{html.escape(n)}</a></li>' for n in notebooks)
+    rows, footnotes = headline_table(metrics)
     table = "".join(
-        f"<tr><td>{html.escape(m)}</td><td>{html.escape(d)}</td>"
-        + "".join(
-            f"<td>{_fmt(r.get(k, float('nan')))}</td>" for k in ("n", "accuracy", "balanced_accuracy", "auc", "ap")
-        )
-        + "</tr>"
-        for m, d, r in headline_rows(metrics)
+        f"<tr><td>{html.escape(m)}</td><td>{html.escape(d)}</td>" + "".join(_html_cell(*c) for c in cells) + "</tr>"
+        for m, d, cells in rows
     )
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in HEADLINE_COLUMNS)
+    notes = "".join(f"<li>{html.escape(reason)}</li>" for reason in footnotes)
+    notes = f'<ol class="notes">{notes}</ol>' if notes else ""
     backbones = "".join(f"<li>{html.escape(b)}</li>" for b in _backbones(metrics))
     targets = ""
     if metrics.get("targets"):
@@ -89,7 +216,7 @@ def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path
         )
         targets = (
             "<h2>Targets (set on this data with these backbones)</h2>"
-            "<table><tr><th>branch</th><th>target</th><th>measured</th><th>met</th><th>how</th></tr>"
+            "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in TARGET_COLUMNS) + "</tr>"
             f"{body}</table>"
         )
     env = metrics.get("environment", {})
@@ -97,6 +224,7 @@ def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path
 <html><head><meta charset="utf-8"><title>dfmm study: {html.escape(cfg.study.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+td:not(:last-child){{white-space:nowrap}}
 td:first-child,td:nth-child(2){{text-align:left}}</style></head><body>
 <h1>dfmm study: {html.escape(cfg.study.name)} ({html.escape(cfg.study.budget)} budget)</h1>
 {banner}
@@ -106,8 +234,10 @@ td:first-child,td:nth-child(2){{text-align:left}}</style></head><body>
 <h2>Backbones</h2><ul>{backbones}</ul>
 <h2>Notebooks</h2><ol>{links}</ol>
 <h2>Headline numbers</h2>
-<table><tr><th>model</th><th>data</th><th>n</th><th>accuracy</th><th>balanced acc.</th><th>ROC AUC</th><th>AP</th></tr>
+<p>{html.escape(ci_note(metrics))}</p>
+<table><tr><th>model</th><th>data</th>{head}</tr>
 {table}</table>
+{notes}
 {targets}
 <p>Files: <a href="metrics.json">metrics.json</a> · <a href="DATA_CARD.md">DATA_CARD.md</a> ·
 <a href="config.json">config.json</a></p>
@@ -192,14 +322,19 @@ def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
         "",
         "## Results",
         "",
-        "| model | data | n | accuracy | balanced acc. | ROC AUC | AP |",
-        "|---|---|---|---|---|---|---|",
+        ci_note(metrics),
+        "",
+        "| model | data | " + " | ".join(label for _, label in HEADLINE_COLUMNS) + " |",
+        "|---|---|" + "---|" * len(HEADLINE_COLUMNS),
     ]
-    for m, d, r in headline_rows(metrics):
-        vals = " | ".join(_fmt(r.get(k, float("nan"))) for k in ("n", "accuracy", "balanced_accuracy", "auc", "ap"))
+    rows, footnotes = headline_table(metrics)
+    for m, d, cells in rows:
+        vals = " | ".join(text + (f" [{n}]" if n else "") for text, _, n in cells)
         lines.append(f"| {m} | {d} | {vals} |")
+    if footnotes:
+        lines += [""] + [f"[{i}] {reason}  " for i, reason in enumerate(footnotes, 1)]
     if metrics.get("targets"):
-        lines += ["", "## Targets", "", "| branch | target | measured | met | how |", "|---|---|---|---|---|"]
+        lines += ["", "## Targets", "", f"| {' | '.join(TARGET_COLUMNS)} |", "|---" * len(TARGET_COLUMNS) + "|"]
         lines += [f"| {' | '.join(row)} |" for row in target_rows(metrics)]
     fusion = metrics.get("fusion", {})
     if fusion.get("weights"):

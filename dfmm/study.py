@@ -10,6 +10,7 @@ name and the cell's error, and the previous report stays as it was.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -55,7 +56,7 @@ class NotebookContext:
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         path = self.metrics_dir / f"{section}.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(values, indent=2, default=_json_default, allow_nan=True))
+        tmp.write_text(dumps_json(values))
         tmp.replace(path)
         return path
 
@@ -63,6 +64,29 @@ class NotebookContext:
         from dfmm.metrics import save_figure
 
         return save_figure(fig, self.figures / f"{name}.png")
+
+
+def _finite(o: Any) -> Any:
+    """``o`` with every NaN or infinity (Python, numpy, inside arrays) replaced by None, so the JSON is valid."""
+    import numpy as np
+
+    if isinstance(o, np.ndarray):
+        o = o.tolist()
+    elif isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def dumps_json(values: Any) -> str:
+    """Strict JSON for ``metrics.json`` and its sections: an undefined metric (NaN) is written as null, never as
+    the ``NaN`` token other JSON readers reject; its reason stays in the metric dict's ``undefined``."""
+    return json.dumps(_finite(values), indent=2, default=_json_default, allow_nan=False)
 
 
 def _json_default(o: Any) -> Any:
@@ -154,25 +178,41 @@ def _kernel_config() -> Any:
     return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
 
 
+def _check_report_folder(final: Path, root: Path) -> None:
+    """A finished study replaces its report folder: never let that be the project, a parent of it, or a folder
+    that holds something other than a dfmm report."""
+    final = final.resolve()
+    if final == root.resolve() or final in root.resolve().parents or final == Path(final.anchor):
+        raise StudyError(f"--out {final}: would replace the project or a folder above it; give a report folder")
+    if final.is_file():
+        raise StudyError(f"--out {final}: is a file, expected a folder")
+    if final.is_dir() and any(final.iterdir()) and not (final / "metrics.json").is_file():
+        raise StudyError(f"--out {final}: exists and is not a dfmm report (no metrics.json); it would be replaced")
+
+
 def run_study(
     params: list[str], overrides: list[str] | None = None, out: str | None = None, quiet: bool = False
 ) -> Path:
-    """Run the whole study; return the report folder."""
+    """Run the whole study; return the report folder.
+
+    The run folder (checkpoints, caches, executed notebooks) is always ``<study.runs_dir>/<study.name>``;
+    ``out`` only moves the report (default ``<study.reports_dir>/<study.name>``), so two ``--out`` folders with
+    the same base name never share a run folder. Relative paths are taken from the project root.
+    """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     from tqdm import tqdm
 
     root = project_root()
-    overrides = list(overrides or [])
+    cfg = load_config(params, list(overrides or []))
+    report = Path(out) if out else cfg.report_dir
+    final = (root / report).resolve() if not report.is_absolute() else report
     if out:
-        out_path = Path(out)
-        overrides += [f"study.name={out_path.name}", f"study.reports_dir={out_path.parent.as_posix() or '.'}"]
-    cfg = load_config(params, overrides)
+        _check_report_folder(final, root)
     books = list_notebooks(root, cfg.study.notebooks or None)
     sizes = preflight(cfg)
 
     run_dir = (root / cfg.run_dir).resolve() if not cfg.run_dir.is_absolute() else cfg.run_dir
-    final = (root / cfg.report_dir).resolve() if not cfg.report_dir.is_absolute() else cfg.report_dir
     staging = final.with_name(f".{final.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -215,7 +255,7 @@ def run_study(
         from dfmm.targets import check_targets
 
         metrics["targets"] = check_targets(cfg, metrics)
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+        (staging / "metrics.json").write_text(dumps_json(metrics))
         from dfmm.report import write_data_card, write_index
 
         write_data_card(cfg, metrics, staging / "DATA_CARD.md")

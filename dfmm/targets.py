@@ -1,10 +1,16 @@
-"""The project's targets, checked against a study's own ``metrics.json``: measured value, target, met or not.
+"""The project's targets, checked against a study's own ``metrics.json``: measured value, its uncertainty, target,
+status.
 
 Targets were set on the local data (DFDC face crops, L2R rewrites) with the offline backbones (EfficientNet-Lite0,
 all-MiniLM-L6-v2), so they are checked only for a study on that data at the budget they name; any other study
 gets no table. Accuracies are taken at the 0.5 threshold (a threshold picked on validation would flatter the
 validation split); AUC needs no threshold. A target over seeds uses the mean of the seeds the study ran, and the
-table says how many that was.
+table says how many that was and their standard deviation.
+
+Status: ``met`` when the whole bootstrap confidence interval clears the target (its lower bound for ``>=``),
+``met, within noise`` when the value clears it but the interval reaches past it, ``NO`` when the value misses it,
+``not measured``. Without an interval (metrics from before ``dfmm.metrics.metrics_with_ci``, speed ratios,
+timings) the status is ``met`` or ``NO`` on the value alone and the row's note says "no CI".
 """
 
 from __future__ import annotations
@@ -19,6 +25,15 @@ from dfmm.config import Config
 from dfmm.metrics import seeds_at_half
 
 OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, ">": operator.gt}
+_AT_THRESHOLD = ("accuracy", "balanced_accuracy")  # their CI must be at the 0.5 threshold too
+
+
+@dataclass(frozen=True)
+class Measured:
+    value: float | None
+    how: str
+    ci: list[float] | None = None  # [lo, hi], the bootstrap interval of ``value`` when the metrics carry one
+    std: float | None = None  # across seeds, when there is more than one
 
 
 @dataclass(frozen=True)
@@ -28,39 +43,65 @@ class Target:
     name: str
     op: str
     value: float
-    get: Callable[[dict[str, Any]], tuple[float | None, str]]  # metrics -> (measured, how it was measured)
+    get: Callable[[dict[str, Any]], Measured]
 
 
-def _seed_mean(metrics: dict[str, Any], branch: str, key: str) -> tuple[float | None, str]:
+def _run_ci(run: dict[str, Any], key: str) -> list[float] | None:
+    """A seed run's bootstrap interval for ``key`` (``metrics_with_ci``'s ``ci`` entry), at 0.5 for accuracies.
+
+    A run scored at a threshold picked on validation keeps its figures at 0.5 under ``at_0.5``; an interval
+    there is at 0.5 by construction, one beside the run's own figures only if its threshold was 0.5.
+    """
+    at_half = run.get("at_0.5") or {}
+    ci = at_half.get("ci")
+    if ci is None:
+        ci = run.get("ci") or {}
+        if key in _AT_THRESHOLD and ci.get("threshold", run.get("threshold", 0.5)) != 0.5:
+            return None
+    bounds = ci.get(key)
+    return [float(bounds[0]), float(bounds[1])] if bounds is not None else None
+
+
+def _seed_mean(metrics: dict[str, Any], branch: str, key: str) -> Measured:
     rec = metrics.get(branch, {}).get("recipes", {}).get("improved")
     if not rec:
-        return None, "no improved run"
+        return Measured(None, "no improved run")
     runs = rec.get("seed_runs") or [rec["val"]]
-    return seeds_at_half(runs, (key,))[key], f"improved, val, mean of {len(runs)} seed{'s' * (len(runs) > 1)}"
+    summary = seeds_at_half(runs, (key,))
+    how = f"improved, val, mean of {len(runs)} seed{'s' * (len(runs) > 1)}"
+    cis = [c for c in (_run_ci(r, key) for r in runs) if c is not None]
+    ci = None
+    if len(cis) == len(runs):
+        # The seeds are scored on the same validation items, so item-sampling noise is shared between them and
+        # their intervals nearly coincide; the mean of their bounds stands for the interval of the seed mean.
+        ci = [sum(c[0] for c in cis) / len(cis), sum(c[1] for c in cis) / len(cis)]
+        how += ", 95% bootstrap CI" if len(runs) == 1 else ", CI: mean of the seeds' bootstrap bounds"
+    std = summary[f"{key}_std"] if len(runs) > 1 else None
+    return Measured(summary[key], how, ci, std)
 
 
-def _path(*keys: str, how: str) -> Callable[[dict[str, Any]], tuple[float | None, str]]:
-    def get(metrics: dict[str, Any]) -> tuple[float | None, str]:
+def _path(*keys: str, how: str) -> Callable[[dict[str, Any]], Measured]:
+    def get(metrics: dict[str, Any]) -> Measured:
         node: Any = metrics
         for k in keys:
             if not isinstance(node, dict) or node.get(k) is None:
-                return None, "not measured in this study"
+                return Measured(None, "not measured in this study")
             node = node[k]
-        return float(node), how
+        return Measured(float(node), how)
 
     return get
 
 
-def _beats_floor(metrics: dict[str, Any]) -> tuple[float | None, str]:
+def _beats_floor(metrics: dict[str, Any]) -> Measured:
     text = metrics.get("text", {})
     floor = (text.get("tfidf_baseline") or {}).get("val", {}).get("auc")
-    ours, _ = _seed_mean(metrics, "text", "auc")
+    ours = _seed_mean(metrics, "text", "auc").value
     if floor is None or ours is None:
-        return None, "not measured in this study"
-    return ours - floor, f"improved val AUC minus TF-IDF val AUC ({floor:.3f})"
+        return Measured(None, "not measured in this study")
+    return Measured(ours - floor, f"improved val AUC minus TF-IDF val AUC ({floor:.3f})")
 
 
-def _mean(key: str, branch: str) -> Callable[[dict[str, Any]], tuple[float | None, str]]:
+def _mean(key: str, branch: str) -> Callable[[dict[str, Any]], Measured]:
     return lambda m: _seed_mean(m, branch, key)
 
 
@@ -95,16 +136,34 @@ def _applies(cfg: Config, branch: str) -> bool:
     return "l2r" in str(cfg.data.texts).lower() and cfg.text.encoder == "package:all-MiniLM-L6-v2"
 
 
+def status(value: float | None, ci: list[float] | None, op: str, target: float) -> tuple[str, str]:
+    """(status, note): ``met`` (the CI's bound on the losing side clears the target), ``met, within noise``
+    (the value does, that bound does not), ``NO`` (the value misses), ``not measured``; note "no CI" when
+    the status rests on the value alone."""
+    if value is None or math.isnan(value):
+        return "not measured", ""
+    note = "" if ci is not None else "no CI"
+    if not OPS[op](value, target):
+        return "NO", note
+    if ci is None:
+        return "met", note
+    bound = ci[1] if op == "<=" else ci[0]
+    return ("met" if OPS[op](bound, target) else "met, within noise"), note
+
+
 def check_targets(cfg: Config, metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per target that applies to this study: name, target, measured, met (None if not measured)."""
+    """One row per target that applies to this study: branch, budget, target, measured, std (over seeds, or
+    None), ci ([lo, hi] or None), how, status, note, and ``met`` (the value alone clears the target; None if
+    not measured), kept for readers of older reports."""
     rows = []
     for t in TARGETS:
         if t.budget not in ("any", cfg.study.budget) or not _applies(cfg, t.branch):
             continue
-        value, how = t.get(metrics)
-        met = None if value is None or math.isnan(value) else bool(OPS[t.op](value, t.value))
+        m = t.get(metrics)
+        met = None if m.value is None or math.isnan(m.value) else bool(OPS[t.op](m.value, t.value))
+        state, note = status(m.value, m.ci, t.op, t.value)
         rows.append({
             "branch": t.branch, "budget": cfg.study.budget, "target": f"{t.name} {t.op} {t.value:g}",
-            "measured": value, "how": how, "met": met,
+            "measured": m.value, "std": m.std, "ci": m.ci, "how": m.how, "status": state, "note": note, "met": met,
         })  # fmt: skip
     return rows

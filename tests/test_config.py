@@ -104,3 +104,46 @@ def test_resolved_config_round_trips(tmp_path):
     assert again == cfg and again.digest() == cfg.digest()
     assert json.loads(path.read_text())["study"]["seed"] == 3
     assert load_config([PARAMS / "demo.yaml"], ["study.seed=4"]).digest() != cfg.digest()
+
+
+def test_every_number_in_the_params_has_a_range():
+    """A new numeric field cannot skip range validation: each int/float field is in _RANGES or _RECIPE_RANGES."""
+    import dataclasses
+    import typing
+
+    from dfmm.config import _RANGES, _RECIPE_RANGES, Config, Recipe
+
+    for section in ("study", "data", "visual", "text", "fusion", "video"):
+        cls = typing.get_type_hints(Config)[section]
+        for f in dataclasses.fields(cls):
+            if typing.get_type_hints(cls)[f.name] in (int, float):
+                assert (section, f.name) in _RANGES, f"{section}.{f.name} has no range"
+    for f in dataclasses.fields(Recipe):
+        if typing.get_type_hints(Recipe)[f.name] in (int, float):
+            assert f.name in _RECIPE_RANGES, f"recipe field {f.name} has no range"
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("visual.epochs=-1", r"\(-p visual\.epochs=-1\): visual\.epochs = -1; expected >= 1"),
+        ("visual.recipes.card.lr=0", r"visual\.recipes\.card\.lr = 0\.0; expected > 0"),
+        ("text.recipes.improved.warmup_fraction=.nan", r"warmup_fraction = nan; expected a finite number in \[0, 1\]"),
+        ("data.max_eval_texts=-1", r"data\.max_eval_texts = -1; expected >= 0 \(0 = all\)"),
+        ("study.name=..", r"study\.name = '\.\.'; expected a plain folder name"),
+    ],
+)
+def test_out_of_range_values_are_refused(override, needle):
+    with pytest.raises(ConfigError, match=needle) as e:
+        load_config([PARAMS / "demo.yaml"], [override])
+    assert str(e.value).startswith(str(PARAMS / "demo.yaml")) and "\n" not in str(e.value)
+
+
+def test_a_file_with_an_out_of_range_value_is_named(tmp_path):
+    f = tmp_path / "short.yaml"
+    f.write_text("text:\n  recipes:\n    card:\n      label_smoothing: 1.0\n")
+    with pytest.raises(ConfigError, match=r"^\S*short\.yaml: text\.recipes\.card\.label_smoothing = 1\.0; expected"):
+        load_config([PARAMS / "compact.yaml", f])
+    assert (
+        load_config([PARAMS / "demo.yaml"], ["data.max_images=0", "visual.recipes.card.seeds=0"]).data.max_images == 0
+    )

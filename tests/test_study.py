@@ -21,8 +21,8 @@ def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
     out = run_study(
         [str(ROOT / "params" / "demo.yaml")],
-        TINY + [f"study.runs_dir={tmp / 'runs'}"],
-        out=str(tmp / "reports" / "smoke"),
+        TINY + [f"study.runs_dir={tmp / 'runs'}", "study.name=smoke"],  # the run folder follows study.name
+        out=str(tmp / "reports" / "report"),
         quiet=True,
     )
     return out, tmp

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,15 +83,28 @@ def _to_rgb(img: Image.Image, name: str) -> Image.Image:
 
 
 def load_image(source: Any, name: str | None = None) -> Image.Image:
-    """Decode a path, bytes, PIL image or HxWxC array to an RGB PIL image, or raise ``DataError`` naming it."""
+    """Decode a path, bytes, PIL image or HxWxC array to an RGB PIL image, or raise ``DataError`` naming it.
+
+    Arrays: uint8 as is; other integers clipped to 0-255; floats in [0, 1] scaled by 255, others clipped. An
+    empty array, one with NaN or inf, or one that is not HxW / HxWxC (C = 1, 3, 4) is refused.
+    """
     if isinstance(source, Image.Image):
         return _to_rgb(source, name or "image")
     if isinstance(source, np.ndarray):
         arr = source
+        label = name or "array"
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+            raise DataError(f"{label}: expected an HxW or HxWxC (C = 1, 3, 4) array, got shape {arr.shape}")
+        if arr.size == 0:
+            raise DataError(f"{label}: empty array of shape {arr.shape}")
+        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
+            raise DataError(f"{label}: expected a uint8 or float array, got dtype {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise DataError(f"{label}: array of shape {arr.shape} holds NaN or infinite values")
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8) * 255
         if arr.ndim == 2:
             arr = np.stack([arr] * 3, axis=-1)
-        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-            raise DataError(f"{name or 'array'}: expected an HxW or HxWxC (C = 1, 3, 4) array, got shape {arr.shape}")
         if arr.dtype != np.uint8:
             if np.issubdtype(arr.dtype, np.floating) and arr.max(initial=0) <= 1.0:
                 arr = arr * 255.0
@@ -100,6 +114,10 @@ def load_image(source: Any, name: str | None = None) -> Image.Image:
         return _to_rgb(Image.fromarray(arr), name or "array")
     if isinstance(source, dict):  # a datasets Image feature with decode=False
         source = source.get("bytes") or source.get("path")
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray)):
+        raise DataError(
+            f"{name or 'image'}: expected a path, PIL image or HxWxC uint8/float array, got {type(source).__name__}"
+        )
     label = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "<bytes>")
     try:
         if isinstance(source, (bytes, bytearray)):

@@ -46,21 +46,49 @@ class TextSet:
         return {"human": int((self.labels == REAL).sum()), "ai": int((self.labels == FAKE).sum())}
 
 
-def check_text(text: object, where: str) -> str:
-    """A usable text or a ``DataError`` naming ``where``: empty and whitespace-only texts are refused."""
+def check_text(text: object, where: str, *, words: bool = True) -> str:
+    """A usable text (cut at ``MAX_TEXT_CHARS``) or a one-line ``DataError`` naming ``where``.
+
+    Refused: ``None`` and non-strings; empty and whitespace-only texts; a lone surrogate (``"\\ud800"``: not
+    Unicode text, the tokenizer cannot take it), named by its character position; and, with ``words`` (what
+    the inference API asks), a text with no letter or digit in any script (``str.isalnum``): only punctuation,
+    symbols, emoji or control characters leave no words to score. Dataset rows are read with ``words=False``:
+    a public set may hold a few rows like ``"-- --"`` and one such row must not stop a study.
+    """
     if text is None:
         raise DataError(f"{where}: text is missing (None)")
     if not isinstance(text, str):
         raise DataError(f"{where}: text must be a string, got {type(text).__name__}")
+    text = text[:MAX_TEXT_CHARS]
     if not text.strip():
         raise DataError(f"{where}: text is empty or whitespace only")
-    return text[:MAX_TEXT_CHARS]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataError(
+            f"{where}: lone surrogate U+{ord(text[e.start]):04X} at character {e.start} (not valid Unicode text)"
+        ) from None
+    if words and not any(ch.isalnum() for ch in text):
+        raise DataError(
+            f"{where}: no words to score (no letter or digit; only punctuation, symbols, emoji or control characters)"
+        )
+    return text
+
+
+def decode_utf8(data: bytes, where: str) -> str:
+    """Bytes from a file or stdin as text: strictly UTF-8 (a leading byte-order mark is dropped), or a
+    ``DataError`` giving the offset of the first bad byte."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not valid UTF-8 at byte {e.start}") from None
+    return text.removeprefix("\ufeff")
 
 
 def _row_to_item(row: dict[str, Any], where: str, origin: str, n: int) -> tuple[str, int, str, dict[str, Any]]:
     if "text" not in row:
         raise DataError(f"{where}: no 'text' field (fields: {sorted(row)})")
-    text = check_text(row["text"], where)
+    text = check_text(row["text"], where, words=False)
     if "label" in row:
         label = parse_label(row["label"])
         if label is None:
@@ -125,11 +153,12 @@ def load_text_file(path: str | Path) -> TextSet:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"text file not found: {path}")
-    if path.suffix in (".jsonl", ".json"):
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
         return _collect(_jsonl_rows(path), str(path))
-    if path.suffix == ".csv":
+    if suffix == ".csv":
         return _collect(_csv_rows(path), str(path))
-    if path.suffix == ".parquet":
+    if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)

@@ -1,0 +1,156 @@
+"""The report's front pages carry uncertainty: intervals beside the values, target status, strict JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dfmm.config import load_config
+from dfmm.report import ci_note, headline_table, target_rows, write_data_card, write_index
+from dfmm.study import NotebookContext, dumps_json
+
+from .conftest import ROOT
+
+_CI = {
+    "accuracy": [0.684, 0.72],
+    "balanced_accuracy": [0.68, 0.719],
+    "auc": [0.75, 0.79],
+    "tpr_at_5fpr": None,
+    "level": 0.95,
+    "n_resamples": 1000,
+    "seed": 0,
+    "threshold": 0.5,
+    "resampled": "groups",
+    "n_units": 800,
+    "dropped": {},
+    "undefined": {"tpr_at_5fpr": "every resample had one class only"},
+}
+
+
+def _run(acc: float, auc: float) -> dict:
+    return {"n": 2400, "accuracy": acc, "balanced_accuracy": acc, "auc": auc, "ap": 0.8, "tpr_at_5fpr": 0.2,
+            "eer": 0.3, "ece": 0.041, "threshold": 0.5, "ci": _CI, "undefined": {}}  # fmt: skip
+
+
+def _metrics() -> dict:
+    one_class = {"n": 40, "accuracy": 0.6, "balanced_accuracy": 0.6, "auc": math.nan, "ap": None, "ece": 0.2,
+                 "undefined": {"auc": "one class only (n real=0, n fake=40)", "ap": "one class only (n real=0, n fake=40)"}}  # fmt: skip
+    seeds = [_run(0.702, 0.77), _run(0.712, 0.78)]
+    return {
+        "visual": {"recipes": {"improved": {"test": _run(0.702, 0.77), "seed_runs": seeds}}, "linear_probe": None},
+        "evaluation": {"cross_dataset": {"celebdf": one_class}, "videos": {"metrics": None}},
+        "targets": [
+            {"branch": "visual", "target": "accuracy >= 0.7", "measured": 0.702, "ci": [0.684, 0.72], "std": 0.005,
+             "how": "improved, val, mean of 3 seeds", "status": "met, within noise", "note": "", "met": True},
+            {"branch": "visual", "target": "ROC AUC >= 0.76", "measured": 0.77, "ci": None, "std": None,
+             "how": "improved, val", "status": "met", "note": "no CI", "met": True},
+            {"branch": "text", "target": "bucketed / fixed-padding speed >= 3", "measured": None, "ci": None,
+             "std": None, "how": "not measured in this study", "status": "not measured", "note": "", "met": None},
+        ],
+    }  # fmt: skip
+
+
+def test_target_rows_show_status_interval_and_seed_spread():
+    rows = target_rows(_metrics())
+    assert rows[0] == (
+        "visual", "accuracy >= 0.7", "0.702 [0.684, 0.720]", "0.005", "met, within noise",
+        "improved, val, mean of 3 seeds",
+    )  # fmt: skip
+    assert rows[1][2:] == ("0.770", "–", "met", "improved, val; no CI")
+    assert rows[2][2:5] == ("–", "–", "not measured")
+    # a report written before ``status``: read from ``met``
+    old = {"targets": [{"branch": "v", "target": "t", "measured": 0.5, "met": False, "how": "h"}]}
+    assert target_rows(old) == [("v", "t", "0.500", "–", "NO", "h")]
+
+
+def test_headline_cells_carry_intervals_seed_spread_and_reasons():
+    rows, notes = headline_table(_metrics())
+    cells = {m: [c[0] for c in cs] for m, _, cs in rows}
+    # n, accuracy, balanced acc., AUC, TPR at 5% FPR, EER, ECE, AP
+    test = cells["visual / improved"]
+    assert test[:4] == ["2400", "0.702 [0.684, 0.720]", "0.702 [0.680, 0.719]", "0.770 [0.750, 0.790]"]
+    assert test[4:] == ["0.200", "0.300", "0.041", "0.800"]  # TPR has no interval here: footnoted, not hidden
+    seeds = cells["visual / improved (mean of 2 seeds)"]
+    assert seeds[1] == "0.707 ± 0.005" and seeds[5] == "0.300 ± 0.000"
+    cross = cells["cross-dataset / celebdf"]
+    assert cross[3] == "–" and cross[7] == "–" and cross[4] == "–"  # NaN, null (NaN read back), absent
+    assert notes == ["no interval: every resample had one class only", "one class only (n real=0, n fake=40)"]
+    by_model = {m: cs for m, _, cs in rows}
+    assert by_model["cross-dataset / celebdf"][3][1:] == ("one class only (n real=0, n fake=40)", 2)
+    assert by_model["cross-dataset / celebdf"][4][1:] == ("", 0)  # no value and no reason: no footnote
+    assert headline_table(_metrics()) == (rows, notes)  # deterministic
+
+
+def test_front_pages_render_intervals_status_and_the_method(tmp_path):
+    cfg = load_config([ROOT / "params" / "demo.yaml"])
+    m = _metrics()
+    index = write_index(cfg, m, ["02_visual_training"], tmp_path / "index.html").read_text()
+    card = write_data_card(cfg, m, tmp_path / "DATA_CARD.md").read_text()
+    for page in (index, card):
+        assert "0.702 [0.684, 0.720]" in page and "met, within noise" in page and "not measured" in page
+        assert "95% percentile bootstrap" in page and "1,000 resamples" in page and "resampled by group" in page
+        assert "TPR at 5% FPR" in page and "EER" in page and "ECE" in page
+    assert "<th>status</th>" in index and "<th>met</th>" not in index
+    assert 'title="one class only (n real=0, n fake=40)"' in index and "<sup>2</sup>" in index
+    assert "| branch | target | measured [95% CI] | sd over seeds | status | how |" in card
+    assert "[2] one class only (n real=0, n fake=40)" in card
+    assert "| cross-dataset / celebdf | celebdf | 40 | 0.600 | 0.600 | – [2] |" in card
+    assert write_data_card(cfg, m, tmp_path / "again.md").read_text() == card
+
+
+def test_ci_note_says_when_there_are_no_intervals():
+    assert "no confidence intervals" in ci_note({"visual": {"recipes": {"x": {"test": {"accuracy": 0.7}}}}})
+    items = {"a": {"ci": _CI | {"resampled": "items", "n_resamples": 200}}}
+    assert "200 resamples" in ci_note(items) and "resampled by item" in ci_note(items)
+
+
+def _preds(n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n).astype(np.float32)
+    logits = rng.normal(size=n) + 1.5 * (labels - 0.5)
+    index = np.sort(rng.choice(n + 10, n, replace=False))  # a few unreadable items skipped
+    return {"logits": logits, "labels": labels, "index": index}
+
+
+@pytest.mark.parametrize("calibrate", [True, False])
+def test_score_adds_seeded_group_intervals(calibrate):
+    from dfmm.experiments import _score, _split_groups
+
+    class Split:
+        def __init__(self, n: int) -> None:
+            self.groups = [f"g{i // 3}" for i in range(n)]  # three items a group
+
+    preds = {"val": _preds(300, 1), "test": _preds(200, 2)}
+    groups = _split_groups({"val": Split(310), "test": Split(210)}, preds)
+    assert list(groups["val"][:2]) == [f"g{preds['val']['index'][0] // 3}", f"g{preds['val']['index'][1] // 3}"]
+    threshold, scores = _score(preds, calibrate, groups)
+    for split in ("val", "test"):
+        s = scores[split]
+        assert s["ci"]["threshold"] == threshold == s["threshold"] and s["ci"]["resampled"] == "groups"
+        assert s["ci"]["n_resamples"] == 1000 and s["ci"]["seed"] == 0
+        lo, hi = s["ci"]["auc"]
+        assert lo <= s["auc"] <= hi
+        if calibrate:
+            at_half = s["at_0.5"]
+            assert at_half["ci"]["threshold"] == 0.5 and at_half["ci"]["auc"] == s["ci"]["auc"]  # same resamples
+            lo, hi = at_half["ci"]["accuracy"]
+            assert lo <= at_half["accuracy"] <= hi
+    assert dumps_json(_score(preds, calibrate, groups)) == dumps_json((threshold, scores))  # bit-identical rerun
+    items = _score(preds, calibrate)[1]["val"]["ci"]
+    assert items["resampled"] == "items" and items["auc"] != scores["val"]["ci"]["auc"]
+
+
+def test_json_writer_turns_nan_into_null(tmp_path):
+    values = {"auc": math.nan, "ece": np.float32("nan"), "inf": math.inf, "curve": np.array([0.5, np.nan]), "n": 3}
+    text = dumps_json(values)
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"auc": None, "ece": None, "inf": None, "curve": [0.5, None], "n": 3}
+    path = NotebookContext(None, tmp_path, tmp_path / "metrics").record("visual", {"test": values})  # type: ignore[arg-type]
+    read = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert read["test"]["auc"] is None
+    # what reads it back takes null where NaN was
+    rows, _ = headline_table({"visual": {"recipes": {"r": read}}})
+    assert [c[0] for c in rows[0][2]][:4] == ["3", "–", "–", "–"]
