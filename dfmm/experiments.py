@@ -31,8 +31,15 @@ from dfmm.data.faces import training_crop_geometry
 from dfmm.data.images import ImageSet
 from dfmm.data.text import TextSet
 from dfmm.data.transforms import image_transform
-from dfmm.metrics import best_threshold, binary_metrics, bootstrap_ci, metrics_with_ci
-from dfmm.scoring import in_index_order, predict, sigmoid
+from dfmm.metrics import (
+    best_threshold,
+    binary_metrics,
+    bootstrap_ci,
+    fit_temperature,
+    metrics_with_ci,
+    paired_bootstrap,
+)
+from dfmm.scoring import DecisionRule, in_index_order, predict, sigmoid
 from dfmm.train import fit, make_accelerator
 
 
@@ -138,43 +145,86 @@ def train_visual(
     for split in ("val", "test"):
         loader = val if split == "val" else image_loader(splits["test"], cfg, info.mean, info.std, "none", seed, False)
         preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}")
-    threshold, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
+    rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
     ckpt = ""
     if save and acc.is_main_process:
         path = cfg.run_dir / f"visual_{recipe_name}.pt"
         geometry = training_crop_geometry(splits["train"], seed=cfg.study.seed)
-        meta = {**visual_meta(cfg, info, recipe_name), "threshold": threshold, "face_crop": geometry.to_meta()}
+        meta = {**visual_meta(cfg, info, recipe_name), **rule.to_dict(), "face_crop": geometry.to_meta()}
         ckpt = str(save_checkpoint(path, "visual_branch", model.state_dict(), meta))
     return BranchRun(
         "visual", recipe_name, seed, result.history, result.best_epoch, scores["val"], scores["test"],
         info.to_dict(), len(splits["train"]), time.perf_counter() - t0, result.skipped, ckpt, preds,
-        {"device": result.device, "mixed_precision": result.mixed_precision, "threshold": threshold},
+        {"device": result.device, "mixed_precision": result.mixed_precision, **rule.to_dict()},
     )  # fmt: skip
 
 
 def _score(
     preds: dict[str, dict[str, np.ndarray]], calibrate: bool, groups: dict[str, np.ndarray] | None = None
-) -> tuple[float, dict[str, dict[str, Any]]]:
-    """Metrics for val and test at 0.5, or at the threshold chosen on val (never on test), each with ``ci``: 95%
-    percentile bootstrap intervals at that threshold (``metrics_with_ci``, seed 0, so a rerun is bit-identical).
+) -> tuple[DecisionRule, dict[str, dict[str, Any]]]:
+    """The decision rule and the metrics of val and test under it, each with ``ci``: 95% percentile bootstrap
+    intervals at the rule's threshold (``metrics_with_ci``, seed 0, so a rerun is bit-identical).
+
+    With ``calibrate`` the rule is fitted on validation data only: a temperature (Guo et al., "On Calibration of
+    Modern Neural Networks", ICML 2017: one scalar minimising the validation NLL) and then the threshold with the
+    best balanced accuracy on the temperature-scaled validation scores. Test data only scores;
+    ``scores["test"]["calibration"]`` holds its ECE and Brier score before and after the temperature. Accuracies at
+    0.5 (``at_0.5``, what the targets read) do not depend on the temperature. Without ``calibrate`` the rule is
+    plain: temperature 1, threshold 0.5.
 
     ``groups`` maps a split to one group id per row of ``preds[split]`` (see ``_split_groups``): a group (a real
     face and the fakes made from its video, a human text and its rewrites) is resampled as a whole. Bootstrapping
     happens here, once per run, never per epoch.
     """
-    probs = {s: sigmoid(p["logits"]) for s, p in preds.items()}
-    threshold = best_threshold(preds["val"]["labels"], probs["val"]) if calibrate else 0.5
+    rule = DecisionRule()
+    if calibrate:
+        temperature = fit_temperature(preds["val"]["labels"], preds["val"]["logits"])
+        val_probs = DecisionRule(temperature=temperature).probability(preds["val"]["logits"])
+        rule = DecisionRule(best_threshold(preds["val"]["labels"], val_probs), temperature)
+    probs = {s: rule.probability(p["logits"]) for s, p in preds.items()}
     g = groups or {}
     scores = {
-        s: {**metrics_with_ci(preds[s]["labels"], probs[s], threshold, g.get(s), seed=0), "threshold": threshold}
+        s: {**metrics_with_ci(preds[s]["labels"], probs[s], rule.threshold, g.get(s), seed=0), **rule.to_dict()}
         for s in preds
     }
-    if calibrate:  # val accuracy at a threshold picked on val is optimistic: keep the uncalibrated figures too
+    if calibrate:  # val accuracy at a threshold picked on val is optimistic: keep the figures at 0.5 too
         for s in preds:
             at_half = binary_metrics(preds[s]["labels"], probs[s], 0.5)
             scores[s]["at_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy")}
             scores[s]["at_0.5"]["ci"] = bootstrap_ci(preds[s]["labels"], probs[s], 0.5, g.get(s), seed=0)
-    return threshold, scores
+        if "test" in preds:
+            raw = binary_metrics(preds["test"]["labels"], sigmoid(preds["test"]["logits"]), rule.threshold)
+            scores["test"]["calibration"] = {
+                "temperature": rule.temperature,
+                "ece_before": raw["ece"],
+                "ece_after": scores["test"]["ece"],
+                "brier_before": raw["brier"],
+                "brier_after": scores["test"]["brier"],
+            }
+    return rule, scores
+
+
+def compare_on_test(
+    name_a: str, a: dict[str, np.ndarray], name_b: str, b: dict[str, np.ndarray], groups: Any = None
+) -> dict[str, Any]:
+    """Paired bootstrap of the test ROC AUC difference a - b on the same items (``paired_bootstrap``, resampled by
+    group), for the comparisons the study makes: improved - card, a branch - its floor, fusion - best branch.
+
+    ``a`` and ``b`` hold ``labels`` and ``probs`` in the same item order (both in dataset order, as ``predict``
+    and the baselines return them); differing labels mean they are not the same items, which is an error.
+    """
+    ya, yb = np.asarray(a["labels"]).astype(int), np.asarray(b["labels"]).astype(int)
+    if ya.shape != yb.shape or not np.array_equal(ya, yb):
+        raise ValueError(f"{name_a} and {name_b} were not scored on the same items")
+    out = paired_bootstrap(ya, a["probs"], b["probs"], metric="auc", groups=groups, seed=0)
+    return {**out, "a": name_a, "b": name_b, "auc_a": out["a"], "auc_b": out["b"], "split": "test"}
+
+
+def run_scores(run: BranchRun, split: str = "test") -> dict[str, np.ndarray]:
+    """A run's ``labels`` and ``probs`` on a split under its own decision rule, in dataset order."""
+    p = run.predictions[split]
+    rule = DecisionRule(run.extra.get("threshold", 0.5), run.extra.get("temperature", 1.0))
+    return {"labels": p["labels"], "probs": rule.probability(p["logits"]), "index": p["index"]}
 
 
 def _split_groups(splits: dict[str, Any], preds: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -217,6 +267,7 @@ def visual_linear_probe(cfg: Config, splits: dict[str, ImageSet]) -> dict[str, A
     out = {"backbone": info.to_dict(), "train_size": len(splits["train"]), "seconds": 0.0}
     for split in ("val", "test"):
         out[split] = binary_metrics(feats[split][2], clf.predict_proba(feats[split][0])[:, 1])
+    out["scores"] = {"labels": feats["test"][2], "probs": clf.predict_proba(feats["test"][0])[:, 1]}  # test, in order
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -255,17 +306,17 @@ def train_text(
     )  # fmt: skip
     model = acc.unwrap_model(model)
     preds = {s: predict(model, loaders[s], acc, desc=f"score {s}") for s in ("val", "test")}
-    threshold, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
+    rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
     ckpt = ""
     if save and acc.is_main_process:
-        meta = {**text_meta(cfg, model, tokenizer, info, recipe_name), "threshold": threshold}
+        meta = {**text_meta(cfg, model, tokenizer, info, recipe_name), **rule.to_dict()}
         ckpt = str(save_checkpoint(cfg.run_dir / f"text_{recipe_name}.pt", "text_branch", model.state_dict(), meta))
     truncated = {s: tokens[s].truncated() for s in tokens}
     return BranchRun(
         "text", recipe_name, seed, result.history, result.best_epoch, scores["val"], scores["test"],
         info.to_dict(), len(splits["train"]), time.perf_counter() - t0, [], ckpt, preds,
         {"truncated": truncated, "max_length": cfg.text.max_length, "pos_weight": pos_weight,
-         "device": result.device, "mixed_precision": result.mixed_precision, "threshold": threshold},
+         "device": result.device, "mixed_precision": result.mixed_precision, **rule.to_dict()},
     )  # fmt: skip
 
 
@@ -282,6 +333,10 @@ def tfidf_baseline(splits: dict[str, TextSet], extra: dict[str, TextSet] | None 
     out: dict[str, Any] = {"train_size": len(splits["train"])}
     for name, ts in {"val": splits["val"], "test": splits["test"], **(extra or {})}.items():
         out[name] = binary_metrics(ts.labels, clf.predict_proba(vec.transform(ts.texts))[:, 1])
+    out["scores"] = {
+        "labels": splits["test"].labels,
+        "probs": clf.predict_proba(vec.transform(splits["test"].texts))[:, 1],
+    }
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 

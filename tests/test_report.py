@@ -126,10 +126,12 @@ def test_score_adds_seeded_group_intervals(calibrate):
     preds = {"val": _preds(300, 1), "test": _preds(200, 2)}
     groups = _split_groups({"val": Split(310), "test": Split(210)}, preds)
     assert list(groups["val"][:2]) == [f"g{preds['val']['index'][0] // 3}", f"g{preds['val']['index'][1] // 3}"]
-    threshold, scores = _score(preds, calibrate, groups)
+    rule, scores = _score(preds, calibrate, groups)
+    threshold = rule.threshold
     for split in ("val", "test"):
         s = scores[split]
         assert s["ci"]["threshold"] == threshold == s["threshold"] and s["ci"]["resampled"] == "groups"
+        assert s["temperature"] == rule.temperature
         assert s["ci"]["n_resamples"] == 1000 and s["ci"]["seed"] == 0
         lo, hi = s["ci"]["auc"]
         assert lo <= s["auc"] <= hi
@@ -138,9 +140,47 @@ def test_score_adds_seeded_group_intervals(calibrate):
             assert at_half["ci"]["threshold"] == 0.5 and at_half["ci"]["auc"] == s["ci"]["auc"]  # same resamples
             lo, hi = at_half["ci"]["accuracy"]
             assert lo <= at_half["accuracy"] <= hi
-    assert dumps_json(_score(preds, calibrate, groups)) == dumps_json((threshold, scores))  # bit-identical rerun
+    assert dumps_json(_score(preds, calibrate, groups)[1]) == dumps_json(scores)  # bit-identical rerun
     items = _score(preds, calibrate)[1]["val"]["ci"]
     assert items["resampled"] == "items" and items["auc"] != scores["val"]["ci"]["auc"]
+
+
+def test_calibration_fits_a_temperature_on_validation_and_reports_test_ece():
+    """Overconfident logits (3x the true log-odds): the temperature found on val is near 3, the test ECE drops, and
+    the threshold lives on the calibrated scale (the same decisions as the raw scale's cut, ``at_0.5`` unchanged)."""
+    from dfmm.experiments import _score
+    from dfmm.scoring import sigmoid
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        z = rng.normal(size=n) * 1.5
+        y = (rng.random(n) < sigmoid(z)).astype(np.float32)
+        return {"logits": 3.0 * z, "labels": y, "index": np.arange(n)}
+
+    preds = {"val": split(4000), "test": split(4000)}
+    rule, scores = _score(preds, True)
+    assert 2.6 < rule.temperature < 3.4
+    cal = scores["test"]["calibration"]
+    assert cal["temperature"] == rule.temperature and cal["ece_after"] < 0.5 * cal["ece_before"]
+    assert cal["brier_after"] < cal["brier_before"]
+    raw_half = ((sigmoid(preds["test"]["logits"]) >= 0.5) == (preds["test"]["labels"] == 1)).mean()
+    assert scores["test"]["at_0.5"]["accuracy"] == pytest.approx(raw_half)
+    plain_rule, plain = _score(preds, False)
+    assert plain_rule.temperature == 1.0 and plain_rule.threshold == 0.5 and "calibration" not in plain["test"]
+
+
+def test_paired_comparison_needs_the_same_items():
+    from dfmm.experiments import compare_on_test
+
+    y = np.array([0, 1] * 50)
+    good = {"labels": y, "probs": y * 0.6 + 0.2}
+    weak = {"labels": y, "probs": np.full(100, 0.5)}
+    c = compare_on_test("good", good, "weak", weak)
+    assert c["a"] == "good" and c["b"] == "weak" and c["auc_a"] == 1.0 and c["auc_b"] == 0.5
+    assert c["difference"] == pytest.approx(0.5) and c["excludes_zero"]
+    with pytest.raises(ValueError, match="not scored on the same items"):
+        compare_on_test("good", good, "other", {"labels": 1 - y, "probs": y})
 
 
 def test_json_writer_turns_nan_into_null(tmp_path):
