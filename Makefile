@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dfmm-installed
 PARAMS ?= params/compact.yaml params/sources/local.yaml
 
-.PHONY: setup demo test lint compact full lab clean-runs
+.PHONY: setup demo test lint compact full lab clean-runs browser withhold
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,24 @@ full: setup
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
+
+# Headless Chromium for tests/test_browser.py (skipped, saying so, without it): apt-get when missing and root.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) \
+	  || echo "make browser: could not install chromium; tests/test_browser.py will be skipped"; \
+	else echo "make browser: no chromium, and installing it needs root and apt-get; tests/test_browser.py will be skipped"; fi
+
+# Before committing a report: remove the pages (and figures) that show dataset items; index.html lists them as
+# withheld with the command that regenerates them (dfmm.report.withhold).
+REPORT ?= reports/compact
+WITHHOLD ?= 01_data_exploration 03_text_training 05_gradcam_analysis
+WITHHOLD_FIGURES ?= 01_faces_* 05_gradcam_gallery
+withhold: setup
+	$(BIN)/python -c 'import sys; from dfmm.report import withhold; \
+	[print("removed", p) for p in withhold(sys.argv[1], sys.argv[2].split(), sys.argv[3].split())]' \
+	"$(REPORT)" "$(WITHHOLD)" "$(WITHHOLD_FIGURES)"
 
 clean-runs:
 	rm -rf runs/

@@ -1,18 +1,23 @@
-"""The report's front pages: ``index.html`` (links + headline numbers) and ``DATA_CARD.md``.
+"""The report's front pages: ``index.html`` (headline numbers, targets, key figures, pages) and ``DATA_CARD.md``.
 
-Both are generated from ``metrics.json`` and the resolved config; nothing in them is typed by hand. A run on
-the synthetic demo data is labelled as such at the top of both.
+Both are rendered from ``metrics.json`` and the resolved config through the Jinja2 templates in
+``dfmm/templates``; nothing in them is typed by hand, and every number they print is in ``metrics.json``
+(``tests/test_traceability.py``). A run on the synthetic demo data is labelled as such at the top of both.
+``withhold`` removes pages that show dataset items from a finished report and relists them on its front page.
 """
 
 from __future__ import annotations
 
-import html
+import json
 import math
+import os
+import shlex
 from pathlib import Path
 from typing import Any
 
-from dfmm.config import Config, Recipe
+from dfmm.config import Config, Recipe, load_resolved
 from dfmm.data.synthetic import SYNTHETIC_NOTE
+from dfmm.errors import StudyError
 from dfmm.metrics import BOOTSTRAP_METRICS, seeds_at_half
 
 HEADLINE_COLUMNS = (
@@ -46,19 +51,31 @@ def _interval(ci: Any) -> str:
     return f"[{float(ci[0]):.3f}, {float(ci[1]):.3f}]"
 
 
+def seed_means(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Mean and sd over seeds (validation; accuracies at 0.5, ``seeds_at_half``) of every recipe trained with
+    more than one seed, keyed ``"branch / recipe"``: the seed-mean rows of the headline table. ``dfmm study``
+    stores them in ``metrics.json`` (``seed_means``) so that every number the front pages print is there."""
+    out: dict[str, dict[str, Any]] = {}
+    for branch in ("visual", "text"):
+        for recipe, r in metrics.get(branch, {}).get("recipes", {}).items():
+            runs = r.get("seed_runs") or []
+            if len(runs) > 1:
+                keys = tuple(k for k in _SEED_KEYS if all(k in (run | run.get("at_0.5", {})) for run in runs))
+                out[f"{branch} / {recipe}"] = seeds_at_half(runs, keys)
+    return out
+
+
 def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """(model, data, metric dict) rows for the summary tables, from whatever sections the run produced."""
     rows: list[tuple[str, str, dict[str, Any]]] = []
+    means = metrics.get("seed_means") or seed_means(metrics)
     for branch in ("visual", "text"):
         sec = metrics.get(branch, {})
         for recipe, r in sec.get("recipes", {}).items():
             rows.append((f"{branch} / {recipe}", "test", r.get("test", {})))
-            runs = r.get("seed_runs") or []
-            if len(runs) > 1:
-                keys = tuple(k for k in _SEED_KEYS if all(k in (run | run.get("at_0.5", {})) for run in runs))
-                rows.append(
-                    (f"{branch} / {recipe} (mean of {len(runs)} seeds)", "val, at 0.5", seeds_at_half(runs, keys))
-                )
+            m = means.get(f"{branch} / {recipe}")
+            if m:
+                rows.append((f"{branch} / {recipe} (mean of {m['seeds']} seeds)", "val, at 0.5", m))
         for name in ("linear_probe", "tfidf_baseline"):
             if sec.get(name):
                 rows.append((f"{branch} / {name.replace('_', ' ')}", "test", sec[name].get("test", {})))
@@ -185,66 +202,246 @@ def _backbones(metrics: dict[str, Any]) -> list[str]:
     return out
 
 
-def _html_cell(text: str, reason: str, footnote: int) -> str:
-    title = f' title="{html.escape(reason)}"' if reason else ""
-    mark = f"<sup>{footnote}</sup>" if footnote else ""
-    return f"<td{title}>{html.escape(text)}{mark}</td>"
+# ------------------------------------------------------------------------------------------------ rendering
+TEMPLATES = Path(__file__).with_name("templates")
+KEY_FIGURES = (  # (glob under figures/, caption) in the order the front page shows them; absent ones are skipped
+    ("06_roc", "ROC curves: held-out test splits and cross-dataset sources"),
+    ("*_reliability", "Reliability: mean P(fake) against the share of fakes"),
+    ("06_cross_source", "Every source side by side"),
+    ("*robustness*", "Robustness to perturbations"),
+    ("06_video_frames", "P(fake) per video frame"),
+)
+WITHHELD_NOTE = (
+    "These pages were removed from this copy of the report because they show dataset items (faces, texts) that "
+    "are not redistributed with it; the numbers they record are still in metrics.json and the tables above."
+)
+
+
+def _templates() -> Any:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _render(template: str, path: Path, **context: Any) -> Path:
+    path.write_text(_templates().get_template(template).render(**context), encoding="utf-8")
+    return path
+
+
+def shown_path(p: Any) -> str:
+    """A path as the report pages show it: relative to the project root, never the machine's absolute path."""
+    from dfmm.study import project_root
+
+    p = str(p)
+    return os.path.relpath(p, project_root()) if os.path.isabs(p) else p
+
+
+def _shown_source(source: str) -> list[str]:
+    """One ``cfg.sources`` entry as command-line words: a params file, or ``-p key=value``."""
+    if source.startswith("-p "):
+        key, _, value = source[3:].partition("=")
+        return ["-p", shlex.quote(f"{key}={shown_path(value) if value else value}")]
+    return [shlex.quote(shown_path(source))]
+
+
+def study_command(cfg: Config, folder: Path | None = None) -> str:
+    """The ``dfmm study`` command that regenerates this report (``--out`` when it is not the default folder)."""
+    words = ["dfmm", "study"] + [w for s in cfg.sources for w in _shown_source(s)]
+    if folder is not None:
+        folder = Path(folder)
+        if folder.name.startswith(".") and folder.name.endswith(".partial"):  # the study's staging folder
+            folder = folder.with_name(folder.name[1 : -len(".partial")])
+        from dfmm.study import project_root
+
+        root = project_root()
+        default = cfg.report_dir if cfg.report_dir.is_absolute() else root / cfg.report_dir
+        if folder.resolve() != default.resolve():
+            words += ["--out", shlex.quote(shown_path(folder.resolve()))]
+    return " ".join(words)
+
+
+COMPARISON_COLUMNS = ("a", "b", "AUC a", "AUC b", "a - b [95% CI]", "p", "CI excludes 0")
+CALIBRATION_COLUMNS = (
+    "model",
+    "temperature",
+    "test ECE before",
+    "test ECE after",
+    "test Brier before",
+    "test Brier after",
+)
+
+
+def comparison_rows(metrics: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The study's paired comparisons (paired bootstrap of the test AUC difference on the same items, resampled by
+    group): improved - card, each branch - its floor, fusion - the better single branch."""
+    found = [c for b in ("visual", "text") for c in (metrics.get(b) or {}).get("comparisons") or []]
+    if (metrics.get("fusion") or {}).get("comparison"):
+        found.append(metrics["fusion"]["comparison"])
+    return [
+        (
+            c["a"],
+            c["b"],
+            _fmt(c.get("auc_a")),
+            _fmt(c.get("auc_b")),
+            f"{_fmt(c.get('difference'))} {_interval(c.get('ci'))}".strip(),
+            _fmt(c.get("p_value")),
+            "yes" if c.get("excludes_zero") else "no: within noise",
+        )
+        for c in found
+    ]
+
+
+def calibration_rows(metrics: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Temperature scaling fitted on validation: test ECE (equal-width bins) and Brier score before and after it."""
+    out = []
+    for branch in ("visual", "text"):
+        for recipe, r in (metrics.get(branch, {}).get("recipes") or {}).items():
+            c = (r.get("test") or {}).get("calibration")
+            if c:
+                keys = ("temperature", "ece_before", "ece_after", "brier_before", "brier_after")
+                out.append((f"{branch} / {recipe}", *(_fmt(c.get(k)) for k in keys)))
+    return out
+
+
+def video_summary(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Clips, frames with a face, and clip-level AUC per aggregation rule (notebook 06)."""
+    v = (metrics.get("evaluation") or {}).get("videos")
+    if not v or not v.get("clips"):
+        return None
+    rules = v.get("by_aggregation") or {}
+    return {
+        "clips": len(v["clips"]),
+        "unreadable": len((v.get("metrics") or {}).get("unreadable") or []),
+        "face_crop": v.get("face_crop"),
+        "frames_with_face": v.get("frames_with_face"),
+        "frames_sampled": v.get("frames_sampled"),
+        "aggregation": v.get("aggregation"),
+        "rules": [(name, _fmt(m.get("accuracy")), _fmt(m.get("auc"))) for name, m in rules.items()],
+    }
+
+
+def _page_of(stem: str, notebooks: list[str]) -> str | None:
+    return next((n for n in notebooks if n.split("_", 1)[0] == stem.split("_", 1)[0]), None)
+
+
+def key_figures(folder: Path, notebooks: list[str]) -> list[dict[str, Any]]:
+    """The ``KEY_FIGURES`` this report has: file (relative to the report), caption, and the page that made it
+    (``href`` None when that page is not in the folder)."""
+    out: list[dict[str, Any]] = []
+    for pattern, caption in KEY_FIGURES:
+        for f in sorted((folder / "figures").glob(f"{pattern}.png")):
+            if any(x["src"] == f"figures/{f.name}" for x in out):
+                continue
+            page = _page_of(f.stem, notebooks)
+            on_page = page.split("_", 1)[-1].replace("_", " ") if page else ""
+            out.append(
+                {
+                    "src": f"figures/{f.name}",
+                    "caption": f"{caption} ({on_page})" if on_page else caption,
+                    "page": page,
+                    "href": f"{page}.html" if page and (folder / f"{page}.html").is_file() else None,
+                }
+            )
+    return out
+
+
+def _cell_view(text: str, reason: str, footnote: int) -> dict[str, Any]:
+    return {"text": text, "reason": reason, "footnote": footnote}
 
 
 def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path: Path) -> Path:
-    synthetic = metrics.get("synthetic_demo_data")
-    banner = (
-        f'<p style="background:#ffe8a3;padding:10px;border:2px solid #c90"><b>{html.escape(SYNTHETIC_NOTE)}</b>. '
-        "These numbers only show that the pipeline runs end to end.</p>"
-        if synthetic
-        else ""
-    )
-    links = "".join(f'<li><a href="{n}.html">{html.escape(n)}</a></li>' for n in notebooks)
+    """``index.html``: headline table with intervals, targets with status, the key figures (each linking to its
+    page), the notebook pages, and the pages withheld from this copy with the command that regenerates them.
+
+    A notebook page that is not in the report's folder is listed as withheld, never linked (``withhold``)."""
+    path = Path(path)
+    folder = path.parent
     rows, footnotes = headline_table(metrics)
-    table = "".join(
-        f"<tr><td>{html.escape(m)}</td><td>{html.escape(d)}</td>" + "".join(_html_cell(*c) for c in cells) + "</tr>"
-        for m, d, cells in rows
-    )
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in HEADLINE_COLUMNS)
-    notes = "".join(f"<li>{html.escape(reason)}</li>" for reason in footnotes)
-    notes = f'<ol class="notes">{notes}</ol>' if notes else ""
-    backbones = "".join(f"<li>{html.escape(b)}</li>" for b in _backbones(metrics))
-    targets = ""
-    if metrics.get("targets"):
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in target_rows(metrics)
-        )
-        targets = (
-            "<h2>Targets (set on this data with these backbones)</h2>"
-            "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in TARGET_COLUMNS) + "</tr>"
-            f"{body}</table>"
-        )
+    seconds = metrics.get("notebook_seconds") or {}
+    present = [n for n in notebooks if (folder / f"{n}.html").is_file()]
     env = metrics.get("environment", {})
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>dfmm study: {html.escape(cfg.study.name)}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-td:not(:last-child){{white-space:nowrap}}
-td:first-child,td:nth-child(2){{text-align:left}}</style></head><body>
-<h1>dfmm study: {html.escape(cfg.study.name)} ({html.escape(cfg.study.budget)} budget)</h1>
-{banner}
-<p>Params: <code>{html.escape(" ".join(cfg.sources))}</code> · config {metrics.get("config_digest")} ·
-{html.escape(str(env.get("device", "")))} · torch {html.escape(str(env.get("torch", "")))} ·
-{metrics.get("total_seconds")} s in all</p>
-<h2>Backbones</h2><ul>{backbones}</ul>
-<h2>Notebooks</h2><ol>{links}</ol>
-<h2>Headline numbers</h2>
-<p>{html.escape(ci_note(metrics))}</p>
-<table><tr><th>model</th><th>data</th>{head}</tr>
-{table}</table>
-{notes}
-{targets}
-<p>Files: <a href="metrics.json">metrics.json</a> · <a href="DATA_CARD.md">DATA_CARD.md</a> ·
-<a href="config.json">config.json</a></p>
-</body></html>
-"""
-    path.write_text(page, encoding="utf-8")
-    return path
+    return _render(
+        "index.html.j2",
+        path,
+        name=cfg.study.name,
+        budget=cfg.study.budget,
+        synthetic_note=SYNTHETIC_NOTE if metrics.get("synthetic_demo_data") else "",
+        params=" ".join(w for s in cfg.sources for w in _shown_source(s)),
+        digest=metrics.get("config_digest"),
+        device=env.get("device", ""),
+        torch=env.get("torch", ""),
+        total_seconds=metrics.get("total_seconds"),
+        backbones=_backbones(metrics),
+        ci_note=ci_note(metrics),
+        columns=[label for _, label in HEADLINE_COLUMNS],
+        rows=[(m, d, [_cell_view(*c) for c in cells]) for m, d, cells in rows],
+        footnotes=footnotes,
+        target_columns=TARGET_COLUMNS,
+        targets=target_rows(metrics),
+        comparison_columns=COMPARISON_COLUMNS,
+        comparisons=comparison_rows(metrics),
+        calibration_columns=CALIBRATION_COLUMNS,
+        calibration=calibration_rows(metrics),
+        video=video_summary(metrics),
+        figures=key_figures(folder, notebooks),
+        pages=[{"name": n, "href": f"{n}.html", "seconds": seconds.get(n)} for n in present],
+        withheld=[n for n in notebooks if n not in present],
+        withheld_note=WITHHELD_NOTE,
+        command=study_command(cfg, folder),
+        files=[f for f in ("metrics.json", "DATA_CARD.md", "config.json") if (folder / f).is_file()],
+    )
+
+
+def withhold(report_dir: str | Path, pages: list[str], figures: list[str] | tuple[str, ...] = ()) -> list[Path]:
+    """Remove ``pages`` (notebook stems, or their two-digit numbers) and the ``figures`` (globs of PNG names
+    without ``.png``) from a finished report, and rewrite its ``index.html`` so it lists those pages as withheld,
+    with the command that regenerates them, instead of linking them. Run it before committing a report whose
+    pages show dataset items (``make withhold REPORT=reports/compact``). Returns the removed files."""
+    folder = Path(report_dir)
+    if not (folder / "metrics.json").is_file() or not (folder / "config.json").is_file():
+        raise StudyError(f"{folder}: not a dfmm report (expected metrics.json and config.json)")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    cfg = load_resolved(folder / "config.json")
+    notebooks = list(metrics.get("notebook_seconds") or {}) or sorted(p.stem for p in folder.glob("[0-9][0-9]_*.html"))
+    chosen = []
+    for page in pages:
+        match = [n for n in notebooks if n == page or n.split("_", 1)[0] == page]
+        if not match:
+            raise StudyError(f"withhold: no page {page!r} in {folder} (pages: {', '.join(notebooks)})")
+        chosen += match
+    removed = [folder / f"{n}.html" for n in chosen if (folder / f"{n}.html").is_file()]
+    for pattern in figures:
+        removed += sorted((folder / "figures").glob(f"{pattern}.png"))
+    for f in removed:
+        f.unlink()
+    write_index(cfg, metrics, notebooks, folder / "index.html")
+    return removed
+
+
+def refresh_front_pages(report_dir: str | Path) -> None:
+    """Render ``index.html`` and ``DATA_CARD.md`` of a finished report again from its own ``metrics.json`` and
+    ``config.json`` with this dfmm's templates (no number is recomputed; ``seed_means``, the headline table's
+    derived rows, is added to ``metrics.json`` when the study that wrote it predates that section)."""
+    folder = Path(report_dir)
+    if not (folder / "metrics.json").is_file() or not (folder / "config.json").is_file():
+        raise StudyError(f"{folder}: not a dfmm report (expected metrics.json and config.json)")
+    from dfmm.study import dumps_json
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    if "seed_means" not in metrics:
+        metrics["seed_means"] = seed_means(metrics)
+        (folder / "metrics.json").write_text(dumps_json(metrics))
+    cfg = load_resolved(folder / "config.json")
+    notebooks = list(metrics.get("notebook_seconds") or {}) or sorted(p.stem for p in folder.glob("[0-9][0-9]_*.html"))
+    write_data_card(cfg, metrics, folder / "DATA_CARD.md")
+    write_index(cfg, metrics, notebooks, folder / "index.html")
 
 
 _DEFAULT = Recipe()
@@ -274,79 +471,86 @@ def _options(recipe: Recipe) -> str:
     return ", ".join(on) or "no other options"
 
 
+def _weights(weights: dict[str, Any]) -> str:
+    """Fusion weights as the card prints them: ``variant: visual 0.609, text 0.391; ...`` (or one flat pair)."""
+
+    def pair(w: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {_fmt(float(v))}" for k, v in w.items())
+
+    if all(isinstance(v, dict) for v in weights.values()):
+        return "; ".join(f"{name}: {pair(w)}" for name, w in weights.items())
+    return pair(weights)
+
+
+def _recipe_view(branch: str, name: str, r: Recipe, bc: Any) -> dict[str, Any]:
+    return {
+        "branch": branch,
+        "name": name,
+        "optimizer": r.optimizer,
+        "lr": f"{r.lr:g}",
+        "head_lr_mult": f"{r.head_lr_mult:g}",
+        "weight_decay": f"{r.weight_decay:g}",
+        "schedule": r.schedule,
+        "warmup": f"{r.warmup_fraction:.0%}",
+        "label_smoothing": f"{r.label_smoothing:g}",
+        "augment": r.augment,
+        "pair_batches": r.pair_batches,
+        "balanced": r.balanced,
+        "tta": r.tta,
+        "calibrate": r.calibrate,
+        "options": _options(r),
+        "epochs": bc.epochs,
+        "batch_size": r.batch_size or bc.batch_size,
+        "seeds": r.seeds or bc.seeds,
+    }
+
+
 def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
-    synthetic = metrics.get("synthetic_demo_data")
+    """``DATA_CARD.md``: data sources and split sizes, labels and splitting, backbones and recipes, the headline
+    table with intervals, targets with status, fusion weights and limitations."""
     sizes = metrics.get("data_sizes", {})
-    lines = [f"# Data card — dfmm study `{cfg.study.name}` ({cfg.study.budget} budget)", ""]
-    if synthetic:
-        lines += [f"> **{SYNTHETIC_NOTE}.** Every number below is a smoke test of the pipeline, not a result.", ""]
-    lines += [
-        "Generated by `dfmm study` from `metrics.json`; do not edit by hand.",
-        "",
-        f"- Params: `{' '.join(cfg.sources)}` (config digest `{metrics.get('config_digest')}`)",
-        f"- Environment: {metrics.get('environment', {})}",
-        "",
-        "## Data",
-        "",
-        "| modality | source | train | val | test |",
-        "|---|---|---|---|---|",
+    data = [
+        (key, shown_path(src), *(sizes.get(key, {}).get(s, "") for s in ("train", "val", "test")))
+        for key, src in (("images", cfg.data.images), ("texts", cfg.data.texts))
     ]
-    for key, src in (("images", cfg.data.images), ("texts", cfg.data.texts)):
-        s = sizes.get(key, {})
-        lines.append(f"| {key} | `{src}` | {s.get('train', '')} | {s.get('val', '')} | {s.get('test', '')} |")
-    for name, n in {**sizes.get("cross_images", {}), **sizes.get("cross_texts", {})}.items():
-        lines.append(f"| cross-dataset test | `{name}` | – | – | {n} |")
+    data += [
+        ("cross-dataset test", name, "–", "–", n)
+        for name, n in {**sizes.get("cross_images", {}), **sizes.get("cross_texts", {})}.items()
+    ]
     if sizes.get("videos"):
-        lines.append(f"| videos | `{cfg.data.videos}` | – | – | {sizes['videos']} clips |")
-    lines += [
-        "",
-        "Labels: 0 = real / human, 1 = fake / AI-generated. Splits are group-aware (a real face and its fakes, a "
-        f"human text and its rewrites, never straddle splits), stratified, seed {cfg.study.seed}; "
-        f"val {cfg.data.val_fraction:.0%}, test {cfg.data.test_fraction:.0%}.",
-        "",
-        "## Models",
-        "",
-    ]
-    lines += [f"- {b}" for b in _backbones(metrics)]
-    for branch in ("visual", "text"):
-        bc = getattr(cfg, branch)
-        for rname, r in bc.recipes.items():
-            lines.append(
-                f"- {branch} recipe `{rname}`: {r.optimizer}, lr {r.lr:g} (head x{r.head_lr_mult:g}), weight decay "
-                f"{r.weight_decay:g}, {r.schedule} schedule, warm-up {r.warmup_fraction:.0%}, label smoothing "
-                f"{r.label_smoothing:g}, augmentation {r.augment}, pair batches {r.pair_batches}, balanced {r.balanced}, "
-                f"TTA {r.tta}, threshold from validation {r.calibrate}; {_options(r)}; {bc.epochs} epochs, "
-                f"batch {r.batch_size or bc.batch_size}, {r.seeds or bc.seeds} seed(s)"
-            )
-    lines += [
-        "",
-        "## Results",
-        "",
-        ci_note(metrics),
-        "",
-        "| model | data | " + " | ".join(label for _, label in HEADLINE_COLUMNS) + " |",
-        "|---|---|" + "---|" * len(HEADLINE_COLUMNS),
-    ]
+        data.append(("videos", shown_path(cfg.data.videos), "–", "–", f"{sizes['videos']} clips"))
     rows, footnotes = headline_table(metrics)
-    for m, d, cells in rows:
-        vals = " | ".join(text + (f" [{n}]" if n else "") for text, _, n in cells)
-        lines.append(f"| {m} | {d} | {vals} |")
-    if footnotes:
-        lines += [""] + [f"[{i}] {reason}  " for i, reason in enumerate(footnotes, 1)]
-    if metrics.get("targets"):
-        lines += ["", "## Targets", "", f"| {' | '.join(TARGET_COLUMNS)} |", "|---" * len(TARGET_COLUMNS) + "|"]
-        lines += [f"| {' | '.join(row)} |" for row in target_rows(metrics)]
     fusion = metrics.get("fusion", {})
-    if fusion.get("weights"):
-        lines += ["", f"Fusion weights (visual, text): {fusion['weights']}; pair rule `{fusion.get('pair_rule')}`."]
-    lines += [
-        "",
-        "## Limitations",
-        "",
-        "- A detector trained on one manipulation method is known to fall towards chance on others; see the "
-        "cross-dataset rows.",
-        "- Paired image+text data is built from the two modalities' held-out splits (no public paired set here).",
-        "",
-    ]
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return _render(
+        "DATA_CARD.md.j2",
+        path,
+        name=cfg.study.name,
+        budget=cfg.study.budget,
+        synthetic_note=SYNTHETIC_NOTE if metrics.get("synthetic_demo_data") else "",
+        params=" ".join(w for s in cfg.sources for w in _shown_source(s)),
+        digest=metrics.get("config_digest"),
+        environment=metrics.get("environment", {}),
+        data=data,
+        seed=cfg.study.seed,
+        val_fraction=f"{cfg.data.val_fraction:.0%}",
+        test_fraction=f"{cfg.data.test_fraction:.0%}",
+        backbones=_backbones(metrics),
+        recipes=[
+            _recipe_view(branch, name, r, getattr(cfg, branch))
+            for branch in ("visual", "text")
+            for name, r in getattr(cfg, branch).recipes.items()
+        ],
+        ci_note=ci_note(metrics),
+        columns=[label for _, label in HEADLINE_COLUMNS],
+        rows=[(m, d, [text + (f" [{n}]" if n else "") for text, _, n in cells]) for m, d, cells in rows],
+        footnotes=footnotes,
+        target_columns=TARGET_COLUMNS,
+        targets=target_rows(metrics),
+        comparison_columns=COMPARISON_COLUMNS,
+        comparisons=comparison_rows(metrics),
+        calibration_columns=CALIBRATION_COLUMNS,
+        calibration=calibration_rows(metrics),
+        video=video_summary(metrics),
+        fusion_weights=_weights(fusion["weights"]) if fusion.get("weights") else "",
+        pair_rule=fusion.get("pair_rule"),
+    )

@@ -60,10 +60,70 @@ class NotebookContext:
         tmp.replace(path)
         return path
 
-    def save_fig(self, fig: Any, name: str) -> Path:
+    def save_fig(self, fig: Any, name: str) -> None:
+        """Save ``figures/NAME.png`` and show that same PNG in the notebook, so the exported page has every figure
+        the report has (embedded, the page stays standalone); then close the figure so that the inline backend
+        does not draw it a second time. Returns nothing: a cell that ends with it shows the figure, not a path."""
+        import matplotlib.pyplot as plt
+
         from dfmm.metrics import save_figure
 
-        return save_figure(fig, self.figures / f"{name}.png")
+        path = save_figure(fig, self.figures / f"{name}.png")
+        plt.close(fig)
+        _show_png(path)
+
+
+def _show_png(path: Path) -> None:
+    """Display a PNG as a notebook output (inside a Jupyter kernel only; a script or a test shows nothing)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return
+    from IPython.display import Image, display
+
+    display(Image(filename=str(path)))
+
+
+_QUIET_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def _short_file(filename: str) -> str:
+    """A warning's file without the machine's folders: relative to the longest ``sys.path`` entry holding it."""
+    import sys
+
+    path = os.path.abspath(filename)
+    for base in sorted((os.path.abspath(p) for p in sys.path if p), key=len, reverse=True):
+        if path.startswith(base + os.sep):
+            return os.path.relpath(path, base)
+    return os.path.basename(path)
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    import sys
+
+    (file or sys.stderr).write(f"{category.__name__}: {message} ({_short_file(filename)}:{lineno})\n")
+
+
+def _quiet_notebook(under_study: bool) -> None:
+    """Keep library noise out of the exported pages: no deprecation or future-change warnings (they ask for an
+    API or version update, they say nothing about the results; the test suite still sees them), no tqdm
+    "IProgress not found" (tqdm.auto falls back to the text bar), any other warning printed without the machine's
+    paths, and under ``dfmm study`` no Hugging Face progress bars."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    for category in _QUIET_CATEGORIES:
+        warnings.filterwarnings("ignore", category=category)
+    warnings.showwarning = _show_warning
+    if under_study:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub is imported
+        import sys
+
+        if "transformers" in sys.modules:  # imported before this call: switch its bars off directly
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def _finite(o: Any) -> Any:
@@ -113,6 +173,7 @@ def notebook_setup(
     if not os.environ.get("MPLBACKEND") and "ipykernel" not in str(matplotlib.get_backend()):
         matplotlib.use("Agg")
     os.chdir(project_root())
+    _quiet_notebook(under_study=config_path is not None)
     cfg = load_resolved(config_path) if config_path else load_config(list(params))
     rdir = Path(report_dir) if report_dir else cfg.report_dir
     rdir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +220,12 @@ def export_html(executed: Path, dest: Path) -> Path:
     body = _CDN_LINK.sub("", body)
     dest.write_text(body, encoding="utf-8")
     return dest
+
+
+def papermill_parameters(config_path: Path, report_dir: Path, root: Path) -> dict[str, str]:
+    """The values papermill injects into each notebook's parameters cell: paths relative to the project root,
+    where the kernel runs (``cwd`` and ``notebook_setup``), so that no page shows the machine's folders."""
+    return {"config_path": os.path.relpath(config_path, root), "report_dir": os.path.relpath(report_dir, root)}
 
 
 def _kernel_name() -> str:
@@ -235,7 +302,7 @@ def run_study(
                 pm.execute_notebook(
                     str(book),
                     str(executed),
-                    parameters={"config_path": str(config_path), "report_dir": str(staging)},
+                    parameters=papermill_parameters(config_path, staging, root),
                     kernel_name=_kernel_name(),
                     cwd=str(root),
                     progress_bar=not quiet,
@@ -252,12 +319,12 @@ def run_study(
             timings[book.stem] = round(time.perf_counter() - t0, 1)
             export_html(executed, staging / f"{book.stem}.html")
         metrics = merge_metrics(cfg, metrics_dir, sizes, timings, time.time() - started)
+        from dfmm.report import seed_means, write_data_card, write_index
         from dfmm.targets import check_targets
 
         metrics["targets"] = check_targets(cfg, metrics)
+        metrics["seed_means"] = seed_means(metrics)  # the headline table's derived rows, kept with their sources
         (staging / "metrics.json").write_text(dumps_json(metrics))
-        from dfmm.report import write_data_card, write_index
-
         write_data_card(cfg, metrics, staging / "DATA_CARD.md")
         write_index(cfg, metrics, [b.stem for b in books], staging / "index.html")
     except BaseException:
