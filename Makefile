@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dfmm-installed
 PARAMS ?= params/compact.yaml params/sources/local.yaml
 
-.PHONY: setup demo test lint compact full lab clean-runs browser withhold
+.PHONY: setup demo test lint compact full lab clean-runs browser withhold readme-results
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ withhold: setup
 	$(BIN)/python -c 'import sys; from dfmm.report import withhold; \
 	[print("removed", p) for p in withhold(sys.argv[1], sys.argv[2].split(), sys.argv[3].split())]' \
 	"$(REPORT)" "$(WITHHOLD)" "$(WITHHOLD_FIGURES)"
+
+# The README's results block, from the committed compact report (tests/test_readme_results.py keeps them equal).
+readme-results: setup
+	$(BIN)/python -c 'from dfmm.report import update_readme; update_readme("README.md", "reports/compact")'
 
 clean-runs:
 	rm -rf runs/

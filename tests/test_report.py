@@ -194,3 +194,80 @@ def test_json_writer_turns_nan_into_null(tmp_path):
     # what reads it back takes null where NaN was
     rows, _ = headline_table({"visual": {"recipes": {"r": read}}})
     assert [c[0] for c in rows[0][2]][:4] == ["3", "–", "–", "–"]
+
+
+def _robustness() -> dict:
+    """An ``evaluation`` section with a robustness sweep and format control, built as notebook 06 builds them."""
+    from dfmm.metrics import metrics_with_ci, paired_bootstrap
+    from dfmm.robustness import interpret_format_control
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 60)
+    groups = [f"g{i // 2}" for i in range(120)]
+    clean = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 120), 0, 1)
+
+    def branch(shifts: dict) -> dict:
+        out = {"n": 120, "clean": metrics_with_ci(y, clean, 0.5, groups), "perturbations": {}}
+        for name, noise in shifts.items():
+            probs = np.clip(clean + rng.normal(0, noise, 120), 0, 1) if noise else clean
+            out["perturbations"][name] = {
+                "metrics": metrics_with_ci(y, probs, 0.5, groups),
+                "auc_change": paired_bootstrap(y, clean, probs, "auc", groups, threshold_a=0.5, threshold_b=0.5),
+            }
+        return out
+
+    visual = branch({"jpeg_30": 0.4, "blur_2": 0.05, "png": 0.0, "jpeg_95": 0.3})
+    visual["formats"] = {"real": {"JPEG": 60}, "fake": {"PNG": 60}}
+    fc = {k: v for k, v in visual.items() if k != "perturbations"}
+    fc["perturbations"] = {k: visual["perturbations"][k] for k in ("png", "jpeg_95")}
+    fc["interpretation"] = interpret_format_control(fc)
+    return {"robustness": {"visual": visual, "text": branch({"truncate_64": 0.3})}, "format_control": fc}
+
+
+def test_front_pages_list_the_robustness_sweep_and_the_format_control(tmp_path):
+    from dfmm.report import ROBUSTNESS_COLUMNS, robustness_summary
+
+    from .test_traceability import untraced
+
+    cfg = load_config([ROOT / "params" / "demo.yaml"])
+    m = _metrics()
+    m["evaluation"] |= _robustness()
+    r = robustness_summary(m)
+    sweep = m["evaluation"]["robustness"]
+    assert [(b, n) for b, n, *_ in r["rows"]] == [
+        ("visual", "clean"), ("visual", "jpeg_30"), ("visual", "blur_2"), ("visual", "png"), ("visual", "jpeg_95"),
+        ("text", "clean"), ("text", "truncate_64"),
+    ]  # fmt: skip
+    jpeg = sweep["visual"]["perturbations"]["jpeg_30"]
+    lo, hi = jpeg["metrics"]["ci"]["auc"]
+    assert r["rows"][1][2] == f"{jpeg['metrics']['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
+    d, (dlo, dhi) = jpeg["auc_change"]["difference"], jpeg["auc_change"]["ci"]
+    assert r["rows"][1][3] == f"{d:.3f} [{dlo:.3f}, {dhi:.3f}]" and d > 0 and r["rows"][1][5] == "yes"
+    assert r["rows"][3][3] == "0.000 [0.000, 0.000]" and r["rows"][3][5] == "no"  # png: the same scores
+    assert [row[1] for row in r["format_rows"]] == ["clean", "png", "jpeg_95"]
+    assert r["sizes"] == [("visual", 120), ("text", 120)] and r["resamples"] == "1,000" and r["unit"] == "group"
+    assert r["formats"] == "real: JPEG 60; fake: PNG 60"
+    assert r["interpretation"].startswith("Lossless PNG re-encode (no pixel changed): AUC change exactly 0")
+    index = write_index(cfg, m, ["06_evaluation"], tmp_path / "index.html")
+    card = write_data_card(cfg, m, tmp_path / "DATA_CARD.md")
+    html, md = index.read_text(), card.read_text()
+    assert '<a href="#robustness">Robustness</a>' in html and '<h2 id="robustness">Robustness</h2>' in html
+    assert "<th>" + "</th><th>".join(ROBUSTNESS_COLUMNS) + "</th>" in html
+    assert "<td>visual</td><td><code>jpeg_30</code></td><td>" + r["rows"][1][2] in html
+    assert "## Robustness" in md and "| " + " | ".join(ROBUSTNESS_COLUMNS) + " |" in md
+    assert f"| text | `truncate_64` | {r['rows'][-1][2]} | {r['rows'][-1][3]} |" in md
+    for page in (html, md):
+        assert "Format control" in page and r["interpretation"] in page and "real: JPEG 60; fake: PNG 60" in page
+    # every number on both pages is in metrics.json (the config adds only its settings)
+    from dfmm.report import seed_means
+
+    m["seed_means"] = seed_means(m)  # as ``dfmm study`` stores them
+    index = write_index(cfg, m, ["06_evaluation"], tmp_path / "index.html")
+    card = write_data_card(cfg, m, tmp_path / "DATA_CARD.md")
+    cfg.save(tmp_path / "config.json")
+    metrics, config = json.loads(dumps_json(m)), json.loads((tmp_path / "config.json").read_text())
+    assert untraced(index, metrics, config) == [] and untraced(card, metrics, config) == []
+    # without a sweep: no section, no link
+    del m["evaluation"]["robustness"], m["evaluation"]["format_control"]
+    assert robustness_summary(m) is None
+    assert "robustness" not in write_index(cfg, m, [], tmp_path / "plain.html").read_text().lower()
