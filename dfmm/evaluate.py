@@ -110,6 +110,12 @@ def score_videos(
     return rows
 
 
+def clip_threshold(model: Any, aggregation: str) -> float:
+    """The threshold a clip score is compared with: the share of frames called fake for ``vote`` (0.5, a
+    majority), otherwise the visual branch's decision threshold on the aggregated P(fake)."""
+    return 0.5 if aggregation == "vote" else model.threshold("visual")
+
+
 def video_metrics(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     """Clip-level metrics over the clips that could be read, with the unreadable ones listed."""
     ok = [r for r in rows if "error" not in r]
@@ -121,8 +127,12 @@ def video_metrics(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any
 def evaluate_videos(
     model: Any, source: str, num_frames: int = 32, aggregation: str = "mean", face_crop: bool = True
 ) -> dict[str, Any]:
+    from dfmm.inference import AGGREGATIONS
+
+    if aggregation not in AGGREGATIONS:  # before any clip: one bad option, not eleven unreadable clips
+        raise DataError(f"unknown aggregation '{aggregation}'; expected one of {', '.join(AGGREGATIONS)}")
     rows = score_videos(model, source, num_frames, aggregation, face_crop)
-    threshold = 0.5 if aggregation == "vote" else model.threshold("visual")  # vote: the share of fake frames
+    threshold = clip_threshold(model, aggregation)
     clips = [{k: v for k, v in r.items() if k != "per_frame"} for r in rows]
     return {
         "data": source,

@@ -234,16 +234,20 @@ def _split_groups(splits: dict[str, Any], preds: dict[str, dict[str, np.ndarray]
 
 
 @torch.no_grad()
-def visual_features(model: Any, loader: DataLoader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(unit-norm features, logits, labels) in dataset order."""
+def visual_features(model: Any, loader: DataLoader, tta: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unit-norm features, logits, labels) in dataset order; with ``tta`` the logits average the mirrored view,
+    as ``classify_multimodal`` serves them (the features stay those of the unflipped image)."""
     model.eval()
     parts: dict[str, list[Any]] = {"feats": [], "logits": [], "labels": [], "index": []}
     for batch in loader:
         if batch["inputs"] is None:
             continue
         f = model.features(batch["inputs"])
+        logits = model.logits(f)
+        if tta:
+            logits = 0.5 * (logits + model.logits(model.features(torch.flip(batch["inputs"], dims=[3]))))
         parts["feats"].append(f)
-        parts["logits"].append(model.logits(f))
+        parts["logits"].append(logits)
         parts["labels"].append(batch["labels"])
         parts["index"].append(batch["index"])
     out = in_index_order(parts)

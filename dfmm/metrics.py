@@ -422,7 +422,8 @@ def fit_temperature(labels: Any, logits: Any) -> float:
     sigmoid(logit / T) on (validation) data; apply it as sigmoid(logit / T). It changes no ranking, so AUC and
     the accuracy at 0.5 stay as they are; only the probabilities (ECE, Brier) move.
 
-    Searched on log T in [log 0.01, log 100] with scipy's bounded ``minimize_scalar``; 1.0 when the data hold
+    Searched on log T in [log 0.25, log 100] (below 0.25 a logit of about 10, which the visual head's scale reaches,
+    would round to P = 1.0 in float64 and tie the ranking that AUC and the bootstrap read) with scipy's bounded ``minimize_scalar``; 1.0 when the data hold
     one class (nothing to calibrate against); separable data drive T to the lower bound.
     """
     from scipy.optimize import minimize_scalar
@@ -435,7 +436,7 @@ def fit_temperature(labels: Any, logits: Any) -> float:
         s = z / math.exp(log_t)
         return float(np.mean(np.logaddexp(0.0, s) - y * s))
 
-    res = minimize_scalar(nll, bounds=(math.log(1e-2), math.log(1e2)), method="bounded", options={"xatol": 1e-6})
+    res = minimize_scalar(nll, bounds=(math.log(0.25), math.log(1e2)), method="bounded", options={"xatol": 1e-6})
     return float(math.exp(res.x))
 
 

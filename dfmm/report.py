@@ -48,6 +48,9 @@ def _fmt(v: Any) -> str:
 
 
 def _interval(ci: Any) -> str:
+    """``[lo, hi]``, or nothing when the interval is undefined (one class, or every resample dropped)."""
+    if not ci or any(_missing(v) for v in ci[:2]):
+        return ""
     return f"[{float(ci[0]):.3f}, {float(ci[1]):.3f}]"
 
 
