@@ -403,6 +403,35 @@ def _cell_view(text: str, reason: str, footnote: int) -> dict[str, Any]:
     return {"text": text, "reason": reason, "footnote": footnote}
 
 
+def _front_matter(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The study's name, budget, params and config digest, and the synthetic-data banner where it applies."""
+    return {
+        "name": cfg.study.name,
+        "budget": cfg.study.budget,
+        "synthetic_note": SYNTHETIC_NOTE if metrics.get("synthetic_demo_data") else "",
+        "params": " ".join(w for s in cfg.sources for w in _shown_source(s)),
+        "digest": metrics.get("config_digest"),
+    }
+
+
+def _result_sections(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the front page and the data card both show, beside the headline rows (each renders its own cells)."""
+    return {
+        "ci_note": ci_note(metrics),
+        "columns": [label for _, label in HEADLINE_COLUMNS],
+        "footnotes": headline_table(metrics)[1],
+        "target_columns": TARGET_COLUMNS,
+        "targets": target_rows(metrics),
+        "comparison_columns": COMPARISON_COLUMNS,
+        "comparisons": comparison_rows(metrics),
+        "calibration_columns": CALIBRATION_COLUMNS,
+        "calibration": calibration_rows(metrics),
+        "robustness_columns": ROBUSTNESS_COLUMNS,
+        "robustness": robustness_summary(metrics),
+        "video": video_summary(metrics),
+    }
+
+
 def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path: Path) -> Path:
     """``index.html``: headline table with intervals, targets with status, the key figures (each linking to its
     page), the notebook pages, and the pages withheld from this copy with the command that regenerates them.
@@ -410,35 +439,20 @@ def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path
     A notebook page that is not in the report's folder is listed as withheld, never linked (``withhold``)."""
     path = Path(path)
     folder = path.parent
-    rows, footnotes = headline_table(metrics)
+    rows, _ = headline_table(metrics)
     seconds = metrics.get("notebook_seconds") or {}
     present = [n for n in notebooks if (folder / f"{n}.html").is_file()]
     env = metrics.get("environment", {})
     return _render(
         "index.html.j2",
         path,
-        name=cfg.study.name,
-        budget=cfg.study.budget,
-        synthetic_note=SYNTHETIC_NOTE if metrics.get("synthetic_demo_data") else "",
-        params=" ".join(w for s in cfg.sources for w in _shown_source(s)),
-        digest=metrics.get("config_digest"),
+        **_front_matter(cfg, metrics),
         device=env.get("device", ""),
         torch=env.get("torch", ""),
         total_seconds=metrics.get("total_seconds"),
         backbones=_backbones(metrics),
-        ci_note=ci_note(metrics),
-        columns=[label for _, label in HEADLINE_COLUMNS],
         rows=[(m, d, [_cell_view(*c) for c in cells]) for m, d, cells in rows],
-        footnotes=footnotes,
-        target_columns=TARGET_COLUMNS,
-        targets=target_rows(metrics),
-        comparison_columns=COMPARISON_COLUMNS,
-        comparisons=comparison_rows(metrics),
-        calibration_columns=CALIBRATION_COLUMNS,
-        calibration=calibration_rows(metrics),
-        robustness_columns=ROBUSTNESS_COLUMNS,
-        robustness=robustness_summary(metrics),
-        video=video_summary(metrics),
+        **_result_sections(metrics),
         figures=key_figures(folder, notebooks),
         pages=[{"name": n, "href": f"{n}.html", "seconds": seconds.get(n)} for n in present],
         withheld=[n for n in notebooks if n not in present],
@@ -568,16 +582,12 @@ def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
     ]
     if sizes.get("videos"):
         data.append(("videos", shown_path(cfg.data.videos), "–", "–", f"{sizes['videos']} clips"))
-    rows, footnotes = headline_table(metrics)
+    rows, _ = headline_table(metrics)
     fusion = metrics.get("fusion", {})
     return _render(
         "DATA_CARD.md.j2",
         path,
-        name=cfg.study.name,
-        budget=cfg.study.budget,
-        synthetic_note=SYNTHETIC_NOTE if metrics.get("synthetic_demo_data") else "",
-        params=" ".join(w for s in cfg.sources for w in _shown_source(s)),
-        digest=metrics.get("config_digest"),
+        **_front_matter(cfg, metrics),
         environment=metrics.get("environment", {}),
         data=data,
         seed=cfg.study.seed,
@@ -589,19 +599,8 @@ def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
             for branch in ("visual", "text")
             for name, r in getattr(cfg, branch).recipes.items()
         ],
-        ci_note=ci_note(metrics),
-        columns=[label for _, label in HEADLINE_COLUMNS],
         rows=[(m, d, [text + (f" [{n}]" if n else "") for text, _, n in cells]) for m, d, cells in rows],
-        footnotes=footnotes,
-        target_columns=TARGET_COLUMNS,
-        targets=target_rows(metrics),
-        comparison_columns=COMPARISON_COLUMNS,
-        comparisons=comparison_rows(metrics),
-        calibration_columns=CALIBRATION_COLUMNS,
-        calibration=calibration_rows(metrics),
-        robustness_columns=ROBUSTNESS_COLUMNS,
-        robustness=robustness_summary(metrics),
-        video=video_summary(metrics),
+        **_result_sections(metrics),
         fusion_weights=_weights(fusion["weights"]) if fusion.get("weights") else "",
         pair_rule=fusion.get("pair_rule"),
     )
