@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dfmm-installed
 PARAMS ?= params/compact.yaml params/sources/local.yaml
 
-.PHONY: setup demo test lint compact full lab clean-runs browser withhold readme-results
+.PHONY: setup demo test lint compact full lab clean-runs browser withhold readme-results bench
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ withhold: setup
 # The README's results block, from the committed compact report (tests/test_readme_results.py keeps them equal).
 readme-results: setup
 	$(BIN)/python -c 'from dfmm.report import update_readme; update_readme("README.md", "reports/compact")'
+
+# Every benchmark script, one table + benchmarks/results/<machine>-<date>/bench.json; missing inputs are skipped.
+# Full sizes take tens of minutes on a CPU: make bench BENCH_ARGS="--size small" for a smoke run.
+BENCH_ARGS ?=
+bench: setup
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean-runs:
 	rm -rf runs/
