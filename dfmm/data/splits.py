@@ -16,8 +16,11 @@ SPLITS = ("train", "val", "test")
 
 
 def _rank(seed: int, key: str) -> int:
-    """A seeded, platform-independent order (Python's hash() is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "big")
+    """A seeded, platform-independent order (Python's hash() is salted per process). ``surrogatepass``: a group
+    name read from JSON may hold a lone surrogate; every other name encodes exactly as before."""
+    return int.from_bytes(
+        hashlib.blake2b(f"{seed}:{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big"
+    )
 
 
 @dataclass(frozen=True)
