@@ -361,12 +361,27 @@ def merge_metrics(
             "device": "cuda: " + torch.cuda.get_device_name(0)
             if torch.cuda.is_available()
             else f"cpu ({os.cpu_count()} cores)",
+            "cpu": _cpu_model(),
             "platform": platform.platform(),
         },
         "notebook_seconds": timings,
         "total_seconds": round(seconds, 1),
         **sections,
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux): CPU results are bit-identical on one CPU model, not across models (the kernels
+    PyTorch picks differ), so a report names the one it ran on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
 
 
 __all__ = ["DfmmError", "NotebookContext", "export_html", "notebook_setup", "project_root", "run_study"]
