@@ -336,11 +336,10 @@ def cmd_evaluate(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_score(a: argparse.Namespace) -> dict[str, Any]:
-    from dfmm.inference import AGGREGATIONS, load_model
+    from dfmm.inference import check_aggregation, load_model
     from dfmm.score_files import score_to_csv
 
-    if a.aggregation not in AGGREGATIONS:
-        raise DfmmError(f"unknown aggregation '{a.aggregation}'; expected one of {', '.join(AGGREGATIONS)}")
+    check_aggregation(a.aggregation)
     kind, source = next((k, getattr(a, k)) for k in ("images", "videos", "texts") if getattr(a, k))
     model, _ = load_model(a.model)
     return score_to_csv(

@@ -127,10 +127,9 @@ def video_metrics(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any
 def evaluate_videos(
     model: Any, source: str, num_frames: int = 32, aggregation: str = "mean", face_crop: bool = True
 ) -> dict[str, Any]:
-    from dfmm.inference import AGGREGATIONS
+    from dfmm.inference import check_aggregation
 
-    if aggregation not in AGGREGATIONS:  # before any clip: one bad option, not eleven unreadable clips
-        raise DataError(f"unknown aggregation '{aggregation}'; expected one of {', '.join(AGGREGATIONS)}")
+    check_aggregation(aggregation)  # before any clip: one bad option, not eleven unreadable clips
     rows = score_videos(model, source, num_frames, aggregation, face_crop)
     threshold = clip_threshold(model, aggregation)
     clips = [{k: v for k, v in r.items() if k != "per_frame"} for r in rows]

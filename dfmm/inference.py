@@ -283,6 +283,12 @@ def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str
     return _result(p, {"text": p}, model, timings, rule, **extra)
 
 
+def check_aggregation(aggregation: str) -> None:
+    """One line naming the allowed rules, before any frame is decoded."""
+    if aggregation not in AGGREGATIONS:
+        raise DataError(f"unknown aggregation '{aggregation}'; expected one of {', '.join(AGGREGATIONS)}")
+
+
 def aggregate(probs: np.ndarray, aggregation: str, rule: DecisionRule | None = None) -> tuple[float, str]:
     """Per-frame P(fake) to one clip score and label: mean, max, median, vote or confidence.
 
@@ -291,8 +297,7 @@ def aggregate(probs: np.ndarray, aggregation: str, rule: DecisionRule | None = N
     ``confidence`` weights each frame by its distance from the threshold.
     """
     rule = rule or DecisionRule()
-    if aggregation not in AGGREGATIONS:
-        raise DataError(f"unknown aggregation '{aggregation}'; expected one of {', '.join(AGGREGATIONS)}")
+    check_aggregation(aggregation)
     probs = np.asarray(probs, dtype=float)
     if aggregation == "vote":
         share = float(rule.is_fake(probs).mean())
@@ -346,8 +351,7 @@ def classify_video(
     from dfmm.data.video import read_frames
 
     _need(model, "visual")
-    if aggregation not in AGGREGATIONS:
-        raise DataError(f"unknown aggregation '{aggregation}'; expected one of {', '.join(AGGREGATIONS)}")
+    check_aggregation(aggregation)
     if num_frames < 1 or (batch_size is not None and batch_size < 1):
         raise DataError(f"num_frames and batch_size must be at least 1, got {num_frames} and {batch_size}")
     rule = model.rule("visual")
