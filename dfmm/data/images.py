@@ -4,6 +4,8 @@ Three sources share one schema (``ImageSet``: an image reference, a 0/1 label, a
 the Hub dataset ``Hemg/deepfake-and-real-images`` (``image``, ``label`` with 0 = Fake, 1 = Real, flipped on load),
 local parquet files with that schema, and folders laid out as ``real/`` + ``fake/`` with an optional
 ``labels.csv`` whose group column (``pair_group`` or ``group``) keeps a real face and its fakes together.
+Parquet and Hub images stay in a memory-mapped Arrow table (``dfmm.data.arrow``); an image's bytes are read when
+a Dataset asks for that item.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,19 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile
 
-from dfmm.data.labels import FAKE, REAL, hemg_to_internal
+from dfmm.data.arrow import (
+    Column,
+    Fetch,
+    MappedTable,
+    cached_table,
+    default_names,
+    file_key,
+    parquet_batches,
+    parquet_error,
+    take,
+)
+from dfmm.data.filecheck import check_file
+from dfmm.data.labels import FAKE, REAL
 from dfmm.errors import DataError, HubUnavailable
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -30,12 +45,17 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a
 
 @dataclass
 class ImageSet:
-    """Image references with labels (0 real, 1 fake) and groups; ``sources`` are paths or encoded bytes."""
+    """Image references with labels (0 real, 1 fake) and groups; ``sources`` are paths or encoded bytes.
 
-    sources: list[Any]
+    Folder sources keep lists of paths; parquet and Hub sources keep ``dfmm.data.arrow.Column`` views of a
+    memory-mapped Arrow table, so ``sources[i]`` reads image ``i``'s bytes when a Dataset asks for it and the set
+    never holds every image. Both index, iterate and subset alike.
+    """
+
+    sources: Sequence[Any]
     labels: np.ndarray
-    groups: list[str]
-    names: list[str]
+    groups: Sequence[str]
+    names: Sequence[str]
     origin: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -43,12 +63,12 @@ class ImageSet:
         return len(self.sources)
 
     def subset(self, index: np.ndarray | list[int]) -> ImageSet:
-        index = list(np.asarray(index, dtype=int))
+        index = np.asarray(index, dtype=int)
         return ImageSet(
-            [self.sources[i] for i in index],
+            take(self.sources, index),
             self.labels[index],
-            [self.groups[i] for i in index],
-            [self.names[i] for i in index],
+            take(self.groups, index),
+            take(self.names, index),
             self.origin,
             dict(self.meta),
         )
@@ -125,14 +145,7 @@ def load_image(source: Any, name: str | None = None) -> Image.Image:
                 raise DataError(f"{label}: empty image data")
             fh: Any = io.BytesIO(source)
         else:
-            path = Path(source)
-            if not path.exists():
-                raise DataError(f"{label}: no such file")
-            if path.is_dir():
-                raise DataError(f"{label}: is a directory, expected an image file")
-            if path.stat().st_size == 0:
-                raise DataError(f"{label}: empty file (0 bytes)")
-            fh = path
+            fh = check_file(source, label)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fh) as img:
@@ -208,51 +221,106 @@ def load_image_folder(root: str | Path) -> ImageSet:
     return ImageSet(sources, np.asarray(labels, dtype=np.int64), groups, names, origin=str(root))
 
 
-def _from_hemg_table(table: Any, origin: str) -> ImageSet:
+# The Hemg schema: ``image`` ({bytes, path}, or bytes), ``label`` (0 = Fake, 1 = Real), optional group column.
+# These read one row of the memory-mapped table (dfmm.data.arrow.Fetch), exactly as the rows were read when they
+# were Python lists: bytes, else the path; the path or "row{i}" as the name; the group, else "{origin}#{i}".
+_PARQUET_BATCH_ROWS = 256
+
+
+def _read_source(col: Any, row: int, origin: str) -> Any:
+    img = col[row].as_py()
+    data = img.get("bytes") if isinstance(img, dict) else img
+    if not data:
+        data = img.get("path") if isinstance(img, dict) else None
+    return data
+
+
+def _read_name(col: Any, row: int, origin: str) -> str:
+    from pyarrow import StructScalar
+
+    cell = col[row]  # the path field alone: a name never copies the image bytes
+    has_path = isinstance(cell, StructScalar) and cell.is_valid and cell.type.get_field_index("path") >= 0
+    return str((cell["path"].as_py() if has_path else None) or f"row{row}")
+
+
+def _read_group(col: Any, row: int, origin: str) -> str:
+    group = col[row].as_py()
+    return str(group) if group else f"{origin}#{row}"
+
+
+def _hemg_labels(col: Any, origin: str) -> np.ndarray:
+    """Internal 0/1 labels of a Hemg ``label`` column; a row with another value is refused, naming it."""
+    raw = np.empty(len(col), dtype=np.int64)
+    i = 0
+    for chunk in col.chunks:
+        values = chunk.to_pylist()
+        for lab in values:
+            if lab not in (0, 1):
+                raise DataError(f"{origin}: row {i}: label {lab!r} is not 0 (Fake) or 1 (Real)")
+            i += 1
+        raw[i - len(values) : i] = values
+    return 1 - raw  # hemg_to_internal, for the whole column
+
+
+def _from_hemg_table(table: MappedTable, origin: str) -> ImageSet:
     """A table with the Hemg schema: ``image`` ({bytes, path}) and ``label`` (0 = Fake, 1 = Real)."""
     cols = set(table.column_names)
     if not {"image", "label"} <= cols:
         raise DataError(f"{origin}: expected columns 'image' and 'label' (Hemg schema), found {sorted(cols)}")
-    images = table.column("image").to_pylist()
-    raw_labels = table.column("label").to_pylist()
+    labels = _hemg_labels(table.column("label"), origin)
+    n = table.num_rows
     group_col = next((c for c in ("pair_group", "group") if c in cols), None)
-    groups_raw = table.column(group_col).to_pylist() if group_col else [None] * len(images)
-    sources, labels, groups, names = [], [], [], []
-    for i, (img, lab, grp) in enumerate(zip(images, raw_labels, groups_raw, strict=True)):
-        if lab not in (0, 1):
-            raise DataError(f"{origin}: row {i}: label {lab!r} is not 0 (Fake) or 1 (Real)")
-        data = img.get("bytes") if isinstance(img, dict) else img
-        if not data:
-            data = img.get("path") if isinstance(img, dict) else None
-        name = (img.get("path") if isinstance(img, dict) else None) or f"row{i}"
-        sources.append(data)
-        labels.append(hemg_to_internal(int(lab)))
-        groups.append(str(grp) if grp else f"{origin}#{i}")
-        names.append(str(name))
-    return ImageSet(sources, np.asarray(labels, dtype=np.int64), groups, names, origin=origin)
+    groups = Column(Fetch(table, group_col, _read_group, origin), n) if group_col else default_names(f"{origin}#", n)
+    sources = Column(Fetch(table, "image", _read_source), n)
+    return ImageSet(sources, labels, groups, Column(Fetch(table, "image", _read_name), n), origin=origin)
 
 
 def load_image_parquet(path: str | Path) -> ImageSet:
+    """A parquet file, or a folder of shards, with the Hemg schema; converted once to a memory-mapped table."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise DataError(f"parquet not found: {path}")
-    try:
-        import pyarrow as pa
+    schemas = []
+    for f in files:
+        try:
+            schemas.append(pq.read_schema(f))
+        except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
+            raise parquet_error(f, e) from None
+        if not {"image", "label"} <= set(schemas[-1].names):
+            found = sorted(schemas[-1].names)
+            raise DataError(f"{f}: expected columns 'image' and 'label' (Hemg schema), found {found}")
+    first = schemas[0]
+    keep = ["image", "label"] + [c for c in ("pair_group", "group") if c in first.names][:1]
+    target = pa.schema([first.field(c) for c in keep])
 
-        table = pa.concat_tables([pq.read_table(f) for f in files])
-    except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
-        raise DataError(f"{path}: cannot read parquet ({e})") from None
-    return _from_hemg_table(table, str(path))
+    def types(schema: Any) -> dict[str, str]:
+        return {c: str(schema.field(c).type) if c in schema.names else "missing" for c in keep}
+
+    for f, schema in zip(files[1:], schemas[1:], strict=True):  # shards that disagree: named, before any work
+        if types(schema) != types(first):
+            raise DataError(f"{f}: columns {types(schema)} differ from those of {files[0].name}: {types(first)}")
+
+    def batches() -> Any:
+        for f in files:
+            try:
+                for batch in parquet_batches(f, keep, _PARQUET_BATCH_ROWS):
+                    yield pa.RecordBatch.from_arrays([batch.column(c) for c in keep], schema=target)
+            except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
+                raise parquet_error(f, e) from None
+
+    key, stats = file_key("hemg-images", files, keep)
+    return _from_hemg_table(cached_table(key, batches, stats), str(path))
 
 
 def load_image_hub(name: str, split: str = "train") -> ImageSet:
-    """The card's image dataset from the Hugging Face Hub (needs internet)."""
-    from dfmm.data.hub import load_hub_table
+    """The card's image dataset from the Hugging Face Hub (needs internet once; the ``datasets`` cache after)."""
+    from dfmm.data.hub import load_hub_dataset
 
-    return _from_hemg_table(load_hub_table(name, split, image_column="image"), f"hub:{name}")
+    return _from_hemg_table(MappedTable(hub=load_hub_dataset(name, split).data), f"hub:{name}")
 
 
 def load_images(source: str, hub_split: str = "train") -> ImageSet:

@@ -118,6 +118,58 @@ def write_texts(path: str | Path, n: int, seed: int) -> Path:
     return path
 
 
+def write_hemg_parquet(path: str | Path, n: int, size: int = 32, seed: int = 0, row_group: int = 1000) -> Path:
+    """``n`` small JPEGs in one parquet file with the schema of ``Hemg/deepfake-and-real-images`` (``image``
+    {bytes, path}, ``label`` 0 = Fake / 1 = Real, no group column), written a row group at a time: test and
+    benchmark data for the memory-mapped image path, not faces."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())])
+    noise = rng.integers(-12, 13, (64, size, size, 3), dtype=np.int16)  # textures, so each JPEG is ~1.6 KB at 64 px
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, n, row_group):
+            images, labels = [], []
+            for i in range(start, min(n, start + row_group)):
+                colour = rng.integers(0, 256, 3, dtype=np.int16)
+                arr = np.clip(colour + noise[i % len(noise)], 0, 255).astype(np.uint8)
+                buf = io.BytesIO()
+                Image.fromarray(arr).save(buf, "JPEG", quality=85)
+                images.append({"bytes": buf.getvalue(), "path": f"img_{i:06d}.jpg"})
+                labels.append(int(rng.integers(0, 2)))
+            writer.write_table(pa.table({"image": images, "label": labels}, schema=schema))
+    return path
+
+
+def write_pile_parquet(path: str | Path, n: int, seed: int = 0, words: int = 60, row_group: int = 10_000) -> Path:
+    """``n`` texts of about ``words`` words in one parquet file with the schema of ``artem9k/ai-text-detection-pile``
+    (``id``, ``source`` = human/ai, ``text``): test and benchmark data for the memory-mapped text path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    vocab = np.array(sorted({w.strip(".,").lower() for w in (_HUMAN + _AI).split()}))
+    schema = pa.schema([("id", pa.int64()), ("source", pa.string()), ("text", pa.string())])
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, n, row_group):
+            m = min(n, start + row_group) - start
+            lengths = rng.integers(words // 2, words * 3 // 2 + 1, m)
+            picks = vocab[rng.integers(0, len(vocab), int(lengths.sum()))]
+            cuts = np.cumsum(lengths)[:-1]
+            texts = [" ".join(ws) + "." for ws in np.split(picks, cuts)]
+            sources = np.where(rng.integers(0, 2, m) == 1, "ai", "human").tolist()
+            ids = list(range(start, start + m))
+            writer.write_table(pa.table({"id": ids, "source": sources, "text": texts}, schema=schema))
+    return path
+
+
 def write_videos(root: str | Path, n: int, size: int, seed: int, frames: int = 40, fps: int = 10) -> Path:
     """``n`` short MPEG-4 clips (half real, half fake): a drawn face drifting, the fake one with a blended seam."""
     import av

@@ -3,47 +3,92 @@
 Sources: the Hub dataset ``artem9k/ai-text-detection-pile`` (``text``, ``source`` = human/ai), local parquet
 files with that schema, and JSONL/CSV files with ``text`` + ``label`` (and optional ``group``, ``domain``,
 ``generator``). A human text and its AI rewrites share a ``group`` so a split never separates them.
+
+Every source is checked row by row once (a bad row stops the load with a one-line error naming it) and kept in a
+memory-mapped Arrow table (``dfmm.data.arrow``, cached per file and per Hub split): a ``TextSet`` reads a text
+when asked for, and never holds every text of a source as Python strings.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dfmm.data.arrow import (
+    Column,
+    Fetch,
+    MappedTable,
+    cached_table,
+    default_names,
+    file_key,
+    hub_key,
+    parquet_batches,
+    parquet_error,
+    take,
+)
 from dfmm.data.labels import FAKE, REAL, parse_label
 from dfmm.errors import DataError
 
 MAX_TEXT_CHARS = 1_000_000  # longer texts are cut here before tokenising (the tokenizer truncates anyway)
 
 
-@dataclass
 class TextSet:
-    texts: list[str]
-    labels: np.ndarray
-    groups: list[str]
-    meta: dict[str, list[Any]] = field(default_factory=dict)  # per-row extra columns (domain, generator)
-    origin: str = ""
+    """Texts with labels (0 human, 1 AI), groups and per-row ``meta`` columns (domain, generator).
+
+    Loaded sources hold their texts in a memory-mapped Arrow table (``dfmm.data.arrow``): :meth:`text` reads one,
+    :meth:`iter_texts` streams them, and ``texts`` builds the list of this set's texts when asked for (the
+    tokenizer takes a list); the set itself never holds them as Python objects. Sets made from lists keep them.
+    """
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        labels: np.ndarray,
+        groups: Sequence[str],
+        meta: dict[str, Sequence[Any]] | None = None,
+        origin: str = "",
+    ) -> None:
+        self._texts = texts
+        self.labels = labels
+        self.groups = groups
+        self.meta = {} if meta is None else meta
+        self.origin = origin
+
+    @property
+    def texts(self) -> list[str]:
+        """This set's texts as a list: the list it was made from, or one built now from the Arrow table."""
+        return self._texts if isinstance(self._texts, list) else list(self._texts)
+
+    def text(self, i: int) -> str:
+        return self._texts[i]
+
+    def iter_texts(self) -> Iterator[str]:
+        return iter(self._texts)
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self._texts)
 
     def subset(self, index: np.ndarray | list[int]) -> TextSet:
-        index = list(np.asarray(index, dtype=int))
+        index = np.asarray(index, dtype=int)
         return TextSet(
-            [self.texts[i] for i in index],
+            take(self._texts, index),
             self.labels[index],
-            [self.groups[i] for i in index],
-            {k: [v[i] for i in index] for k, v in self.meta.items()},
+            take(self.groups, index),
+            {k: take(v, index) for k, v in self.meta.items()},
             self.origin,
         )
 
     def counts(self) -> dict[str, int]:
         return {"human": int((self.labels == REAL).sum()), "ai": int((self.labels == FAKE).sum())}
+
+    def __repr__(self) -> str:
+        return f"TextSet({len(self)} texts from {self.origin or 'memory'}: {self.counts()})"
 
 
 def check_text(text: object, where: str, *, words: bool = True) -> str:
@@ -85,7 +130,8 @@ def decode_utf8(data: bytes, where: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _row_to_item(row: dict[str, Any], where: str, origin: str, n: int) -> tuple[str, int, str, dict[str, Any]]:
+def _row_to_item(row: dict[str, Any], where: str) -> tuple[str, int, str | None, dict[str, Any]]:
+    """One row checked: ``(text, label, group or None for the row's own group, extra columns)``."""
     if "text" not in row:
         raise DataError(f"{where}: no 'text' field (fields: {sorted(row)})")
     text = check_text(row["text"], where, words=False)
@@ -100,27 +146,87 @@ def _row_to_item(row: dict[str, Any], where: str, origin: str, n: int) -> tuple[
     else:
         raise DataError(f"{where}: no 'label' (0/1) or 'source' (human/ai) field")
     group = row.get("group")
-    group = str(group) if group not in (None, "") else f"{origin}#{n}"
-    extra = {k: row.get(k) for k in ("domain", "generator") if k in row}
+    group = str(group) if group not in (None, "") else None
+    extra = {k: row.get(k) for k in META_COLUMNS if k in row}
     return text, label, group, extra
 
 
-def _collect(rows: Any, origin: str) -> TextSet:
-    texts, labels, groups = [], [], []
-    meta: dict[str, list[Any]] = {"domain": [], "generator": []}
-    for n, (where, row) in enumerate(rows):
-        text, label, group, extra = _row_to_item(row, where, origin, n)
-        texts.append(text)
-        labels.append(label)
-        groups.append(group)
-        for k in meta:
-            meta[k].append(extra.get(k))
-    if not texts:
+# ------------------------------------------------------------------------------------------- Arrow tables
+# Every source is checked row by row once and stored in this schema (dfmm.data.arrow caches it, memory-mapped):
+# the text as cut by check_text, the 0/1 label, the group (UTF-8 with surrogatepass: a JSON group may hold a
+# lone surrogate; null: the row's own group, "{origin}#{row}") and the meta columns as JSON (null: None).
+META_COLUMNS = ("domain", "generator")
+_BATCH_ROWS = 2048
+_BATCH_CHARS = 32_000_000
+
+
+def _schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [("text", pa.large_string()), ("label", pa.int8()), ("group", pa.large_binary())]
+        + [(k, pa.large_string()) for k in META_COLUMNS]
+    )
+
+
+def _normalise(rows: Iterable[tuple[str, dict[str, Any]]], origin: str) -> Iterator[Any]:
+    """Record batches of checked rows (a ``DataError`` names the first bad one)."""
+    import pyarrow as pa
+
+    schema = _schema()
+    cols: dict[str, list[Any]] = {name: [] for name in schema.names}
+    chars = n = 0
+    for where, row in rows:
+        text, label, group, extra = _row_to_item(row, where)
+        cols["text"].append(text)
+        cols["label"].append(label)
+        cols["group"].append(None if group is None else group.encode("utf-8", "surrogatepass"))
+        for k in META_COLUMNS:
+            v = extra.get(k)
+            cols[k].append(None if v is None else json.dumps(v, default=str))
+        n += 1
+        chars += len(text)
+        if len(cols["text"]) >= _BATCH_ROWS or chars >= _BATCH_CHARS:
+            yield pa.record_batch([cols[c] for c in schema.names], schema=schema)
+            cols = {name: [] for name in schema.names}
+            chars = 0
+    if not n:
         raise DataError(f"{origin}: no texts found")
-    meta = {k: v for k, v in meta.items() if any(x is not None for x in v)}
-    return TextSet(texts, np.asarray(labels, dtype=np.int64), groups, meta, origin)
+    if cols["text"]:
+        yield pa.record_batch([cols[c] for c in schema.names], schema=schema)
 
 
+def _read_value(col: Any, row: int, origin: str) -> Any:
+    return col[row].as_py()
+
+
+def _read_group(col: Any, row: int, origin: str) -> str:
+    group = col[row].as_py()
+    return f"{origin}#{row}" if group is None else group.decode("utf-8", "surrogatepass")
+
+
+def _read_json(col: Any, row: int, origin: str) -> Any:
+    value = col[row].as_py()
+    return None if value is None else json.loads(value)
+
+
+def _text_set(table: MappedTable, origin: str) -> TextSet:
+    """The set over a checked table: labels in memory (numpy), texts, groups and meta read per row."""
+    n = table.num_rows
+    labels = table.column("label").to_numpy().astype(np.int64)
+    if table.column("group").null_count == n:
+        groups: Sequence[str] = default_names(f"{origin}#", n)
+    else:
+        groups = Column(Fetch(table, "group", _read_group, origin), n)
+    meta = {k: Column(Fetch(table, k, _read_json), n) for k in META_COLUMNS if table.column(k).null_count < n}
+    return TextSet(Column(Fetch(table, "text", _read_value), n), labels, groups, meta, origin)
+
+
+def _checked(key: str, stats: list[list[Any]] | None, rows: Callable[[], Any], origin: str) -> TextSet:
+    return _text_set(cached_table(key, lambda: _normalise(rows(), origin), stats), origin)
+
+
+# ------------------------------------------------------------------------------------------------ sources
 def _jsonl_rows(path: Path) -> Any:
     with path.open("rb") as fh:
         for i, raw in enumerate(fh, start=1):
@@ -149,35 +255,71 @@ def _csv_rows(path: Path) -> Any:
         raise DataError(f"{path}: not valid UTF-8 ({e.reason})") from None
 
 
+_COLUMNS = ("text", "label", "source", "group", *META_COLUMNS)
+
+
+def _check_columns(cols: list[str], origin: str) -> list[str]:
+    """The columns to read from a table of texts (``text`` and ``source`` or ``label`` must be there)."""
+    if "text" not in cols or not ({"label", "source"} & set(cols)):
+        raise DataError(f"{origin}: expected columns 'text' and 'source' (human/ai) or 'label', found {cols}")
+    return [c for c in cols if c in _COLUMNS]
+
+
+def _table_rows(batches: Iterable[Any], origin: str) -> Any:
+    i = 0
+    for batch in batches:
+        for row in batch.to_pylist():
+            yield f"{origin} row {i}", row
+            i += 1
+
+
+def _parquet_rows(path: Path, origin: str) -> Callable[[], Any]:
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+    except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
+        raise parquet_error(path, e) from None
+    keep = _check_columns(names, origin)
+
+    def rows() -> Any:
+        try:
+            yield from _table_rows(parquet_batches(path, keep, _BATCH_ROWS), origin)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
+            raise parquet_error(path, e) from None
+
+    return rows
+
+
 def load_text_file(path: str | Path) -> TextSet:
+    """JSONL, CSV or parquet (artem9k schema) texts, checked once and then read from the memory-mapped cache."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"text file not found: {path}")
     suffix = path.suffix.lower()
+    origin = str(path)
     if suffix in (".jsonl", ".json"):
-        return _collect(_jsonl_rows(path), str(path))
-    if suffix == ".csv":
-        return _collect(_csv_rows(path), str(path))
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        return _from_table(table, str(path))
-    raise DataError(f"{path}: expected a .jsonl, .csv or .parquet file of texts")
-
-
-def _from_table(table: Any, origin: str) -> TextSet:
-    cols = table.column_names
-    if "text" not in cols or not ({"label", "source"} & set(cols)):
-        raise DataError(f"{origin}: expected columns 'text' and 'source' (human/ai) or 'label', found {cols}")
-    rows = table.select([c for c in cols if c in ("text", "label", "source", "group", "domain", "generator")])
-    return _collect(((f"{origin} row {i}", r) for i, r in enumerate(rows.to_pylist())), origin)
+        rows: Callable[[], Any] = partial(_jsonl_rows, path)
+    elif suffix == ".csv":
+        rows = partial(_csv_rows, path)
+    elif suffix == ".parquet":
+        rows = _parquet_rows(path, origin)
+    else:
+        raise DataError(f"{path}: expected a .jsonl, .csv or .parquet file of texts")
+    key, stats = file_key("texts", [path], suffix)
+    return _checked(key, stats, rows, origin)
 
 
 def load_text_hub(name: str, split: str = "train") -> TextSet:
-    from dfmm.data.hub import load_hub_table
+    """The card's texts from the Hugging Face Hub (needs internet once; the ``datasets`` cache after)."""
+    from dfmm.data.hub import load_hub_dataset
 
-    return _from_table(load_hub_table(name, split), f"hub:{name}")
+    origin = f"hub:{name}"
+    ds = load_hub_dataset(name, split)
+    table = ds.data.table
+    keep = _check_columns(list(table.column_names), origin)
+    key = hub_key("texts", name, split, ds._fingerprint)
+    return _checked(key, None, lambda: _table_rows(table.select(keep).to_batches(_BATCH_ROWS), origin), origin)
 
 
 def load_texts(source: str, hub_split: str = "train") -> TextSet:

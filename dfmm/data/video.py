@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dfmm.data.filecheck import check_file
 from dfmm.errors import DataError
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -30,13 +31,7 @@ class VideoFrames:
 def _open(path: str | Path) -> Any:
     import av
 
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such video file")
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory, expected a video file")
-    if p.stat().st_size == 0:
-        raise DataError(f"{p}: empty video file (0 bytes)")
+    p = check_file(path, kind="video")
     try:
         container = av.open(str(p))
     except Exception as e:  # noqa: BLE001 - av raises several error types for bad containers
