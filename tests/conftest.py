@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ SHARED = (ROOT / ".." / "shared" / "data").resolve()
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the Arrow cache of data sources (dfmm.data.arrow): one per test session, not the user's ~/.cache/dfmm
+os.environ.setdefault("DFMM_CACHE_DIR", tempfile.mkdtemp(prefix="dfmm-test-cache-"))
 
 
 def shared(*parts: str) -> Path:
@@ -52,16 +55,15 @@ def tiny_models(tiny_cfg):
     from dfmm.data import image_splits, text_splits
     from dfmm.data.batches import TokenizedTexts
     from dfmm.experiments import (
+        branch_outputs,
         image_loader,
         pair_outputs,
         promote,
         save_ensemble,
-        text_features,
         text_loader,
         train_fusion,
         train_text,
         train_visual,
-        visual_features,
     )
     from dfmm.inference import load_model
     from dfmm.models import FusionEnsemble
@@ -75,12 +77,13 @@ def tiny_models(tiny_cfg):
     txt, _ = load_model(tpath)
     b = vis.visual_meta["backbone"]
     isplit, tsplit = image_splits(cfg)["val"], text_splits(cfg)["val"]
-    vf, vl, vy = visual_features(vis.visual, image_loader(isplit, cfg, b["mean"], b["std"], "none", 0, False))
+    visual = branch_outputs(vis.visual, image_loader(isplit, cfg, mean=b["mean"], std=b["std"], seed=0))
     tokens = TokenizedTexts(tsplit, txt.tokenizer, cfg.text.max_length)
-    tf, tl, ty = text_features(txt.text, text_loader(tokens, 8, 0, False))
-    p = pair_outputs((vf, vl, vy), (tf, tl, ty), 0, "either")
-    fusion = FusionEnsemble(vf.shape[1], tf.shape[1], attention=True)
-    train_fusion(fusion, p["vl"], p["tl"], p["vf"], p["tf"], p["y"], 20, 0.05, 0)
-    meta = {"attention": True, "visual_dim": int(vf.shape[1]), "text_dim": int(tf.shape[1]), "pair_rule": "either"}
+    text = branch_outputs(txt.text, text_loader(tokens, 8, seed=0))
+    pairs = pair_outputs(visual, text, seed=0, rule="either")
+    fusion = FusionEnsemble(pairs.visual_features.shape[1], pairs.text_features.shape[1], attention=True)
+    train_fusion(fusion, pairs, epochs=20, lr=0.05, seed=0)
+    dims = {"visual_dim": int(pairs.visual_features.shape[1]), "text_dim": int(pairs.text_features.shape[1])}
+    meta = {"attention": True, **dims, "pair_rule": "either"}
     epath = save_ensemble(cfg.run_dir / "multimodal_ensemble.pt", vpath, tpath, fusion, meta, cfg)
     return {"visual": vpath, "text": tpath, "ensemble": epath, "cfg": cfg}
