@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,7 +16,9 @@ SHARED = (ROOT / ".." / "shared" / "data").resolve()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("MPLBACKEND", "Agg")
 # the Arrow cache of data sources (dfmm.data.arrow): one per test session, not the user's ~/.cache/dfmm
-os.environ.setdefault("DFMM_CACHE_DIR", tempfile.mkdtemp(prefix="dfmm-test-cache-"))
+if "DFMM_CACHE_DIR" not in os.environ:
+    os.environ["DFMM_CACHE_DIR"] = tempfile.mkdtemp(prefix="dfmm-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["DFMM_CACHE_DIR"], True)
 
 
 def shared(*parts: str) -> Path:
