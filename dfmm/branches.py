@@ -11,17 +11,17 @@ from typing import Any
 
 import torch
 
-from dfmm.config import Config, Recipe
+from dfmm.config import RETIRED_AT, RETIRED_RECIPE_FIELDS, Config, Recipe
+from dfmm.errors import CheckpointError
 from dfmm.models import TextBranch, VisualBranch
 from dfmm.weights import BackboneInfo, create_text_encoder, create_visual_backbone
 
 
-def build_visual(cfg: Config, recipe: Recipe | None = None) -> tuple[VisualBranch, BackboneInfo]:
-    """The pretrained visual branch, with the pooling a recipe asks for (the card's average pool without one)."""
-    recipe = recipe or Recipe()
+def build_visual(cfg: Config) -> tuple[VisualBranch, BackboneInfo]:
+    """The pretrained visual branch (the card's average pool, no classifier of the backbone's own)."""
     backbone, info = create_visual_backbone(cfg.visual.backbone, cfg.visual.timm_name)
-    backbone.reset_classifier(0, global_pool=recipe.global_pool)
-    return VisualBranch(backbone, cfg.visual.dropout, mid_level=recipe.mid_level), info
+    backbone.reset_classifier(0, global_pool="avg")
+    return VisualBranch(backbone, cfg.visual.dropout), info
 
 
 def visual_meta(cfg: Config, info: BackboneInfo, recipe: str) -> dict[str, Any]:
@@ -30,8 +30,6 @@ def visual_meta(cfg: Config, info: BackboneInfo, recipe: str) -> dict[str, Any]:
         "backbone": info.to_dict(),
         "timm_name": info.architecture,
         "dropout": cfg.visual.dropout,
-        "global_pool": r.global_pool,
-        "mid_level": r.mid_level,
         "image_size": cfg.visual.image_size,
         "recipe": recipe,
         "tta": r.tta,
@@ -42,12 +40,18 @@ def visual_meta(cfg: Config, info: BackboneInfo, recipe: str) -> dict[str, Any]:
 
 
 def visual_from_meta(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> VisualBranch:
+    """The visual branch a checkpoint describes. Checkpoints from before the retired pooling options were removed
+    name them (``global_pool``, ``mid_level``): at their defaults they describe this model; otherwise it is refused."""
     import timm
 
-    backbone = timm.create_model(
-        meta["timm_name"], pretrained=False, num_classes=0, global_pool=meta.get("global_pool", "avg")
-    )
-    model = VisualBranch(backbone, meta.get("dropout", 0.0), mid_level=meta.get("mid_level", -1))
+    for key in ("global_pool", "mid_level"):
+        if key in meta and meta[key] != RETIRED_RECIPE_FIELDS[key]:
+            raise CheckpointError(
+                f"a visual branch with {key} = {meta[key]!r}, an option this dfmm no longer has "
+                f"(commit {RETIRED_AT} can load it)"
+            )
+    backbone = timm.create_model(meta["timm_name"], pretrained=False, num_classes=0, global_pool="avg")
+    model = VisualBranch(backbone, meta.get("dropout", 0.0))
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -1,7 +1,7 @@
 """``dfmm`` command line: a thin face over study, inference and evaluation.
 
-    dfmm study PARAMS... [-p key=value ...] [--out reports/NAME]
-    dfmm train visual|text PARAMS... [--recipe NAME] [--seed N] [-p key=value ...]
+    dfmm study PARAMS... [-p key=value ...] [--out reports/NAME] [--resume]
+    dfmm train visual|text PARAMS... [--recipe NAME] [--seed N] [-p key=value ...] [--resume]
     accelerate launch --num_processes 4 -m dfmm.cli train visual PARAMS...   (several GPUs, one shard each)
     dfmm evaluate --model CKPT (--images DIR | --texts FILE.jsonl | --videos DIR)
     dfmm classify image|text|video|multimodal --model CKPT ...
@@ -92,13 +92,24 @@ def _parser() -> argparse.ArgumentParser:
         "caches) is always runs/<study.name>, so name a run with -p study.name=NAME",
     )
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run of the same config: completed notebooks are reused, a training restarts "
+        "from its last complete epoch (without it, the run folder is emptied first)",
+    )
 
     t = sub.add_parser("train", help="train one branch with one recipe, save runs/NAME/BRANCH_RECIPE.pt; print JSON")
     t.add_argument("branch", choices=["visual", "text"])
     t.add_argument("params", nargs="+", help="YAML files, merged left to right")
     t.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--recipe", help="a recipe of the params (default: the branch's report_recipe)")
-    t.add_argument("--seed", type=int, help="default: study.seed")
+    t.add_argument("--seed", type=_int_at_least(0), help="default: study.seed")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last complete epoch saved under runs/NAME/resume (same config, code and data)",
+    )
 
     e = sub.add_parser("evaluate", help="score a checkpoint on a labelled folder or JSONL; print JSON")
     e.add_argument("--model", required=True)
@@ -304,17 +315,21 @@ def cmd_train(a: argparse.Namespace) -> dict[str, Any] | None:
     trains on its shard and only the main process saves and prints."""
     from dfmm.config import load_config
     from dfmm.data import image_splits, text_splits
-    from dfmm.experiments import train_text, train_visual
+    from dfmm.experiments import train_text, train_visual, training_state_path
+    from dfmm.files import TRAINING_STATES
 
     cfg = load_config(a.params, a.overrides)
     bc = getattr(cfg, a.branch)
     recipe = a.recipe or bc.report_recipe
     if recipe not in bc.recipes:
         raise DfmmError(f"--recipe {recipe}: not among {a.branch}.recipes {sorted(bc.recipes)}")
-    if a.branch == "visual":
-        run = train_visual(cfg, recipe, image_splits(cfg), seed=a.seed)
-    else:
-        run = train_text(cfg, recipe, text_splits(cfg), seed=a.seed)
+    seed = cfg.study.seed if a.seed is None else a.seed
+    states = cfg.run_dir / TRAINING_STATES
+    if not a.resume:  # a fresh start: never continue another attempt's state unasked
+        training_state_path(states, a.branch, recipe, seed).unlink(missing_ok=True)
+    train = train_visual if a.branch == "visual" else train_text
+    splits = image_splits(cfg) if a.branch == "visual" else text_splits(cfg)
+    run = train(cfg, recipe, splits, seed=seed, states=states)
     from accelerate import PartialState
 
     state = PartialState()
@@ -361,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "study":
             from dfmm.study import run_study
 
-            out = run_study(args.params, args.overrides, args.out, quiet=args.quiet)
+            out = run_study(args.params, args.overrides, args.out, quiet=args.quiet, resume=args.resume)
             print(f"report: {out / 'index.html'}")
             return 0
         commands = {"classify": cmd_classify, "train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score}

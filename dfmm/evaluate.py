@@ -2,8 +2,9 @@
 
 Uses the same layouts as the data layer (``real/`` + ``fake/`` folders, JSONL with ``text`` + ``label``), the
 same batched code as training and the checkpoint's decision rule (``dfmm.scoring.DecisionRule``), so the numbers
-match the notebooks' and the labels match ``classify_*``. Notebook 06 scores through ``score_images`` and
-``score_texts`` too. An unreadable clip is recorded with its reason and the evaluation goes on.
+match the notebooks' and the labels match ``classify_*``. Notebook 06 scores through ``score_sets`` (which calls
+``score_images`` and ``score_texts``) and ``by_aggregation``. An unreadable clip is recorded with its reason and the
+evaluation goes on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dfmm.data.images import ImageSet, load_images
 from dfmm.data.text import TextSet, load_texts
 from dfmm.data.video import list_videos
 from dfmm.errors import CheckpointError, DataError, DfmmError
-from dfmm.metrics import binary_metrics
+from dfmm.metrics import binary_metrics, metrics_with_ci
 from dfmm.scoring import predict
 
 
@@ -55,6 +56,32 @@ def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any
         "index": p["index"],
         "truncated": tokens.truncated(),
     }
+
+
+def score_sets(
+    model: Any,
+    *,
+    images: dict[str, ImageSet] | None = None,
+    texts: dict[str, TextSet] | None = None,
+    text_batch_size: int = 32,
+    cache_dir: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """Each named image and text set scored (``score_images`` / ``score_texts``) and measured at its branch's
+    decision threshold, with 95% bootstrap intervals that resample whole groups (a real face with its fakes, a
+    human text with its rewrites): per name ``labels``, ``probs``, ``index``, ``groups`` of the scored rows and
+    ``metrics`` (``metrics_with_ci``). Images first, then texts, each in the order given."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, imageset in (images or {}).items():
+        out[name] = _with_metrics(model, "visual", imageset, score_images(model, imageset))
+    for name, textset in (texts or {}).items():
+        out[name] = _with_metrics(model, "text", textset, score_texts(model, textset, text_batch_size, cache_dir))
+    return out
+
+
+def _with_metrics(model: Any, branch: str, data: ImageSet | TextSet, scores: dict[str, Any]) -> dict[str, Any]:
+    groups = [data.groups[i] for i in scores["index"]]
+    metrics = metrics_with_ci(scores["labels"], scores["probs"], model.threshold(branch), groups=groups)
+    return {**scores, "groups": groups, "metrics": metrics}
 
 
 def evaluate_images(model: Any, source: str, batch_size: int = 32) -> dict[str, Any]:
@@ -114,6 +141,26 @@ def clip_threshold(model: Any, aggregation: str) -> float:
     """The threshold a clip score is compared with: the share of frames called fake for ``vote`` (0.5, a
     majority), otherwise the visual branch's decision threshold on the aggregated P(fake)."""
     return 0.5 if aggregation == "vote" else model.threshold("visual")
+
+
+def by_aggregation(model: Any, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Clip-level metrics of every aggregation rule on the same per-frame scores of the readable clips
+    (``score_videos`` rows), each at its ``clip_threshold``."""
+    from dfmm.inference import AGGREGATIONS, aggregate
+
+    readable = [r for r in rows if "error" not in r]
+    out = {}
+    for name in AGGREGATIONS:
+        scores = [
+            aggregate(
+                [f["probability_fake"] for f in r["per_frame"] if f["probability_fake"] is not None],
+                name,
+                model.rule("visual"),
+            )[0]
+            for r in readable
+        ]
+        out[name] = binary_metrics([r["label"] for r in readable], scores, clip_threshold(model, name))
+    return out
 
 
 def video_metrics(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:

@@ -1,16 +1,18 @@
 """One experiment per call: train a branch with a recipe, score it, save its checkpoint; plus the baselines.
 
-Notebooks 02 and 03 call :func:`train_visual` / :func:`train_text` for each recipe and seed;
-:func:`visual_linear_probe` (frozen features + logistic regression, as in UniversalFakeDetect) and
+Notebooks 02 and 03 call :func:`train_seeds` for each recipe (:func:`train_visual` / :func:`train_text` once
+per seed); :func:`visual_linear_probe` (frozen features + logistic regression, as in UniversalFakeDetect) and
 :func:`tfidf_baseline` (word 1-2-grams + logistic regression) are the floors a fine-tuned branch must beat.
+Notebook 04 joins the branches' held-out outputs into image-text pairs (:class:`PairScores`) and fits the fusion.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -31,16 +33,18 @@ from dfmm.data.faces import training_crop_geometry
 from dfmm.data.images import ImageSet
 from dfmm.data.text import TextSet
 from dfmm.data.transforms import image_transform
+from dfmm.files import TRAINING_STATES
 from dfmm.metrics import (
     best_threshold,
     binary_metrics,
     bootstrap_ci,
     fit_temperature,
+    mean_std,
     metrics_with_ci,
     paired_bootstrap,
 )
 from dfmm.scoring import DecisionRule, in_index_order, predict, sigmoid
-from dfmm.train import fit, make_accelerator
+from dfmm.train import TrainResult, fit, make_accelerator
 
 
 @dataclass
@@ -78,6 +82,15 @@ class BranchRun:
             **self.extra,
         }
 
+    def describe(self) -> str:
+        """One line for a notebook: the validation metrics, best epoch, time and unreadable training items."""
+        v = self.val
+        line = (
+            f"{self.branch} {self.recipe} seed {self.seed}: val accuracy {v['accuracy']:.3f}, balanced "
+            f"{v['balanced_accuracy']:.3f}, AUC {v['auc']:.3f}; best epoch {self.best_epoch}; {self.seconds:.0f} s"
+        )
+        return line + (f"; skipped {len(self.skipped)} unreadable items" if self.skipped else "")
+
 
 def _seed_all(seed: int) -> None:
     from accelerate.utils import set_seed
@@ -88,17 +101,20 @@ def _seed_all(seed: int) -> None:
 def image_loader(
     images: ImageSet,
     cfg: Config,
+    *,
     mean: Any,
     std: Any,
-    augment: str,
     seed: int,
-    train: bool,
+    train: bool = False,
+    augment: str = "none",
     pairs: bool = False,
     batch_size: int = 0,
-    self_blend: bool = False,
 ) -> DataLoader:
+    """Batches of ``images`` normalised with the backbone's ``mean``/``std``. Training batches (``train``) are
+    shuffled each epoch from ``seed``, augmented (``augment``) and, with ``pairs``, keep each group whole; others
+    come in dataset order, unaugmented. ``batch_size`` 0 is the branch's."""
     transform = image_transform(cfg.visual.image_size, mean, std, augment if train else "none")
-    ds = ImageDataset(images, transform, self_blend=train and self_blend)
+    ds = ImageDataset(images, transform)
     bs = batch_size or cfg.visual.batch_size
     if train and pairs:
         sampler: Any = GroupBatchSampler(ds.groups, bs, seed)
@@ -120,30 +136,52 @@ def _balance(labels: np.ndarray) -> float | None:
 
 
 def train_visual(
-    cfg: Config, recipe_name: str, splits: dict[str, ImageSet], seed: int | None = None, save: bool = True
+    cfg: Config,
+    recipe_name: str,
+    splits: dict[str, ImageSet],
+    *,
+    seed: int | None = None,
+    save: bool = True,
+    states: Path | None = None,
 ) -> BranchRun:
-    """Fine-tune the visual branch with one recipe; score val and test; save ``visual_<recipe>.pt``."""
+    """Fine-tune the visual branch with one recipe; score val and test; save ``visual_<recipe>.pt``.
+
+    With ``states`` (a folder) the training saves its state there after every epoch and resumes from the one
+    it finds (:func:`training_state`)."""
     recipe: Recipe = cfg.visual.recipes[recipe_name]
     seed = cfg.study.seed if seed is None else seed
     t0 = time.perf_counter()
     _seed_all(seed)
-    model, info = build_visual(cfg, recipe)
+    model, info = build_visual(cfg)
     model = model.to(memory_format=torch.channels_last)
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
+    norm = {"mean": info.mean, "std": info.std, "seed": seed}
     train = image_loader(
-        splits["train"], cfg, info.mean, info.std, recipe.augment, seed, True, recipe.pair_batches, recipe.batch_size,
-        recipe.self_blend,
-    )  # fmt: skip
-    val = image_loader(splits["val"], cfg, info.mean, info.std, "none", seed, False)
-    pos_weight = _balance(train.dataset.labels) if recipe.balanced or recipe.self_blend else None
+        splits["train"],
+        cfg,
+        **norm,
+        train=True,
+        augment=recipe.augment,
+        pairs=recipe.pair_batches,
+        batch_size=recipe.batch_size,
+    )
+    val = image_loader(splits["val"], cfg, **norm)
+    pos_weight = _balance(train.dataset.labels) if recipe.balanced else None
     result = fit(
-        model, train, val, recipe, cfg.visual.epochs, accelerator=acc, pos_weight=pos_weight,
+        model,
+        train,
+        val,
+        recipe,
+        cfg.visual.epochs,
+        accelerator=acc,
+        pos_weight=pos_weight,
         desc=f"visual {recipe_name}",
-    )  # fmt: skip
+        **training_state(states, cfg, "visual", recipe_name, seed, splits),
+    )
     model = acc.unwrap_model(model)
     preds = {}
     for split in ("val", "test"):
-        loader = val if split == "val" else image_loader(splits["test"], cfg, info.mean, info.std, "none", seed, False)
+        loader = val if split == "val" else image_loader(splits["test"], cfg, **norm)
         preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}")
     rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
     ckpt = ""
@@ -153,10 +191,32 @@ def train_visual(
         meta = {**visual_meta(cfg, info, recipe_name), **rule.to_dict(), "face_crop": geometry.to_meta()}
         ckpt = str(save_checkpoint(path, "visual_branch", model.state_dict(), meta))
     return BranchRun(
-        "visual", recipe_name, seed, result.history, result.best_epoch, scores["val"], scores["test"],
-        info.to_dict(), len(splits["train"]), time.perf_counter() - t0, result.skipped, ckpt, preds,
-        {"device": result.device, "mixed_precision": result.mixed_precision, **rule.to_dict()},
-    )  # fmt: skip
+        branch="visual",
+        recipe=recipe_name,
+        seed=seed,
+        backbone=info.to_dict(),
+        train_size=len(splits["train"]),
+        skipped=result.skipped,
+        checkpoint=ckpt,
+        **_outcome(result, scores, preds, t0),
+        extra=_device_and_rule(result, rule),
+    )
+
+
+def _outcome(result: TrainResult, scores: dict[str, Any], preds: dict[str, Any], t0: float) -> dict[str, Any]:
+    """The ``BranchRun`` fields that training and scoring give, alike for both branches."""
+    return {
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "val": scores["val"],
+        "test": scores["test"],
+        "predictions": preds,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _device_and_rule(result: TrainResult, rule: DecisionRule) -> dict[str, Any]:
+    return {"device": result.device, "mixed_precision": result.mixed_precision, **rule.to_dict()}
 
 
 def _score(
@@ -233,25 +293,31 @@ def _split_groups(splits: dict[str, Any], preds: dict[str, dict[str, np.ndarray]
     return {s: np.asarray(splits[s].groups)[np.asarray(p["index"], dtype=int)] for s, p in preds.items()}
 
 
+class BranchOutputs(NamedTuple):
+    """A branch's outputs on a split, row i = item i: what the fusion is fitted on."""
+
+    features: np.ndarray
+    logits: np.ndarray
+    labels: np.ndarray
+
+
 @torch.no_grad()
-def visual_features(model: Any, loader: DataLoader, tta: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(unit-norm features, logits, labels) in dataset order; with ``tta`` the logits average the mirrored view,
-    as ``classify_multimodal`` serves them (the features stay those of the unflipped image)."""
+def branch_outputs(model: Any, loader: DataLoader, tta: bool = False) -> BranchOutputs:
+    """(features, logits, labels) of every readable item in dataset order, through the branch's ``scored`` (as
+    ``classify_multimodal`` serves them: with ``tta`` the visual logits average the mirrored view)."""
     model.eval()
     parts: dict[str, list[Any]] = {"feats": [], "logits": [], "labels": [], "index": []}
     for batch in loader:
         if batch["inputs"] is None:
             continue
-        f = model.features(batch["inputs"])
-        logits = model.logits(f)
-        if tta:
-            logits = 0.5 * (logits + model.logits(model.features(torch.flip(batch["inputs"], dims=[3]))))
+        inputs = batch["inputs"]
+        logits, f = model.scored(**inputs) if isinstance(inputs, dict) else model.scored(inputs, tta=tta)
         parts["feats"].append(f)
         parts["logits"].append(logits)
         parts["labels"].append(batch["labels"])
         parts["index"].append(batch["index"])
     out = in_index_order(parts)
-    return out["feats"], out["logits"], out["labels"]
+    return BranchOutputs(out["feats"], out["logits"], out["labels"])
 
 
 def visual_linear_probe(cfg: Config, splits: dict[str, ImageSet]) -> dict[str, Any]:
@@ -264,20 +330,25 @@ def visual_linear_probe(cfg: Config, splits: dict[str, ImageSet]) -> dict[str, A
     model = model.to(memory_format=torch.channels_last).eval()
     feats = {}
     for split in ("train", "val", "test"):
-        loader = image_loader(splits[split], cfg, info.mean, info.std, "none", cfg.study.seed, False)
-        feats[split] = visual_features(model, loader)
+        loader = image_loader(splits[split], cfg, mean=info.mean, std=info.std, seed=cfg.study.seed)
+        feats[split] = branch_outputs(model, loader)
     clf = LogisticRegressionCV(Cs=8, max_iter=2000, cv=3, scoring="roc_auc")
-    clf.fit(feats["train"][0], feats["train"][2])
+    clf.fit(feats["train"].features, feats["train"].labels)
     out = {"backbone": info.to_dict(), "train_size": len(splits["train"]), "seconds": 0.0}
     for split in ("val", "test"):
-        out[split] = binary_metrics(feats[split][2], clf.predict_proba(feats[split][0])[:, 1])
-    out["scores"] = {"labels": feats["test"][2], "probs": clf.predict_proba(feats["test"][0])[:, 1]}  # test, in order
+        out[split] = binary_metrics(feats[split].labels, clf.predict_proba(feats[split].features)[:, 1])
+    test = feats["test"]
+    out["scores"] = {"labels": test.labels, "probs": clf.predict_proba(test.features)[:, 1]}  # in dataset order
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
 
 # ----------------------------------------------------------------------------------------------------- text
-def text_loader(tokens: TokenizedTexts, batch_size: int, seed: int, train: bool, workers: int = 0) -> DataLoader:
+def text_loader(
+    tokens: TokenizedTexts, batch_size: int, *, seed: int, train: bool = False, workers: int = 0
+) -> DataLoader:
+    """Length-bucketed batches of tokenised texts: shuffled each epoch from ``seed`` when ``train``, else in
+    length order."""
     return DataLoader(
         tokens,
         batch_sampler=LengthBucketSampler(tokens.lengths, batch_size, seed, shuffle=train),
@@ -287,9 +358,16 @@ def text_loader(tokens: TokenizedTexts, batch_size: int, seed: int, train: bool,
 
 
 def train_text(
-    cfg: Config, recipe_name: str, splits: dict[str, TextSet], seed: int | None = None, save: bool = True
+    cfg: Config,
+    recipe_name: str,
+    splits: dict[str, TextSet],
+    *,
+    seed: int | None = None,
+    save: bool = True,
+    states: Path | None = None,
 ) -> BranchRun:
-    """Fine-tune the text branch with one recipe; score val and test; save ``text_<recipe>.pt``."""
+    """Fine-tune the text branch with one recipe; score val and test; save ``text_<recipe>.pt`` (``states``: as
+    :func:`train_visual`)."""
     recipe: Recipe = cfg.text.recipes[recipe_name]
     seed = cfg.study.seed if seed is None else seed
     t0 = time.perf_counter()
@@ -299,15 +377,23 @@ def train_text(
     tokens = {s: TokenizedTexts(splits[s], tokenizer, cfg.text.max_length, cache) for s in ("train", "val", "test")}
     bs = recipe.batch_size or cfg.text.batch_size
     loaders = {
-        s: text_loader(tokens[s], bs if s == "train" else cfg.text.batch_size, seed, s == "train") for s in tokens
+        s: text_loader(tokens[s], bs if s == "train" else cfg.text.batch_size, seed=seed, train=s == "train")
+        for s in tokens
     }
     labels = splits["train"].labels
     pos_weight = _balance(labels) if recipe.balanced else None
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
     result = fit(
-        model, loaders["train"], loaders["val"], recipe, cfg.text.epochs, accelerator=acc,
-        pos_weight=pos_weight, desc=f"text {recipe_name}",
-    )  # fmt: skip
+        model,
+        loaders["train"],
+        loaders["val"],
+        recipe,
+        cfg.text.epochs,
+        accelerator=acc,
+        pos_weight=pos_weight,
+        desc=f"text {recipe_name}",
+        **training_state(states, cfg, "text", recipe_name, seed, splits),
+    )
     model = acc.unwrap_model(model)
     preds = {s: predict(model, loaders[s], acc, desc=f"score {s}") for s in ("val", "test")}
     rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
@@ -317,11 +403,77 @@ def train_text(
         ckpt = str(save_checkpoint(cfg.run_dir / f"text_{recipe_name}.pt", "text_branch", model.state_dict(), meta))
     truncated = {s: tokens[s].truncated() for s in tokens}
     return BranchRun(
-        "text", recipe_name, seed, result.history, result.best_epoch, scores["val"], scores["test"],
-        info.to_dict(), len(splits["train"]), time.perf_counter() - t0, [], ckpt, preds,
-        {"truncated": truncated, "max_length": cfg.text.max_length, "pos_weight": pos_weight,
-         "device": result.device, "mixed_precision": result.mixed_precision, **rule.to_dict()},
-    )  # fmt: skip
+        branch="text",
+        recipe=recipe_name,
+        seed=seed,
+        backbone=info.to_dict(),
+        train_size=len(splits["train"]),
+        checkpoint=ckpt,
+        **_outcome(result, scores, preds, t0),
+        extra={
+            "truncated": truncated,
+            "max_length": cfg.text.max_length,
+            "pos_weight": pos_weight,
+            **_device_and_rule(result, rule),
+        },
+    )
+
+
+@dataclass
+class SeedRuns:
+    """One recipe trained with seeds ``study.seed``, ``study.seed + 1``, ...: the first run saved its checkpoint."""
+
+    runs: list[BranchRun]
+
+    @property
+    def first(self) -> BranchRun:
+        return self.runs[0]
+
+    def summary(self) -> dict[str, Any]:
+        """Mean and standard deviation over seeds of the validation metrics (``mean_std``)."""
+        return mean_std([r.val for r in self.runs])
+
+    def record(self) -> dict[str, Any]:
+        """What metrics.json records for the recipe: the first run, the mean over seeds and each seed's val."""
+        return {
+            **self.first.summary(),
+            "seeds_summary": self.summary(),
+            "seed_runs": [r.val | {"seed": r.seed} for r in self.runs],
+        }
+
+
+def train_seeds(cfg: Config, branch: str, recipe_name: str, splits: dict[str, Any]) -> SeedRuns:
+    """Train ``branch`` (visual | text) with one recipe once per seed: the recipe's ``seeds`` or else the branch's,
+    from ``study.seed`` up; only the first seed saves its checkpoint (the one ``promote`` copies). Every training
+    keeps its state in ``runs/NAME/resume/`` so that an interrupted notebook, rerun, resumes each one where it
+    stopped (a finished one returns at once); ``dfmm study`` empties that folder unless ``--resume``."""
+    train = {"visual": train_visual, "text": train_text}[branch]
+    bc = getattr(cfg, branch)
+    n = bc.recipes[recipe_name].seeds or bc.seeds
+    states = cfg.run_dir / TRAINING_STATES
+    return SeedRuns(
+        [train(cfg, recipe_name, splits, seed=cfg.study.seed + i, save=i == 0, states=states) for i in range(n)]
+    )
+
+
+def training_state_path(states: Path, branch: str, recipe_name: str, seed: int) -> Path:
+    return Path(states) / f"{branch}_{recipe_name}_seed{seed}.pt"
+
+
+def training_state(
+    states: Path | None, cfg: Config, branch: str, recipe_name: str, seed: int, splits: dict[str, Any]
+) -> dict[str, Any]:
+    """``fit``'s ``state_path`` and ``fingerprint`` for one training: a state is resumed only by the same config,
+    dfmm code, branch, recipe, seed and split sizes."""
+    if states is None:
+        return {}
+    from dfmm.files import code_digest, digest_of
+
+    sizes = {k: len(v) for k, v in splits.items()}
+    return {
+        "state_path": training_state_path(states, branch, recipe_name, seed),
+        "fingerprint": digest_of([cfg.digest(), code_digest(), branch, recipe_name, seed, sizes]),
+    }
 
 
 def tfidf_baseline(splits: dict[str, TextSet], extra: dict[str, TextSet] | None = None) -> dict[str, Any]:
@@ -357,21 +509,6 @@ def promote(run: BranchRun, name: str, run_dir: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------- fusion
-@torch.no_grad()
-def text_features(model: Any, loader: DataLoader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(pooled features, logits, labels) in dataset order."""
-    model.eval()
-    parts: dict[str, list[Any]] = {"feats": [], "logits": [], "labels": [], "index": []}
-    for batch in loader:
-        f = model.features(**batch["inputs"])
-        parts["feats"].append(f)
-        parts["logits"].append(model.logits(f))
-        parts["labels"].append(batch["labels"])
-        parts["index"].append(batch["index"])
-    out = in_index_order(parts)
-    return out["feats"], out["logits"], out["labels"]
-
-
 def make_pairs(n_images: int, n_texts: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Pair held-out images with held-out texts of the same split, each item used once, in a seeded order."""
     rng = np.random.default_rng(seed)
@@ -379,37 +516,65 @@ def make_pairs(n_images: int, n_texts: int, seed: int) -> tuple[np.ndarray, np.n
     return rng.permutation(n_images)[:n], rng.permutation(n_texts)[:n]
 
 
-def pair_outputs(
-    visual: tuple[np.ndarray, ...], text: tuple[np.ndarray, ...], seed: int, rule: str
-) -> dict[str, np.ndarray]:
-    """Held-out (features, logits, labels) of images and texts joined into pairs by ``make_pairs``.
+@dataclass
+class PairScores:
+    """Image-text pairs of held-out items: each part's branch features, logits and label, and the pair's label."""
+
+    visual_features: np.ndarray
+    visual_logits: np.ndarray
+    visual_labels: np.ndarray
+    text_features: np.ndarray
+    text_logits: np.ndarray
+    text_labels: np.ndarray
+    labels: np.ndarray  # the pair's: fake (1) or real (0) under the pair rule
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def rows(self, index: np.ndarray) -> PairScores:
+        """The pairs at ``index``."""
+        return PairScores(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
+
+    def mix(self) -> dict[str, int]:
+        """How many pairs join each kind of image with each kind of text."""
+        return pair_mix(self.visual_labels, self.text_labels)
+
+    def fusion_inputs(self) -> tuple[torch.Tensor, ...]:
+        """(visual logits, text logits, visual features, text features): the fusion module's arguments."""
+        arrays = (self.visual_logits, self.text_logits, self.visual_features, self.text_features)
+        return tuple(torch.as_tensor(a, dtype=torch.float32) for a in arrays)
+
+
+def pair_outputs(visual: BranchOutputs, text: BranchOutputs, seed: int, rule: str) -> PairScores:
+    """Held-out outputs of images and texts (``branch_outputs``) joined into pairs by ``make_pairs``.
 
     The splits may differ in size: each item is used at most once, ``min(n_images, n_texts)`` pairs.
     """
-    (vf, vl, vy), (tf, tl, ty) = visual, text
-    ii, ti = make_pairs(len(vy), len(ty), seed)
-    return {"vf": vf[ii], "vl": vl[ii], "tf": tf[ti], "tl": tl[ti], "y": pair_labels(vy[ii], ty[ti], rule),
-            "mix": pair_mix(vy[ii], ty[ti])}  # fmt: skip
+    ii, ti = make_pairs(len(visual.labels), len(text.labels), seed)
+    return PairScores(
+        visual_features=visual.features[ii],
+        visual_logits=visual.logits[ii],
+        visual_labels=visual.labels[ii],
+        text_features=text.features[ti],
+        text_logits=text.logits[ti],
+        text_labels=text.labels[ti],
+        labels=pair_labels(visual.labels[ii], text.labels[ti], rule),
+    )
 
 
-PAIR_ARRAYS = ("vf", "vl", "tf", "tl", "y")
-
-
-def split_pairs(pairs: dict[str, np.ndarray], fraction: float, seed: int) -> tuple[dict, dict]:
+def split_pairs(pairs: PairScores, fraction: float, seed: int) -> tuple[PairScores, PairScores]:
     """(fit, select): the pairs split at random, ``fraction`` of them (at least one) held out to choose among
     fitted fusion variants, so that the test pairs score the chosen one and choose nothing."""
-    n = len(pairs["y"])
+    n = len(pairs)
     order = np.random.default_rng(seed).permutation(n)
     k = min(n - 1, max(1, round(n * fraction)))
-    fit, select = order[k:], order[:k]
-    return {a: pairs[a][fit] for a in PAIR_ARRAYS}, {a: pairs[a][select] for a in PAIR_ARRAYS}
+    return pairs.rows(order[k:]), pairs.rows(order[:k])
 
 
-def fused_probs(fusion: Any, pairs: dict[str, np.ndarray]) -> np.ndarray:
+def fused_probs(fusion: Any, pairs: PairScores) -> np.ndarray:
     """P(fake) of each pair from a fitted fusion module."""
     with torch.no_grad():
-        args = (torch.as_tensor(pairs[a], dtype=torch.float32) for a in ("vl", "tl", "vf", "tf"))
-        return torch.sigmoid(fusion(*args)).numpy()
+        return torch.sigmoid(fusion(*pairs.fusion_inputs())).numpy()
 
 
 def pair_labels(image_labels: np.ndarray, text_labels: np.ndarray, rule: str) -> np.ndarray:
@@ -420,23 +585,20 @@ def pair_labels(image_labels: np.ndarray, text_labels: np.ndarray, rule: str) ->
 
 def pair_mix(image_labels: np.ndarray, text_labels: np.ndarray) -> dict[str, int]:
     a, b = image_labels.astype(int), text_labels.astype(int)
-    return {
-        f"image_{'rf'[i]}_text_{'rf'[j]}".replace("_r", "_real").replace("_f", "_fake"): int(
-            ((a == i) & (b == j)).sum()
-        )
-        for i in (0, 1)
-        for j in (0, 1)
-    }
+    names = ("real", "fake")
+    return {f"image_{names[i]}_text_{names[j]}": int(((a == i) & (b == j)).sum()) for i in (0, 1) for j in (0, 1)}
 
 
-def train_fusion(
-    fusion: Any, v_logit: np.ndarray, t_logit: np.ndarray, v_feat: np.ndarray, t_feat: np.ndarray,
-    labels: np.ndarray, epochs: int, lr: float, seed: int,
-) -> list[dict[str, float]]:  # fmt: skip
-    """Full-batch Adam on the fusion parameters only (branches frozen); returns weights per epoch."""
+def train_fusion(fusion: Any, pairs: PairScores, *, epochs: int, lr: float, seed: int) -> list[dict[str, float]]:
+    """Full-batch Adam on the fusion parameters only (branches frozen) for ``epochs`` steps, keeping the last;
+    returns the loss and the weights after each step.
+
+    Not :func:`dfmm.train.fit`: that loop keeps the epoch with the best validation AUC, and these pairs have
+    no validation split of their own (the held-out ones choose between fusion variants).
+    """
     torch.manual_seed(seed)
-    tensors = [torch.as_tensor(x, dtype=torch.float32) for x in (v_logit, t_logit, v_feat, t_feat, labels)]
-    vl, tl, vf, tf, y = tensors
+    vl, tl, vf, tf = pairs.fusion_inputs()
+    y = torch.as_tensor(pairs.labels, dtype=torch.float32)
     opt = torch.optim.Adam(fusion.parameters(), lr=lr, weight_decay=1e-4)
     history = []
     for epoch in range(1, epochs + 1):

@@ -120,7 +120,7 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray
 
 @torch.no_grad()
 def deletion_check(
-    model: VisualBranch, images: torch.Tensor, maps: np.ndarray, fraction: float = 0.2, seed: int = 0
+    model: VisualBranch, images: torch.Tensor, maps: np.ndarray, fraction: float = 0.2
 ) -> dict[str, float]:
     """Blur away the top ``fraction`` of each image's CAM pixels, vs the same area picked by a control map.
 

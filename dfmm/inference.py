@@ -119,6 +119,8 @@ def load_model(path: str | Path) -> tuple[Detector, dict[str, Any]]:
             det.fusion = FusionEnsemble(f["visual_dim"], f["text_dim"], f["attention"])
             det.fusion.load_state_dict(part["fusion"], strict=True)
             det.fusion.eval()
+    except CheckpointError as e:  # a checkpoint this dfmm cannot rebuild, saying why
+        raise CheckpointError(f"{path}: {e}") from None
     except (KeyError, RuntimeError, ValueError) as e:
         raise CheckpointError(
             f"{path}: checkpoint does not match its own metadata ({str(e).splitlines()[0][:150]})"
@@ -160,18 +162,9 @@ def _image_tensor(model: Detector, images: list[Any]) -> torch.Tensor:
 
 @torch.inference_mode()
 def _visual_forward(model: Detector, x: torch.Tensor, tta: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (flip-averaged when the recipe used test-time augmentation) and the unflipped features.
-
-    The flipped copy rides in the same batch as the original (one forward pass, not two), kept channels_last.
-    """
-    n = len(x)
-    if tta:
-        x = torch.cat([x, torch.flip(x, dims=[3])]).contiguous(memory_format=torch.channels_last)
-    feats = model.visual.features(x)
-    logits = model.visual.logits(feats)
-    if tta:
-        logits = 0.5 * (logits[:n] + logits[n:])
-    return logits, feats[:n]
+    """Logits (flip-averaged when the recipe used test-time augmentation) and the unflipped features, computed as
+    training, ``dfmm evaluate`` and the fusion compute them (``VisualBranch.scored``)."""
+    return model.visual.scored(x, tta=tta)
 
 
 def forward_batch_size(model: Detector) -> int:
@@ -257,8 +250,8 @@ def classify_image(
 def _text_forward(model: Detector, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
     max_len = model.text_meta.get("max_length", 512)
     enc = model.tokenizer(texts, truncation=True, max_length=max_len, padding=True, return_tensors="pt")
-    feats = model.text.features(enc["input_ids"], enc["attention_mask"])
-    return model.text.logits(feats), feats, int(enc["input_ids"].shape[1])
+    logits, feats = model.text.scored(enc["input_ids"], enc["attention_mask"])
+    return logits, feats, int(enc["input_ids"].shape[1])
 
 
 def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str, Any]:

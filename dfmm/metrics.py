@@ -451,10 +451,14 @@ def _plt():
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    """Save a figure whole or not at all (rendered in memory, then written through a temporary file)."""
+    import io
+
+    from dfmm.files import write_atomic
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    return write_atomic(path, buffer.getvalue())
 
 
 def plot_history(histories: dict[str, list[dict[str, float]]], title: str = "") -> Any:

@@ -240,7 +240,7 @@ def _render(template: str, path: Path, **context: Any) -> Path:
 
 def shown_path(p: Any) -> str:
     """A path as the report pages show it: relative to the project root, never the machine's absolute path."""
-    from dfmm.study import project_root
+    from dfmm.files import project_root
 
     p = str(p)
     return os.path.relpath(p, project_root()) if os.path.isabs(p) else p
@@ -261,7 +261,7 @@ def study_command(cfg: Config, folder: Path | None = None) -> str:
         folder = Path(folder)
         if folder.name.startswith(".") and folder.name.endswith(".partial"):  # the study's staging folder
             folder = folder.with_name(folder.name[1 : -len(".partial")])
-        from dfmm.study import project_root
+        from dfmm.files import project_root
 
         root = project_root()
         default = cfg.report_dir if cfg.report_dir.is_absolute() else root / cfg.report_dir
@@ -432,11 +432,15 @@ def _result_sections(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path: Path) -> Path:
+def write_index(
+    cfg: Config, metrics: dict[str, Any], notebooks: list[str], path: Path, published: Path | None = None
+) -> Path:
     """``index.html``: headline table with intervals, targets with status, the key figures (each linking to its
     page), the notebook pages, and the pages withheld from this copy with the command that regenerates them.
 
-    A notebook page that is not in the report's folder is listed as withheld, never linked (``withhold``)."""
+    A notebook page that is not in the report's folder is listed as withheld, never linked (``withhold``).
+    ``published``: the folder the report will be moved to, when it is written elsewhere first (the study's
+    staging folder): the regenerate command names that one."""
     path = Path(path)
     folder = path.parent
     rows, _ = headline_table(metrics)
@@ -457,7 +461,7 @@ def write_index(cfg: Config, metrics: dict[str, Any], notebooks: list[str], path
         pages=[{"name": n, "href": f"{n}.html", "seconds": seconds.get(n)} for n in present],
         withheld=[n for n in notebooks if n not in present],
         withheld_note=WITHHELD_NOTE,
-        command=study_command(cfg, folder),
+        command=study_command(cfg, published or folder),
         files=[f for f in ("metrics.json", "DATA_CARD.md", "config.json") if (folder / f).is_file()],
     )
 
@@ -495,7 +499,7 @@ def refresh_front_pages(report_dir: str | Path) -> None:
     folder = Path(report_dir)
     if not (folder / "metrics.json").is_file() or not (folder / "config.json").is_file():
         raise StudyError(f"{folder}: not a dfmm report (expected metrics.json and config.json)")
-    from dfmm.study import dumps_json
+    from dfmm.files import dumps_json
 
     metrics = json.loads((folder / "metrics.json").read_text())
     if "seed_means" not in metrics:
@@ -505,33 +509,6 @@ def refresh_front_pages(report_dir: str | Path) -> None:
     notebooks = list(metrics.get("notebook_seconds") or {}) or sorted(p.stem for p in folder.glob("[0-9][0-9]_*.html"))
     write_data_card(cfg, metrics, folder / "DATA_CARD.md")
     write_index(cfg, metrics, notebooks, folder / "index.html")
-
-
-_DEFAULT = Recipe()
-_OPTIONS = {  # recipe fields that are off unless a recipe turns them on, as the data card names them
-    "freeze_norm": "frozen batch-norm statistics",
-    "pair_loss": "pair ranking loss weight",
-    "ema": "weight average (EMA) decay",
-    "layer_decay": "layer-wise lr decay",
-    "head_only_fraction": "head-only share of the steps (LP-FT)",
-    "self_blend": "self-blended pseudo-fakes",
-    "global_pool": "pooling",
-    "mid_level": "also pooled: backbone feature level",
-}
-
-
-def _option(text: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return text
-    return f"{text} {value:g}" if isinstance(value, float) else f"{text} {value}"
-
-
-def _options(recipe: Recipe) -> str:
-    """The optional recipe fields this recipe turns on, or 'no other options'."""
-    on = [
-        _option(text, getattr(recipe, k)) for k, text in _OPTIONS.items() if getattr(recipe, k) != getattr(_DEFAULT, k)
-    ]
-    return ", ".join(on) or "no other options"
 
 
 def _weights(weights: dict[str, Any]) -> str:
@@ -561,7 +538,6 @@ def _recipe_view(branch: str, name: str, r: Recipe, bc: Any) -> dict[str, Any]:
         "balanced": r.balanced,
         "tta": r.tta,
         "calibrate": r.calibrate,
-        "options": _options(r),
         "epochs": bc.epochs,
         "batch_size": r.batch_size or bc.batch_size,
         "seeds": r.seeds or bc.seeds,

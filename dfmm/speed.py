@@ -90,8 +90,8 @@ def visual_loop_ratio(
 
     cfg = Config()
     cfg.visual.batch_size, cfg.visual.image_size, cfg.study.num_workers = batch, size, workers
-    loader = image_loader(subset, cfg, mean, std, "card", 0, train=True)
-    val = image_loader(subset.subset(np.arange(min(n, batch))), cfg, mean, std, "none", 0, train=False)
+    loader = image_loader(subset, cfg, mean=mean, std=std, seed=0, train=True, augment="card")
+    val = image_loader(subset.subset(np.arange(min(n, batch))), cfg, mean=mean, std=std, seed=0)
     torch.manual_seed(0)
     acc = make_accelerator()
     result = fit(build(), loader, val, Recipe(), 1, accelerator=acc, desc="speed check")

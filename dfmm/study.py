@@ -1,186 +1,47 @@
 """The study runner: execute the notebooks in order with papermill, export HTML, assemble the report.
 
 ``dfmm study PARAMS...`` resolves the config, checks the data sources before anything is written, then runs
-``notebooks/NN_*.ipynb`` in order into a staging folder. Each notebook records its numbers with
-:meth:`NotebookContext.record`; the runner merges them into ``metrics.json`` and writes ``index.html`` and
-``DATA_CARD.md``. Only a complete run replaces ``reports/NAME``: a failing notebook stops the study with its
-name and the cell's error, and the previous report stays as it was.
+``notebooks/NN_*.ipynb`` in order. Everything of a run lives in its run folder ``runs/NAME``: checkpoints, the
+executed notebooks, the metric sections each notebook records (:mod:`dfmm.notebook`), the report being built
+(``report.partial/``), training states and ``study.json``, the record of each completed notebook. Only a
+complete run replaces ``reports/NAME``; a failing notebook stops the study with its name and the cell's error.
+
+Without ``--resume`` a run folder left by another attempt is emptied first, so files of two attempts never mix.
+With ``--resume`` the notebooks that completed with the same config, code, data sizes and notebook file are not
+rerun (the record names each file they wrote, with its digest, and every one must still be there unchanged);
+from the first one that is not, the study runs again, and a training cut short restarts from its last complete
+epoch (:func:`dfmm.train.fit`). On CPU the resumed study's numbers equal an uninterrupted one's.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dfmm.config import Config, load_config, load_resolved
+from dfmm.config import Config, load_config
 from dfmm.errors import DfmmError, StudyError
+from dfmm.files import (
+    NOTEBOOK_DIR,
+    TRAINING_STATES,
+    code_digest,
+    digest_of,
+    dumps_json,
+    file_digest,
+    project_root,
+    write_atomic,
+)
 
-NOTEBOOK_DIR = "notebooks"
 _CDN_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"']https?://[^\"']*[\"'][^>]*>\s*</script>", re.I)
 _CDN_LINK = re.compile(r"<link[^>]*\bhref=[\"']https?://[^\"']*[\"'][^>]*>", re.I)
+RECORD = "study.json"
+STAGING = "report.partial"
 
 
-def project_root(start: Path | None = None) -> Path:
-    """The folder holding ``params/`` and ``notebooks/`` (notebooks run from ``notebooks/`` in JupyterLab)."""
-    here = (start or Path.cwd()).resolve()
-    for p in (here, *here.parents):
-        if (p / "params").is_dir() and (p / NOTEBOOK_DIR).is_dir():
-            return p
-    return here
-
-
-# ------------------------------------------------------------------------------------------- in notebooks
-@dataclass
-class NotebookContext:
-    cfg: Config
-    report_dir: Path
-    metrics_dir: Path
-
-    @property
-    def run_dir(self) -> Path:
-        return self.cfg.run_dir
-
-    @property
-    def figures(self) -> Path:
-        return self.report_dir / "figures"
-
-    def record(self, section: str, values: dict[str, Any]) -> Path:
-        """Add this notebook's numbers to the report's ``metrics.json`` (under ``section``)."""
-        self.metrics_dir.mkdir(parents=True, exist_ok=True)
-        path = self.metrics_dir / f"{section}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(dumps_json(values))
-        tmp.replace(path)
-        return path
-
-    def save_fig(self, fig: Any, name: str) -> None:
-        """Save ``figures/NAME.png`` and show that same PNG in the notebook, so the exported page has every figure
-        the report has (embedded, the page stays standalone); then close the figure so that the inline backend
-        does not draw it a second time. Returns nothing: a cell that ends with it shows the figure, not a path."""
-        import matplotlib.pyplot as plt
-
-        from dfmm.metrics import save_figure
-
-        path = save_figure(fig, self.figures / f"{name}.png")
-        plt.close(fig)
-        _show_png(path)
-
-
-def _show_png(path: Path) -> None:
-    """Display a PNG as a notebook output (inside a Jupyter kernel only; a script or a test shows nothing)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None or getattr(shell, "kernel", None) is None:
-        return
-    from IPython.display import Image, display
-
-    display(Image(filename=str(path)))
-
-
-_QUIET_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
-
-
-def _short_file(filename: str) -> str:
-    """A warning's file without the machine's folders: relative to the longest ``sys.path`` entry holding it."""
-    import sys
-
-    path = os.path.abspath(filename)
-    for base in sorted((os.path.abspath(p) for p in sys.path if p), key=len, reverse=True):
-        if path.startswith(base + os.sep):
-            return os.path.relpath(path, base)
-    return os.path.basename(path)
-
-
-def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    import sys
-
-    (file or sys.stderr).write(f"{category.__name__}: {message} ({_short_file(filename)}:{lineno})\n")
-
-
-def _quiet_notebook(under_study: bool) -> None:
-    """Keep library noise out of the exported pages: no deprecation or future-change warnings (they ask for an
-    API or version update, they say nothing about the results; the test suite still sees them), no tqdm
-    "IProgress not found" (tqdm.auto falls back to the text bar), any other warning printed without the machine's
-    paths, and under ``dfmm study`` no Hugging Face progress bars."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    for category in _QUIET_CATEGORIES:
-        warnings.filterwarnings("ignore", category=category)
-    warnings.showwarning = _show_warning
-    if under_study:
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub is imported
-        import sys
-
-        if "transformers" in sys.modules:  # imported before this call: switch its bars off directly
-            sys.modules["transformers"].utils.logging.disable_progress_bar()
-
-
-def _finite(o: Any) -> Any:
-    """``o`` with every NaN or infinity (Python, numpy, inside arrays) replaced by None, so the JSON is valid."""
-    import numpy as np
-
-    if isinstance(o, np.ndarray):
-        o = o.tolist()
-    elif isinstance(o, np.generic):
-        o = o.item()
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
-
-
-def dumps_json(values: Any) -> str:
-    """Strict JSON for ``metrics.json`` and its sections: an undefined metric (NaN) is written as null, never as
-    the ``NaN`` token other JSON readers reject; its reason stays in the metric dict's ``undefined``."""
-    return json.dumps(_finite(values), indent=2, default=_json_default, allow_nan=False)
-
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
-
-
-def notebook_setup(
-    config_path: str | None = None,
-    params: list[str] | tuple[str, ...] = ("params/demo.yaml",),
-    report_dir: str | None = None,
-) -> NotebookContext:
-    """First call of every notebook. Under ``dfmm study`` it reads the resolved config; in JupyterLab it loads
-    ``params`` itself (relative to the project root) and writes straight into ``reports/NAME``."""
-    import matplotlib
-
-    if not os.environ.get("MPLBACKEND") and "ipykernel" not in str(matplotlib.get_backend()):
-        matplotlib.use("Agg")
-    os.chdir(project_root())
-    _quiet_notebook(under_study=config_path is not None)
-    cfg = load_resolved(config_path) if config_path else load_config(list(params))
-    rdir = Path(report_dir) if report_dir else cfg.report_dir
-    rdir.mkdir(parents=True, exist_ok=True)
-    return NotebookContext(cfg, rdir, cfg.run_dir / "metrics")
-
-
-# ------------------------------------------------------------------------------------------------ runner
 def list_notebooks(root: Path, only: list[str] | None = None) -> list[Path]:
     books = sorted((root / NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))
     if only:
@@ -218,8 +79,7 @@ def export_html(executed: Path, dest: Path) -> Path:
     body, _ = exporter.from_notebook_node(nb)
     body = _CDN_SCRIPT.sub("", body)
     body = _CDN_LINK.sub("", body)
-    dest.write_text(body, encoding="utf-8")
-    return dest
+    return write_atomic(dest, body)
 
 
 def papermill_parameters(config_path: Path, report_dir: Path, root: Path) -> dict[str, str]:
@@ -257,14 +117,98 @@ def _check_report_folder(final: Path, root: Path) -> None:
         raise StudyError(f"--out {final}: exists and is not a dfmm report (no metrics.json); it would be replaced")
 
 
-def run_study(
-    params: list[str], overrides: list[str] | None = None, out: str | None = None, quiet: bool = False
-) -> Path:
-    """Run the whole study; return the report folder.
+def _empty_run_folder(run_dir: Path) -> None:
+    """Start a run folder afresh: a folder of an earlier dfmm run is emptied (never mixed with this attempt);
+    a folder holding anything else is refused."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return
+    if not (run_dir / "config.json").is_file():
+        raise StudyError(
+            f"run folder {run_dir} holds files that are not a dfmm run (no config.json); "
+            "move them or name another run with -p study.name=NAME"
+        )
+    for child in run_dir.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
-    The run folder (checkpoints, caches, executed notebooks) is always ``<study.runs_dir>/<study.name>``;
-    ``out`` only moves the report (default ``<study.reports_dir>/<study.name>``), so two ``--out`` folders with
-    the same base name never share a run folder. Relative paths are taken from the project root.
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.endswith(".tmp")
+    }
+
+
+def _written(folder: Path, before: dict[str, tuple[int, int]], skip: tuple[str, ...]) -> dict[str, str]:
+    """Digest of every file under ``folder`` created or changed since ``before`` (outside ``skip``)."""
+    after = _snapshot(folder)
+    return {
+        rel: file_digest(folder / rel)
+        for rel, stat in sorted(after.items())
+        if before.get(rel) != stat and not rel.startswith(skip)
+    }
+
+
+def _still_there(folder: Path, outputs: dict[str, str]) -> bool:
+    return all((folder / rel).is_file() and file_digest(folder / rel) == digest for rel, digest in outputs.items())
+
+
+class StudyRecord:
+    """``runs/NAME/study.json``: the key of the attempt (config, code, data sizes) and, per completed notebook,
+    the digest of its file, its time and the digest of every file it wrote. Written whole after each notebook."""
+
+    def __init__(self, path: Path, key: str) -> None:
+        self.path, self.key = path, key
+        self.notebooks: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def read(cls, path: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("notebooks"), dict) else None
+
+    def save(self) -> None:
+        write_atomic(self.path, json.dumps({"key": self.key, "notebooks": self.notebooks}, indent=2))
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Put the finished report at ``final`` in one rename (through a hidden copy when it is on another disk);
+    the previous report is removed only once the new one is in place."""
+    if final.exists() and not final.is_dir():
+        raise StudyError(f"--out {final}: is a file, expected a folder")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    incoming = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(incoming, ignore_errors=True)
+    try:
+        os.replace(staging, incoming) if staging.stat().st_dev == final.parent.stat().st_dev else shutil.copytree(
+            staging, incoming
+        )
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(incoming, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_study(
+    params: list[str],
+    overrides: list[str] | None = None,
+    out: str | None = None,
+    quiet: bool = False,
+    resume: bool = False,
+) -> Path:
+    """Run the whole study (or, with ``resume``, what an interrupted attempt left undone); return the report
+    folder.
+
+    The run folder (checkpoints, caches, executed notebooks, the report being built) is always
+    ``<study.runs_dir>/<study.name>``; ``out`` only moves the finished report (default
+    ``<study.reports_dir>/<study.name>``). Relative paths are taken from the project root.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -280,59 +224,87 @@ def run_study(
     sizes = preflight(cfg)
 
     run_dir = (root / cfg.run_dir).resolve() if not cfg.run_dir.is_absolute() else cfg.run_dir
-    staging = final.with_name(f".{final.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    key = digest_of([cfg.digest(), code_digest(), sizes])
+    previous = StudyRecord.read(run_dir / RECORD) if resume else None
+    if resume and previous is not None and previous.get("key") != key:
+        raise StudyError(
+            f"--resume: {run_dir} was started with another config, dfmm code or data (its study.json key "
+            f"{previous.get('key')} is not {key}); run without --resume to start over"
+        )
+    if previous is None:
+        _empty_run_folder(run_dir)
+    staging = run_dir / STAGING
+    staging.mkdir(parents=True, exist_ok=True)
     metrics_dir = run_dir / "metrics"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
     executed_dir = run_dir / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
     config_path = cfg.save(run_dir / "config.json")
     cfg.save(staging / "config.json")
+    record = StudyRecord(run_dir / RECORD, key)
 
     started = time.time()
     timings: dict[str, float] = {}
+    reused_seconds = 0.0
+    reusable = previous is not None
     bar = tqdm(books, desc="study", unit="notebook", disable=quiet)
-    try:
-        for book in bar:
-            bar.set_description(f"study: {book.stem}")
-            executed = executed_dir / book.name
-            t0 = time.perf_counter()
-            try:
-                pm.execute_notebook(
-                    str(book),
-                    str(executed),
-                    parameters=papermill_parameters(config_path, staging, root),
-                    kernel_name=_kernel_name(),
-                    cwd=str(root),
-                    progress_bar=not quiet,
-                    log_output=False,
-                    request_save_on_cell_execute=False,
-                    config=_kernel_config(),
-                )
-            except PapermillExecutionError as e:
-                evalue = " ".join(str(e.evalue).split())[:300]
-                raise StudyError(
-                    f"notebook {book.name} failed in cell {e.exec_count}: {e.ename}: {evalue} "
-                    f"(executed copy: {executed})"
-                ) from None
-            timings[book.stem] = round(time.perf_counter() - t0, 1)
-            export_html(executed, staging / f"{book.stem}.html")
-        metrics = merge_metrics(cfg, metrics_dir, sizes, timings, time.time() - started)
-        from dfmm.report import seed_means, write_data_card, write_index
-        from dfmm.targets import check_targets
+    for book in bar:
+        done = (previous or {}).get("notebooks", {}).get(book.stem)
+        reusable = (
+            reusable
+            and done is not None
+            and done.get("notebook") == file_digest(book)
+            and _still_there(run_dir, done.get("outputs", {}))
+        )
+        if reusable:
+            bar.set_description(f"study: {book.stem} (done, reused)")
+            record.notebooks[book.stem] = done
+            timings[book.stem] = done["seconds"]
+            reused_seconds += done["seconds"]
+            record.save()
+            continue
+        bar.set_description(f"study: {book.stem}")
+        executed = executed_dir / book.name
+        before = _snapshot(run_dir)
+        t0 = time.perf_counter()
+        running = executed.with_name(executed.name + ".tmp")
+        try:
+            pm.execute_notebook(
+                str(book),
+                str(running),
+                parameters=papermill_parameters(config_path, staging, root),
+                kernel_name=_kernel_name(),
+                cwd=str(root),
+                progress_bar=not quiet,
+                log_output=False,
+                request_save_on_cell_execute=False,
+                config=_kernel_config(),
+            )
+        except PapermillExecutionError as e:
+            evalue = " ".join(str(e.evalue).split())[:300]
+            raise StudyError(
+                f"notebook {book.name} failed in cell {e.exec_count}: {e.ename}: {evalue} "
+                f"(executed copy: {running}; after a fix, add --resume to keep the notebooks before it)"
+            ) from None
+        running.replace(executed)
+        timings[book.stem] = round(time.perf_counter() - t0, 1)
+        export_html(executed, staging / f"{book.stem}.html")
+        outputs = _written(run_dir, before, skip=(TRAINING_STATES + "/", RECORD))
+        record.notebooks[book.stem] = {"notebook": file_digest(book), "seconds": timings[book.stem], "outputs": outputs}
+        record.save()
+    metrics = merge_metrics(cfg, metrics_dir, sizes, timings, time.time() - started + reused_seconds)
+    from dfmm.sections import check_sections
 
-        metrics["targets"] = check_targets(cfg, metrics)
-        metrics["seed_means"] = seed_means(metrics)  # the headline table's derived rows, kept with their sources
-        (staging / "metrics.json").write_text(dumps_json(metrics))
-        write_data_card(cfg, metrics, staging / "DATA_CARD.md")
-        write_index(cfg, metrics, [b.stem for b in books], staging / "index.html")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if final.exists():
-        shutil.rmtree(final)
-    staging.replace(final)
+    check_sections(metrics, [b.stem for b in books])
+    from dfmm.report import seed_means, write_data_card, write_index
+    from dfmm.targets import check_targets
+
+    metrics["targets"] = check_targets(cfg, metrics)
+    metrics["seed_means"] = seed_means(metrics)  # the headline table's derived rows, kept with their sources
+    write_atomic(staging / "metrics.json", dumps_json(metrics))
+    write_data_card(cfg, metrics, staging / "DATA_CARD.md")
+    write_index(cfg, metrics, [b.stem for b in books], staging / "index.html", published=final)
+    _publish(staging, final)
+    shutil.rmtree(run_dir / TRAINING_STATES, ignore_errors=True)  # the study is whole: no training to resume
     return final
 
 
@@ -384,4 +356,4 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-__all__ = ["DfmmError", "NotebookContext", "export_html", "notebook_setup", "project_root", "run_study"]
+__all__ = ["DfmmError", "StudyRecord", "export_html", "run_study"]

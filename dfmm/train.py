@@ -2,10 +2,10 @@
 
 The same code runs on a CPU, one GPU, or several GPUs under ``accelerate launch`` with mixed precision (bf16
 on GPU by default). A recipe (``dfmm.config.Recipe``) decides the optimiser, learning-rate groups, schedule and
-loss; the loop decides nothing. Each epoch is validated, the best epoch (validation ROC AUC) is kept, and early
-stopping is optional. With ``recipe.ema`` the loop keeps an exponential moving average of the weights (and
-batch-norm statistics); each epoch validates the average, and the best average is what is kept. Same seed, same
-data -> the same metrics on CPU.
+loss; the loop decides nothing. Each epoch is validated and the best epoch (validation ROC AUC) is kept. Same
+seed, same data -> the same metrics on CPU. Given a state path, the loop saves after every epoch what it needs to
+go on, and a run interrupted at any moment resumes from its last complete epoch to the same tensors (CPU, no
+DataLoader workers: persistent workers keep random states of their own that a restart cannot restore).
 
 Under ``accelerate launch`` with N processes each process trains on every N-th batch (``shard_for_processes``),
 gradients are averaged by DDP (so the effective batch is N x the recipe's batch), and every process validates on
@@ -14,13 +14,11 @@ the whole validation split, so all of them pick the same best epoch without a ga
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import re
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,45 +51,19 @@ def make_accelerator(device: str = "auto", mixed_precision: str = "auto") -> Any
     return Accelerator(cpu=not cuda, mixed_precision=mixed_precision)
 
 
-def layer_depths(model: nn.Module) -> dict[str, int]:
-    """Depth of each parameter from the input: stem/embeddings 0, block or layer i -> i + 1, the rest after them.
-
-    Works by name for timm EfficientNets (``blocks.i``) and Hugging Face encoders (``layer.i``), so layer-wise
-    learning-rate decay needs nothing from the model classes.
-    """
-    index = {}
-    for name, _ in model.named_parameters():
-        m = re.search(r"\.(?:blocks|layer)\.(\d+)\.", f".{name}")
-        index[name] = int(m.group(1)) + 1 if m else None
-    deepest = max((d for d in index.values() if d is not None), default=0)
-    first_block = next((i for i, d in enumerate(index.values()) if d is not None), len(index))
-    return {
-        name: d if d is not None else (0 if i < first_block else deepest + 1)
-        for i, (name, d) in enumerate(index.items())
-    }
-
-
 def param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
     """Backbone at ``lr``, head at ``lr * head_lr_mult`` (discriminative learning rates); no decay on norms/biases.
 
-    With ``layer_decay`` < 1 a backbone parameter at depth d gets ``lr * layer_decay ** (top - d)``: the layers
-    nearest the input move least (layer-wise learning-rate decay, BEiT); on DFDC at the compact budget that cost
-    AUC, the artefacts live in low-level features (README, "Recipes").
     Each group carries ``lr_scale`` (its lr over ``recipe.lr``) and ``head`` (whether it is the head's).
     """
     head_ids = {id(p) for p in model.head_parameters()}
-    depths = layer_depths(model) if recipe.layer_decay < 1.0 else {}
-    top = max(depths.values(), default=0)
-    groups: dict[tuple[bool, bool, int], list[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        is_head = id(p) in head_ids
-        key = (is_head, p.ndim <= 1, 0 if is_head else top - depths.get(name, top))
-        groups.setdefault(key, []).append(p)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups.setdefault((id(p) in head_ids, p.ndim <= 1), []).append(p)
     out = []
-    for (is_head, no_decay, below_top), params in groups.items():
-        scale = recipe.head_lr_mult if is_head else recipe.layer_decay**below_top
+    for (is_head, no_decay), params in groups.items():
+        scale = recipe.head_lr_mult if is_head else 1.0
         out.append(
             {
                 "params": params,
@@ -125,19 +97,8 @@ def lr_factor(step: int, total_steps: int, recipe: Recipe) -> float:
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int) -> Any:
-    """One schedule for every group; with ``head_only_fraction`` the backbone waits that share of the steps at lr 0
-    (the head learns on fixed features first: LP-FT, Kumar et al. 2022) and then runs its own warm-up and decay
-    over the steps left."""
-    frozen = int(recipe.head_only_fraction * total_steps)
-
-    def head(step: int) -> float:
-        return lr_factor(step, total_steps, recipe)
-
-    def backbone(step: int) -> float:
-        return 0.0 if step < frozen else lr_factor(step - frozen, total_steps - frozen, recipe)
-
-    lambdas = [head if g.get("head") else backbone for g in optimizer.param_groups]
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+    """One schedule for every parameter group: :func:`lr_factor` of the step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, recipe))
 
 
 def bce_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float, pos_weight: float | None) -> torch.Tensor:
@@ -146,20 +107,6 @@ def bce_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float, pos_w
     if pos_weight is not None:  # class-balanced: each class contributes half of the loss
         weight = torch.where(labels > 0.5, pos_weight, 1.0).to(logits.dtype)
     return F.binary_cross_entropy_with_logits(logits.float(), target.float(), weight=weight)
-
-
-def pair_ranking_loss(logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Mean softplus(real - fake) over (fake, real) pairs of one group in the batch; 0 when there are none.
-
-    A DFDC fake and the real video it was made from share scene, pose and lighting: ranking the fake above its
-    own real isolates the manipulation, the cue the detector must learn (a logistic pairwise ranking loss).
-    """
-    same = groups.view(-1, 1) == groups.view(1, -1)
-    pairs = same & (labels.view(-1, 1) > 0.5) & (labels.view(1, -1) < 0.5)  # rows fake, columns real
-    if not bool(pairs.any()):
-        return logits.float().sum() * 0.0
-    diff = logits.float().view(-1, 1) - logits.float().view(1, -1)
-    return F.softplus(-diff[pairs]).mean()
 
 
 def shard_for_processes(loader: Any, accelerator: Any) -> Any:
@@ -187,33 +134,61 @@ def shard_for_processes(loader: Any, accelerator: Any) -> Any:
     )
 
 
-class WeightAverage:
-    """Exponential moving average of a model's floating-point state (parameters and batch-norm statistics).
+def _sampler_of(loader: Any) -> Any:
+    sampler = loader.batch_sampler
+    return getattr(sampler, "inner", sampler)  # ShardedBatchSampler wraps the one that counts epochs
 
-    ``update`` after each optimiser step: avg = decay * avg + (1 - decay) * current. ``swapped_in`` puts the
-    average into the model for validation and puts the trained weights back afterwards.
-    """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+def _rng_states() -> dict[str, Any]:
+    """Every random state the loop draws from, as tensors and plain values (loadable with ``weights_only``)."""
+    import random
 
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for k, v in model.state_dict().items():
-            if v.is_floating_point():
-                self.state[k].lerp_(v.detach(), 1.0 - self.decay)
-            else:  # counters such as num_batches_tracked
-                self.state[k].copy_(v)
+    import numpy as np
 
-    @contextlib.contextmanager
-    def swapped_in(self, model: nn.Module) -> Iterator[nn.Module]:
-        trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(self.state)
-        try:
-            yield model
-        finally:
-            model.load_state_dict(trained)
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos)},
+        "numpy_gauss": [int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    n = states["numpy"]
+    has_gauss, gauss = states["numpy_gauss"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype("uint32"), n["pos"], has_gauss, gauss))
+    random.setstate(states["python"])
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the state after an epoch through a temporary file: a kill leaves the previous epoch's state whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_training_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The state saved after the last complete epoch, or None when there is none or it belongs to another run
+    (another config, code or data: its ``fingerprint`` differs). Tensors and plain data only: never unpickles code."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a foreign or damaged file is not a state to resume from
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        return None
+    return state
 
 
 def fit(
@@ -225,26 +200,39 @@ def fit(
     *,
     accelerator: Any = None,
     pos_weight: float | None = None,
-    patience: int = 0,
     desc: str = "train",
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    state_path: Path | None = None,
+    fingerprint: str = "",
 ) -> TrainResult:
-    """Train ``model`` for ``epochs``; keep the weights of the best validation epoch (ROC AUC)."""
+    """Train ``model`` for ``epochs``; keep the weights of the best validation epoch (ROC AUC).
+
+    With ``state_path`` the loop saves, after every epoch, what it needs to go on: model, optimiser, schedule,
+    the best epoch so far, every random state and the sampler's epoch. A run that finds a state there with the
+    same ``fingerprint`` (the caller's digest of config, code and data) starts after that epoch; on CPU it
+    ends with the same tensors and metrics as a run never interrupted.
+    """
     accelerator = accelerator or make_accelerator()
     train_loader = shard_for_processes(train_loader, accelerator)
     optimizer = make_optimizer(model, recipe)
     total = epochs * len(train_loader)
     schedule = make_schedule(optimizer, recipe, total)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    unwrapped = accelerator.unwrap_model(model)
     result = TrainResult(device=str(accelerator.device), mixed_precision=str(accelerator.mixed_precision))
-    average = WeightAverage(accelerator.unwrap_model(model), recipe.ema) if recipe.ema > 0 else None
-    stale = 0
-    for epoch in range(1, epochs + 1):
+    done = 0
+    saved = load_training_state(state_path, fingerprint) if state_path is not None else None
+    if saved is not None:
+        unwrapped.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        r = saved["result"]
+        result.history, result.best_epoch, result.best_score = r["history"], r["best_epoch"], r["best_score"]
+        result.best_state, result.skipped = saved["best_state"], r["skipped"]
+        done = saved["epoch"]
+        _sampler_of(train_loader).epoch = saved["sampler_epoch"]
+        _set_rng_states(saved["rng"])
+    for epoch in range(done + 1, epochs + 1):
         model.train()
-        if recipe.freeze_norm:  # small data, small batches: batch statistics are noisier than ImageNet's
-            for m in model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
         t0 = time.perf_counter()
         seen, loss_sum, correct = 0, 0.0, 0
         bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False, mininterval=10, disable=None)
@@ -257,17 +245,10 @@ def fit(
             with accelerator.autocast():
                 logits = _call(model, inputs)
                 loss = bce_loss(logits, labels, recipe.label_smoothing, pos_weight)
-                if recipe.pair_loss > 0 and batch.get("groups") is not None:
-                    groups = batch["groups"].to(accelerator.device)
-                    loss = loss + recipe.pair_loss * pair_ranking_loss(logits, labels, groups)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            if recipe.grad_clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             optimizer.step()
             schedule.step()
-            if average is not None:
-                average.update(accelerator.unwrap_model(model))
             n = labels.numel()
             seen += n
             loss_sum += float(loss.detach()) * n
@@ -275,40 +256,52 @@ def fit(
             rate = seen / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", rate=f"{rate:.1f}/s", refresh=False)
         train_s = time.perf_counter() - t0
-        unwrapped = accelerator.unwrap_model(model)
-        with average.swapped_in(unwrapped) if average is not None else contextlib.nullcontext(unwrapped) as evaluated:
-            pred = predict(evaluated, val_loader, accelerator, tta=False, desc="validate")
+        pred = predict(unwrapped, val_loader, accelerator, tta=False, desc="validate")
         val = binary_metrics(pred["labels"], sigmoid(pred["logits"]))
         val_loss = (
             float(F.binary_cross_entropy_with_logits(torch.tensor(pred["logits"]), torch.tensor(pred["labels"])))
             if len(pred["labels"])
             else float("nan")
         )
-        row = {
-            "epoch": epoch,
-            "train_items": seen,  # this process's share under accelerate launch
-            "train_loss": loss_sum / max(seen, 1),
-            "train_accuracy": correct / max(seen, 1),
-            "val_loss": val_loss,
-            "val_accuracy": val["accuracy"],
-            "val_balanced_accuracy": val["balanced_accuracy"],
-            "val_auc": val["auc"],
-            "train_samples_per_s": seen / train_s if train_s > 0 else 0.0,
-            "epoch_seconds": time.perf_counter() - t0,
-            "lr": float(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_scale"]),  # the recipe's lr
-        }
-        result.history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
+        result.history.append(
+            {
+                "epoch": epoch,
+                "train_items": seen,  # this process's share under accelerate launch
+                "train_loss": loss_sum / max(seen, 1),
+                "train_accuracy": correct / max(seen, 1),
+                "val_loss": val_loss,
+                "val_accuracy": val["accuracy"],
+                "val_balanced_accuracy": val["balanced_accuracy"],
+                "val_auc": val["auc"],
+                "train_samples_per_s": seen / train_s if train_s > 0 else 0.0,
+                "epoch_seconds": time.perf_counter() - t0,
+                "lr": float(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_scale"]),  # recipe's lr
+            }
+        )
         score = val["auc"] if not math.isnan(val["auc"]) else val["balanced_accuracy"]
         if score > result.best_score:
-            result.best_score, result.best_epoch, stale = score, epoch, 0
-            validated = average.state if average is not None else unwrapped.state_dict()
-            result.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in validated.items()})
-        else:
-            stale += 1
-            if patience and stale >= patience:
-                break
+            result.best_score, result.best_epoch = score, epoch
+            result.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in unwrapped.state_dict().items()})
+        if state_path is not None and accelerator.is_main_process:
+            save_training_state(
+                state_path,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": {k: v.detach().cpu() for k, v in unwrapped.state_dict().items()},
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "best_state": result.best_state,
+                    "result": {
+                        "history": result.history,
+                        "best_epoch": result.best_epoch,
+                        "best_score": result.best_score,
+                        "skipped": result.skipped,
+                    },
+                    "sampler_epoch": _sampler_of(train_loader).epoch,
+                    "rng": _rng_states(),
+                },
+            )
     if result.best_state is not None:
         unwrapped.load_state_dict(result.best_state)
     return result

@@ -189,35 +189,3 @@ def test_color_jitter_is_a_bounded_colour_change():
     red = torch.zeros(3, 2, 2)
     red[0] = 0.8
     assert any(float(half(red)[0].mean()) < 0.6 for _ in range(20))
-
-
-def test_self_blend_changes_the_face_and_leaves_the_border():
-    from dfmm.data.blend import self_blend
-
-    rng = np.random.default_rng(0)
-    img = Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
-    changed = []
-    for seed in range(8):
-        torch.manual_seed(seed)
-        out = np.asarray(self_blend(img)).astype(int)
-        src = np.asarray(img).astype(int)
-        assert out.shape == src.shape
-        assert np.array_equal(out[:4, :4], src[:4, :4]) and np.array_equal(out[-4:, -4:], src[-4:, -4:])
-        changed.append(np.abs(out[40:56, 40:56] - src[40:56, 40:56]).mean())
-    assert min(changed) > 2.0  # every pseudo-fake alters the centre of the face
-    torch.manual_seed(3)
-    again = np.asarray(self_blend(img))
-    torch.manual_seed(3)
-    assert np.array_equal(again, np.asarray(self_blend(img)))  # seeded with the run: repeatable
-
-
-def test_self_blended_items_are_fakes_in_their_reals_group(tmp_path):
-    s = load_image_folder(_folder(tmp_path, n=3))
-    ds = ImageDataset(s, image_transform(32, (0.5,) * 3, (0.5,) * 3, "none"), self_blend=True)
-    assert len(ds) == 6 + 3 and ds.labels.tolist().count(1) == 6
-    reals = [i for i in range(6) if s.labels[i] == 0]
-    for k, i in enumerate(reals):
-        item = ds[6 + k]
-        assert item["label"] == 1 and item["index"] == i and ds.groups[6 + k] == s.groups[i]
-        assert item["group"] == ds[i]["group"]
-    assert len(ImageDataset(s, image_transform(32, (0.5,) * 3, (0.5,) * 3, "none"))) == 6

@@ -32,8 +32,9 @@ def test_gradcam_graph_cut_matches_the_full_backward_pass(tiny_models):
     vis = model.visual.eval()
     x = torch.randn(2, 3, 64, 64)
     ref = GradCAM(model=vis, target_layers=[vis.gradcam_layer()])
-    expected = np.concatenate([ref(input_tensor=x[:1], targets=[LogitTarget(1.0)]),
-                               ref(input_tensor=x[1:], targets=[LogitTarget(-1.0)])])  # fmt: skip
+    expected = np.concatenate(
+        [ref(input_tensor=x[:1], targets=[LogitTarget(1.0)]), ref(input_tensor=x[1:], targets=[LogitTarget(-1.0)])]
+    )
     ref.activations_and_grads.release()
     flags = [p.requires_grad for p in vis.parameters()]
     with GradCamExplainer(vis) as cam:

@@ -129,3 +129,50 @@ def test_api_in_a_fresh_interpreter(tiny_models, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["kind"] == "multimodal_ensemble" and got["label"] in ("real", "fake")
+
+
+def test_score_sets_measures_each_set_at_its_branch_threshold_with_group_intervals(tiny_models):
+    """What notebook 06 reports: ``dfmm evaluate``'s scoring, metrics at the checkpoint's threshold, intervals that
+    resample the scored rows' groups."""
+    from dfmm.evaluate import score_images, score_sets, score_texts
+    from dfmm.metrics import metrics_with_ci
+
+    cfg = tiny_models["cfg"]
+    model, _ = load_model(tiny_models["ensemble"])
+    images, texts = image_splits(cfg)["test"], text_splits(cfg)["test"]
+    out = score_sets(model, images={"faces": images}, texts={"texts": texts}, text_batch_size=8)
+    assert list(out) == ["faces", "texts"]
+    for name, data, scores, branch in (
+        ("faces", images, score_images(model, images), "visual"),
+        ("texts", texts, score_texts(model, texts, 8), "text"),
+    ):
+        s = out[name]
+        assert np.array_equal(s["probs"], scores["probs"]) and np.array_equal(s["index"], scores["index"])
+        assert s["groups"] == [data.groups[i] for i in scores["index"]]
+        expected = metrics_with_ci(scores["labels"], scores["probs"], model.threshold(branch), groups=s["groups"])
+        assert json.dumps(s["metrics"], sort_keys=True) == json.dumps(expected, sort_keys=True)
+        assert s["metrics"]["ci"]["resampled"] == "groups"
+
+
+def test_by_aggregation_scores_every_rule_on_the_same_frames():
+    from dfmm.evaluate import by_aggregation
+    from dfmm.inference import AGGREGATIONS
+    from dfmm.scoring import DecisionRule
+
+    class Model:  # only the decision rule is read
+        def rule(self, branch):
+            return DecisionRule(threshold=0.3)
+
+        def threshold(self, branch):
+            return 0.3
+
+    frames = {"fake": [0.9, 0.2, 0.8], "real": [0.1, 0.4, 0.2], "edge": [0.4, 0.25, None]}
+    rows = [
+        {"label": int(name != "real"), "per_frame": [{"probability_fake": p} for p in ps]}
+        for name, ps in frames.items()
+    ] + [{"label": 1, "error": "unreadable"}]
+    table = by_aggregation(Model(), rows)
+    assert list(table) == list(AGGREGATIONS) and all(m["n"] == 3 for m in table.values())
+    assert table["mean"]["accuracy"] == 1.0  # 0.633, 0.233, 0.325 (the missing frame skipped) against 0.3
+    assert table["max"]["accuracy"] == pytest.approx(2 / 3)  # the real clip's 0.4 frame makes it fake
+    assert table["vote"]["accuracy"] == 1.0  # shares 2/3, 1/3, 1/2 against 0.5 (against 0.3 the real clip is fake)

@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
 from dfmm.models.text import mean_pool
 from dfmm.weights import create_text_encoder, create_visual_backbone
-
-PARAMS = Path(__file__).resolve().parents[1] / "params"
 
 
 @pytest.fixture(scope="module")
@@ -41,51 +37,48 @@ def test_visual_branch_shapes_and_normalised_features(lite0):
     assert model.log_scale.exp().item() == pytest.approx(10.0)
 
 
-def test_mid_level_joins_an_earlier_feature_map_and_survives_a_checkpoint(lite0):
-    from dfmm.branches import visual_from_meta
-
+def test_scored_is_the_forward_pass_with_the_mirrored_view_averaged_in(lite0):
+    """``scored`` (what serving, dfmm evaluate and the fusion read) is ``forward`` in eval mode; with ``tta`` its
+    logits are the mean over the image and its mirror, and its features stay the unmirrored image's."""
     backbone, _ = lite0
-    model = VisualBranch(backbone, dropout=0.0, mid_level=2).eval()
+    model = VisualBranch(backbone, dropout=0.2).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        f = model.features(x)
-        last, (mid,) = backbone.forward_intermediates(x, indices=[2])
-    assert model.feature_dim == f.shape[1] == 1280 + 40
-    assert torch.allclose(f.norm(dim=1), torch.ones(2), atol=1e-5)
-    # each part is unit-norm before the join: the stride-8 half is that level's spatial mean, direction kept
-    expect_mid = torch.nn.functional.normalize(mid.mean((2, 3)), dim=1) / 2**0.5
-    assert torch.allclose(f[:, 1280:], expect_mid, atol=1e-5)
-    assert torch.allclose(f[:, 1280:].norm(dim=1), torch.full((2,), 2**-0.5), atol=1e-5)
-    meta = {"timm_name": "tf_efficientnet_lite0", "dropout": 0.0, "global_pool": "avg", "mid_level": 2}
-    with torch.no_grad():
-        assert torch.allclose(visual_from_meta(meta, model.state_dict())(x), model(x), atol=1e-5)
+        logits, features = model.scored(x)
+        assert torch.equal(logits, model(x)) and torch.equal(features, model.features(x))
+        tta_logits, tta_features = model.scored(x, tta=True)
+        assert torch.equal(tta_features, features)
+        assert torch.equal(tta_logits, 0.5 * (model(x) + model(torch.flip(x, dims=[3]))))
 
 
-def test_recipe_pooling_reaches_the_backbone_and_the_checkpoint():
-    from dfmm.branches import build_visual, visual_from_meta, visual_meta
-    from dfmm.config import load_config
+def test_checkpoints_naming_the_retired_pooling_load_only_at_the_defaults(lite0):
+    """Visual checkpoints written before ``global_pool``/``mid_level`` were removed name them: at the card's
+    average pool and no extra level they are this model; any other value is refused in one line."""
+    from dfmm.branches import visual_from_meta
+    from dfmm.errors import CheckpointError
 
-    cfg = load_config([PARAMS / "demo.yaml"], ["visual.recipes.improved.global_pool=max"])
-    card, _ = build_visual(cfg, cfg.visual.recipes["card"])
-    model, info = build_visual(cfg, cfg.visual.recipes["improved"])
-    model.eval()
+    backbone, _ = lite0
+    model = VisualBranch(backbone, dropout=0.0).eval()
     x = torch.randn(1, 3, 64, 64)
+    old = {"timm_name": "tf_efficientnet_lite0", "dropout": 0.0, "global_pool": "avg", "mid_level": -1}
     with torch.no_grad():
-        assert torch.allclose(model.backbone(x), model.backbone.forward_features(x).amax((2, 3)))
-        assert torch.allclose(card.eval().backbone(x), card.backbone.forward_features(x).mean((2, 3)), atol=1e-5)
-        meta = visual_meta(cfg, info, "improved")
-        assert (meta["global_pool"], visual_meta(cfg, info, "card")["global_pool"]) == ("max", "avg")
-        assert torch.allclose(visual_from_meta(meta, model.state_dict())(x), model(x), atol=1e-5)
+        assert torch.equal(visual_from_meta(old, model.state_dict())(x), model(x))
+    for key, value in (("global_pool", "avgmax"), ("mid_level", 2)):
+        with pytest.raises(CheckpointError, match=f"{key} = .*no longer has.*6575cbe") as e:
+            visual_from_meta({**old, key: value}, model.state_dict())
+        assert "\n" not in str(e.value)
 
 
 def test_text_encoder_package_gives_meaningful_embeddings():
     encoder, tokenizer, info = create_text_encoder("package:all-MiniLM-L6-v2")
     assert info.architecture == "bert" and encoder.config.hidden_size == 384
     model = TextBranch(encoder).eval()
-    enc = tokenizer(["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stock markets fell sharply today."],
-                    padding=True, return_tensors="pt")  # fmt: skip
+    sentences = ["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stock markets fell sharply today."]
+    enc = tokenizer(sentences, padding=True, return_tensors="pt")
     with torch.no_grad():
-        f = torch.nn.functional.normalize(model.features(enc["input_ids"], enc["attention_mask"]), dim=1)
+        logits, features = model.scored(enc["input_ids"], enc["attention_mask"])
+        assert torch.equal(logits, model(enc["input_ids"], enc["attention_mask"]))
+        f = torch.nn.functional.normalize(features, dim=1)
     sim = f @ f.T
     assert sim[0, 1] > sim[0, 2] + 0.2  # paraphrases closer than unrelated sentences: real pretrained weights
 

@@ -175,7 +175,7 @@ def test_a_notebook_page_shows_each_saved_figure_once_without_paths_or_warnings(
             "config_path = None\nreport_dir = None\nparams = ['params/demo.yaml']", metadata={"tags": ["parameters"]}
         ),  # fmt: skip
         nbformat.v4.new_code_cell(
-            "from dfmm.study import notebook_setup\n\nctx = notebook_setup(config_path, params, report_dir)"
+            "from dfmm.notebook import notebook_setup\n\nctx = notebook_setup(config_path, params, report_dir)"
         ),  # fmt: skip
         nbformat.v4.new_code_cell(
             "import warnings\n\nimport matplotlib.pyplot as plt\nimport tqdm.auto\n\n"

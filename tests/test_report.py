@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from dfmm.config import load_config
+from dfmm.files import dumps_json
+from dfmm.notebook import NotebookContext
 from dfmm.report import ci_note, headline_table, target_rows, write_data_card, write_index
-from dfmm.study import NotebookContext, dumps_json
 
 from .conftest import ROOT
 
@@ -31,34 +32,83 @@ _CI = {
 
 
 def _run(acc: float, auc: float) -> dict:
-    return {"n": 2400, "accuracy": acc, "balanced_accuracy": acc, "auc": auc, "ap": 0.8, "tpr_at_5fpr": 0.2,
-            "eer": 0.3, "ece": 0.041, "threshold": 0.5, "ci": _CI, "undefined": {}}  # fmt: skip
+    return {
+        "n": 2400,
+        "accuracy": acc,
+        "balanced_accuracy": acc,
+        "auc": auc,
+        "ap": 0.8,
+        "tpr_at_5fpr": 0.2,
+        "eer": 0.3,
+        "ece": 0.041,
+        "threshold": 0.5,
+        "ci": _CI,
+        "undefined": {},
+    }
 
 
 def _metrics() -> dict:
-    one_class = {"n": 40, "accuracy": 0.6, "balanced_accuracy": 0.6, "auc": math.nan, "ap": None, "ece": 0.2,
-                 "undefined": {"auc": "one class only (n real=0, n fake=40)", "ap": "one class only (n real=0, n fake=40)"}}  # fmt: skip
+    one_class = {
+        "n": 40,
+        "accuracy": 0.6,
+        "balanced_accuracy": 0.6,
+        "auc": math.nan,
+        "ap": None,
+        "ece": 0.2,
+        "undefined": {"auc": "one class only (n real=0, n fake=40)", "ap": "one class only (n real=0, n fake=40)"},
+    }
     seeds = [_run(0.702, 0.77), _run(0.712, 0.78)]
     return {
         "visual": {"recipes": {"improved": {"test": _run(0.702, 0.77), "seed_runs": seeds}}, "linear_probe": None},
         "evaluation": {"cross_dataset": {"celebdf": one_class}, "videos": {"metrics": None}},
         "targets": [
-            {"branch": "visual", "target": "accuracy >= 0.7", "measured": 0.702, "ci": [0.684, 0.72], "std": 0.005,
-             "how": "improved, val, mean of 3 seeds", "status": "met, within noise", "note": "", "met": True},
-            {"branch": "visual", "target": "ROC AUC >= 0.76", "measured": 0.77, "ci": None, "std": None,
-             "how": "improved, val", "status": "met", "note": "no CI", "met": True},
-            {"branch": "text", "target": "bucketed / fixed-padding speed >= 3", "measured": None, "ci": None,
-             "std": None, "how": "not measured in this study", "status": "not measured", "note": "", "met": None},
+            {
+                "branch": "visual",
+                "target": "accuracy >= 0.7",
+                "measured": 0.702,
+                "ci": [0.684, 0.72],
+                "std": 0.005,
+                "how": "improved, val, mean of 3 seeds",
+                "status": "met, within noise",
+                "note": "",
+                "met": True,
+            },
+            {
+                "branch": "visual",
+                "target": "ROC AUC >= 0.76",
+                "measured": 0.77,
+                "ci": None,
+                "std": None,
+                "how": "improved, val",
+                "status": "met",
+                "note": "no CI",
+                "met": True,
+            },
+            {
+                "branch": "text",
+                "target": "bucketed / fixed-padding speed >= 3",
+                "measured": None,
+                "ci": None,
+                "std": None,
+                "how": "not measured in this study",
+                "status": "not measured",
+                "note": "",
+                "met": None,
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 def test_target_rows_show_status_interval_and_seed_spread():
     rows = target_rows(_metrics())
     assert rows[0] == (
-        "visual", "accuracy >= 0.7", "0.702 [0.684, 0.720]", "0.005", "met, within noise",
+        "visual",
+        "accuracy >= 0.7",
+        "0.702 [0.684, 0.720]",
+        "0.005",
+        "met, within noise",
         "improved, val, mean of 3 seeds",
-    )  # fmt: skip
+    )
     assert rows[1][2:] == ("0.770", "–", "met", "improved, val; no CI")
     assert rows[2][2:5] == ("–", "–", "not measured")
     # a report written before ``status``: read from ``met``
@@ -188,7 +238,7 @@ def test_json_writer_turns_nan_into_null(tmp_path):
     text = dumps_json(values)
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"auc": None, "ece": None, "inf": None, "curve": [0.5, None], "n": 3}
-    path = NotebookContext(None, tmp_path, tmp_path / "metrics").record("visual", {"test": values})  # type: ignore[arg-type]
+    path = NotebookContext(None, tmp_path, tmp_path / "metrics").record("run", {"test": values})  # type: ignore[arg-type]
     read = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert read["test"]["auc"] is None
     # what reads it back takes null where NaN was
@@ -235,9 +285,14 @@ def test_front_pages_list_the_robustness_sweep_and_the_format_control(tmp_path):
     r = robustness_summary(m)
     sweep = m["evaluation"]["robustness"]
     assert [(b, n) for b, n, *_ in r["rows"]] == [
-        ("visual", "clean"), ("visual", "jpeg_30"), ("visual", "blur_2"), ("visual", "png"), ("visual", "jpeg_95"),
-        ("text", "clean"), ("text", "truncate_64"),
-    ]  # fmt: skip
+        ("visual", "clean"),
+        ("visual", "jpeg_30"),
+        ("visual", "blur_2"),
+        ("visual", "png"),
+        ("visual", "jpeg_95"),
+        ("text", "clean"),
+        ("text", "truncate_64"),
+    ]
     jpeg = sweep["visual"]["perturbations"]["jpeg_30"]
     lo, hi = jpeg["metrics"]["ci"]["auc"]
     assert r["rows"][1][2] == f"{jpeg['metrics']['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
@@ -271,3 +326,54 @@ def test_front_pages_list_the_robustness_sweep_and_the_format_control(tmp_path):
     del m["evaluation"]["robustness"], m["evaluation"]["format_control"]
     assert robustness_summary(m) is None
     assert "robustness" not in write_index(cfg, m, [], tmp_path / "plain.html").read_text().lower()
+
+
+def test_metrics_sections_are_checked_when_recorded_and_when_assembled(tmp_path):
+    """The metrics.json contract (dfmm.sections): a malformed section fails in the notebook that records it, a
+    missing one fails the assembly naming the notebook that should have written it."""
+    import numpy as np
+
+    from dfmm.errors import StudyError
+    from dfmm.sections import check_section, check_sections
+
+    ctx = NotebookContext(cfg=None, report_dir=tmp_path, metrics_dir=tmp_path / "m")  # type: ignore[arg-type]
+    good = {
+        "counts": {"real": np.int64(3)},
+        "deletion": {},
+        "median_ms_one_image": np.float32(4.5),
+        "image_size": 64,
+        "layer": "conv_head",
+    }
+    assert json.loads(ctx.record("gradcam", good).read_text())["counts"] == {"real": 3}
+    with pytest.raises(ValueError, match=r"metrics section gradcam: missing key 'layer'"):
+        ctx.record("gradcam", {k: v for k, v in good.items() if k != "layer"})
+    with pytest.raises(ValueError, match=r"gradcam.image_size: expected int, got str"):
+        check_section("gradcam", {**json.loads(dumps_json(good)), "image_size": "64"})
+    run = {
+        "branch": "visual",
+        "recipe": "card",
+        "seed": 0,
+        "best_epoch": 1,
+        "history": [],
+        "checkpoint": "x.pt",
+        "val": {"n": 4, "accuracy": 0.5, "balanced_accuracy": 0.5, "auc": None},
+        "test": {"n": 4},
+    }
+    with pytest.raises(ValueError, match=r"visual.recipes.card.test: missing key 'accuracy'"):
+        check_section(
+            "visual",
+            {
+                "backbone": {},
+                "report_recipe": "card",
+                "recipes": {"card": run},
+                "linear_probe": {},
+                "speed": {},
+                "checkpoint": "x.pt",
+            },
+        )
+    check_section("anything_else", {"free": "form"})
+    with pytest.raises(StudyError, match=r"notebook 05_gradcam_analysis did not record its metrics section 'gradcam'"):
+        check_sections({}, ["05_gradcam_analysis"])
+    with pytest.raises(StudyError, match=r"notebook 05_gradcam_analysis: metrics section gradcam.layer: expected str"):
+        check_sections({"gradcam": {**json.loads(dumps_json(good)), "layer": 3}}, ["05_gradcam_analysis"])
+    check_sections({}, ["01_data_exploration"][:0])  # no notebook ran: nothing is required

@@ -56,42 +56,49 @@ def test_dfdc_split_has_no_pair_leakage():
 
 
 def test_fusion_pairs_take_each_text_from_its_own_index_when_splits_differ_in_size():
-    from dfmm.experiments import pair_outputs
+    from dfmm.experiments import BranchOutputs, pair_outputs
 
     # 6 images, 4 texts: the text arrays must be indexed by the text permutation, never the image one
     vy, ty = np.array([0, 1, 0, 1, 0, 1.0]), np.array([1, 1, 0, 0.0])
-    visual = (np.arange(6.0)[:, None] * np.ones((1, 3)), np.arange(6.0) + 100, vy)
-    text = (np.arange(4.0)[:, None] * np.ones((1, 2)), np.arange(4.0) + 200, ty)
+    visual = BranchOutputs(np.arange(6.0)[:, None] * np.ones((1, 3)), np.arange(6.0) + 100, vy)
+    text = BranchOutputs(np.arange(4.0)[:, None] * np.ones((1, 2)), np.arange(4.0) + 200, ty)
     p = pair_outputs(visual, text, seed=0, rule="either")
-    assert len(p["y"]) == 4 and p["vf"].shape == (4, 3) and p["tf"].shape == (4, 2)
-    vi, ti = (p["vl"] - 100).astype(int), (p["tl"] - 200).astype(int)
+    assert len(p) == 4 and p.visual_features.shape == (4, 3) and p.text_features.shape == (4, 2)
+    vi, ti = (p.visual_logits - 100).astype(int), (p.text_logits - 200).astype(int)
     assert len(set(vi)) == 4 and sorted(ti) == [0, 1, 2, 3]  # each item at most once, every text used
-    assert np.array_equal(p["tf"][:, 0], ti) and np.array_equal(p["vf"][:, 0], vi)  # rows stay together
-    assert np.array_equal(p["y"], np.maximum(vy[vi], ty[ti]))
-    assert sum(v for k, v in p["mix"].items()) == 4 and p["mix"]["image_real_text_real"] == int(
-        ((vy[vi] == 0) & (ty[ti] == 0)).sum()
-    )
+    assert np.array_equal(p.text_features[:, 0], ti) and np.array_equal(p.visual_features[:, 0], vi)  # rows together
+    assert np.array_equal(p.labels, np.maximum(vy[vi], ty[ti]))
+    mix = p.mix()
+    assert sum(mix.values()) == 4 and mix["image_real_text_real"] == int(((vy[vi] == 0) & (ty[ti] == 0)).sum())
 
 
 def test_fusion_variant_is_chosen_on_held_out_validation_pairs():
     import torch
 
-    from dfmm.experiments import fused_probs, split_pairs
+    from dfmm.experiments import PairScores, fused_probs, split_pairs
     from dfmm.models import FusionEnsemble
 
     n = 50
-    pairs = {"vf": np.arange(n * 3.0).reshape(n, 3), "vl": np.arange(n) + 0.5, "tf": np.arange(n * 2.0).reshape(n, 2),
-             "tl": -np.arange(n) - 0.5, "y": (np.arange(n) % 2).astype(np.float32), "mix": {}}  # fmt: skip
+    i = np.arange(n)
+    pairs = PairScores(
+        visual_features=np.arange(n * 3.0).reshape(n, 3),
+        visual_logits=i + 0.5,
+        visual_labels=i % 2,
+        text_features=np.arange(n * 2.0).reshape(n, 2),
+        text_logits=-i - 0.5,
+        text_labels=np.zeros(n),
+        labels=(i % 2).astype(np.float32),
+    )
     fit, held = split_pairs(pairs, 0.2, seed=3)
-    assert len(held["y"]) == 10 and len(fit["y"]) == 40
-    rows = np.concatenate([fit["vl"], held["vl"]]) - 0.5
+    assert len(held) == 10 and len(fit) == 40
+    rows = np.concatenate([fit.visual_logits, held.visual_logits]) - 0.5
     assert sorted(rows.astype(int)) == list(range(n))  # disjoint, together all pairs
     for part in (fit, held):  # each pair's arrays stay on one row
-        i = (part["vl"] - 0.5).astype(int)
-        assert np.array_equal(part["tl"], -i - 0.5) and np.array_equal(part["vf"][:, 0], 3 * i)
-        assert np.array_equal(part["y"], i % 2)
-    assert np.array_equal(split_pairs(pairs, 0.2, seed=3)[1]["vl"], held["vl"])  # seeded
-    assert len(split_pairs(pairs, 0.0, seed=0)[1]["y"]) == 1  # never an empty selection set
+        k = (part.visual_logits - 0.5).astype(int)
+        assert np.array_equal(part.text_logits, -k - 0.5) and np.array_equal(part.visual_features[:, 0], 3 * k)
+        assert np.array_equal(part.labels, k % 2) and np.array_equal(part.visual_labels, k % 2)
+    assert np.array_equal(split_pairs(pairs, 0.2, seed=3)[1].visual_logits, held.visual_logits)  # seeded
+    assert len(split_pairs(pairs, 0.0, seed=0)[1]) == 1  # never an empty selection set
 
     fusion = FusionEnsemble(3, 2, attention=False).eval()
     with torch.no_grad():

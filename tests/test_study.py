@@ -90,11 +90,3 @@ def test_failing_notebook_names_itself_and_keeps_the_old_report(report, tmp_path
     assert (out / "metrics.json").read_text() == before
     assert not out.with_name(f".{out.name}.partial").exists()
     shutil.rmtree(tmp_path / "empty", ignore_errors=True)
-
-
-def test_data_card_names_only_the_options_a_recipe_turns_on():
-    from dfmm.config import Recipe
-    from dfmm.report import _options
-
-    assert _options(Recipe()) == "no other options"
-    assert _options(Recipe(ema=0.98, self_blend=True)) == "weight average (EMA) decay 0.98, self-blended pseudo-fakes"

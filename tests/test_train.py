@@ -10,7 +10,7 @@ import torch
 from dfmm.config import Recipe
 from dfmm.data import image_splits, text_splits
 from dfmm.experiments import tfidf_baseline, train_visual
-from dfmm.train import bce_loss, layer_depths, make_optimizer, make_schedule
+from dfmm.train import bce_loss, make_optimizer, make_schedule
 
 
 def test_same_seed_same_metrics_on_cpu(tiny_cfg):
@@ -70,51 +70,6 @@ def test_sgd_is_nesterov_and_keeps_decay_off_norms_and_biases(tiny_cfg):
         assert g["momentum"] == 0.9 and g["nesterov"]
         flat = all(p.ndim <= 1 for p in g["params"])
         assert g["weight_decay"] == (0.0 if flat else 1e-4)
-
-
-def test_layer_decay_gives_each_backbone_depth_its_own_lr(tiny_cfg):
-    from dfmm.branches import build_visual
-
-    model, _ = build_visual(tiny_cfg)
-    depths = layer_depths(model)
-    names = {id(p): n for n, p in model.named_parameters()}
-    assert depths["backbone.conv_stem.weight"] == 0 and depths["backbone.blocks.0.0.conv_dw.weight"] == 1
-    top = depths["backbone.conv_head.weight"]
-    assert top == depths["backbone.bn2.weight"] == max(depths.values())
-    opt = make_optimizer(model, Recipe(lr=1e-3, head_lr_mult=10.0, layer_decay=0.5))
-    head = {id(p) for p in model.head_parameters()}
-    lrs = {}
-    for g in opt.param_groups:
-        for p in g["params"]:
-            want = 1e-2 if id(p) in head else 1e-3 * 0.5 ** (top - depths[names[id(p)]])
-            assert g["lr"] == pytest.approx(want), names[id(p)]
-            lrs[names[id(p)]] = g["lr"]
-    assert lrs["backbone.conv_stem.weight"] == pytest.approx(1e-3 * 0.5**top)
-    assert lrs["backbone.conv_head.weight"] == pytest.approx(1e-3)
-
-
-def test_head_only_fraction_holds_the_backbone_then_warms_it_up():
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
-    model.head_parameters = lambda: list(model[1].parameters())  # type: ignore[attr-defined]
-    recipe = Recipe(optimizer="adamw", lr=0.1, weight_decay=0.1, warmup_fraction=0.2, head_only_fraction=0.3)
-    opt = make_optimizer(model, recipe)
-    sched = make_schedule(opt, recipe, total_steps=10)
-    backbone0, head0 = model[0].weight.detach().clone(), model[1].weight.detach().clone()
-    backbone_lrs = []
-    for step in range(10):
-        backbone_lrs.append(next(g["lr"] for g in opt.param_groups if not g["head"]))
-        loss = model(torch.randn(4, 3)).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step == 2:  # three head-only steps: the backbone has not moved, the head has
-            assert torch.equal(model[0].weight, backbone0) and not torch.equal(model[1].weight, head0)
-    assert backbone_lrs[:3] == [0.0, 0.0, 0.0]
-    # then its own warm-up over the 7 steps left (int(0.2 * 7) = 1 step), constant after it
-    assert backbone_lrs[3] == pytest.approx(0.1 / 2) and backbone_lrs[4:] == pytest.approx([0.1] * 6)
-    assert not torch.equal(model[0].weight, backbone0)
 
 
 def test_balanced_loss_and_smoothing():
@@ -181,46 +136,6 @@ def test_two_processes_train_disjoint_shards_and_save_once(tmp_path, branch):
     assert Path(r2["checkpoint"]).is_file() and r2["val"]["n"] == r1["val"]["n"]
 
 
-def test_freeze_norm_keeps_batchnorm_statistics():
-    from torch import nn
-
-    from dfmm.train import fit
-
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bn = nn.BatchNorm1d(3)
-            self.head = nn.Linear(3, 1)
-
-        def head_parameters(self):
-            return list(self.head.parameters())
-
-        def forward(self, x):
-            return self.head(self.bn(x)).squeeze(1)
-
-    g = torch.Generator().manual_seed(0)
-    batches = [{"inputs": torch.randn(8, 3, generator=g) * 5 + 2, "labels": torch.tensor([0.0, 1.0] * 4),
-                "index": torch.arange(8) + 8 * k, "skipped": []} for k in range(3)]  # fmt: skip
-    for freeze, moved in ((True, False), (False, True)):
-        model = Tiny()
-        fit(model, batches, batches, Recipe(freeze_norm=freeze), epochs=1)
-        assert bool(model.bn.running_mean.abs().sum() > 0.1) is moved
-        assert model.bn.weight.requires_grad  # frozen statistics, not frozen affine weights
-
-
-def test_pair_ranking_loss_counts_only_fake_real_pairs_of_one_group():
-    from dfmm.train import pair_ranking_loss
-
-    logits = torch.tensor([2.0, -1.0, 0.5, 3.0])
-    labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
-    groups = torch.tensor([7, 7, 9, 8])  # one pair (0 fake, 1 real); item 2 and 3 have no partner
-    expected = torch.nn.functional.softplus(torch.tensor(-(2.0 - (-1.0))))
-    assert torch.isclose(pair_ranking_loss(logits, labels, groups), expected)
-    assert float(pair_ranking_loss(logits, labels, torch.tensor([1, 2, 3, 4]))) == 0.0
-    worse = pair_ranking_loss(torch.tensor([-1.0, 2.0, 0.5, 3.0]), labels, groups)
-    assert float(worse) > float(expected)  # a fake scored below its own real costs more
-
-
 def test_speed_checks_report_ratios(tiny_cfg):
     """The notebooks' speed checks run on any data (here tiny synthetic) and return consistent ratios."""
     from dfmm.branches import build_text, build_visual
@@ -243,44 +158,54 @@ def test_text_speed_sample_follows_the_length_quantiles():
     assert sorted(length_quantile_sample(lengths, 50).tolist()) == list(range(7))  # n >= pool: every item once
 
 
-def test_weight_average_updates_and_swaps_back():
-    from torch import nn
+def _tiny_fit_setup(tiny_cfg):
+    from dfmm.branches import build_visual
+    from dfmm.experiments import _seed_all, image_loader
 
-    from dfmm.train import WeightAverage
-
-    model = nn.Linear(2, 1)
-    w0 = model.weight.detach().clone()
-    average = WeightAverage(model, decay=0.75)
-    with torch.no_grad():
-        model.weight.add_(4.0)
-    average.update(model)
-    with average.swapped_in(model):
-        assert torch.allclose(model.weight, w0 + 1.0)  # 0.75 * w0 + 0.25 * (w0 + 4)
-    assert torch.allclose(model.weight, w0 + 4.0)  # the trained weights are back
+    _seed_all(3)
+    model, info = build_visual(tiny_cfg)
+    splits = image_splits(tiny_cfg)
+    train = image_loader(splits["train"], tiny_cfg, mean=info.mean, std=info.std, seed=3, train=True, augment="card")
+    val = image_loader(splits["val"], tiny_cfg, mean=info.mean, std=info.std, seed=3)
+    return model, train, val
 
 
-def test_fit_with_ema_keeps_the_average_of_every_step():
-    from torch import nn
+def test_fit_resumed_after_an_epoch_ends_with_the_same_tensors(tiny_cfg, tmp_path, monkeypatch):
+    """Kill after epoch 1 (simulated: the state that epoch saved), resume: the same weights, history and best epoch
+    as the run never interrupted; a state with another fingerprint is ignored (a fresh start)."""
+    import shutil
 
+    import dfmm.train as train_mod
     from dfmm.train import fit
 
-    g = torch.Generator().manual_seed(0)
-    batches = [{"inputs": torch.randn(8, 3, generator=g), "labels": torch.tensor([0.0, 1.0] * 4),
-                "index": torch.arange(8) + 8 * k, "skipped": []} for k in range(3)]  # fmt: skip
-    torch.manual_seed(0)
-    start = nn.Sequential(nn.Linear(3, 1), nn.Flatten(0))
-    start.head_parameters = lambda: []
-    steps = [start.state_dict()]
-    for k in (1, 2, 3):  # the same Adam from scratch on the first k batches = the weights after step k
-        model = copy.deepcopy(start)
-        fit(model, batches[:k], batches[:k], Recipe(lr=0.05), epochs=1)
-        steps.append(model.state_dict())
-    d = 0.6
-    expected = {
-        k: d**3 * steps[0][k] + (1 - d) * (d**2 * steps[1][k] + d * steps[2][k] + steps[3][k]) for k in steps[0]
-    }
-    model = copy.deepcopy(start)
-    fit(model, batches, batches, Recipe(lr=0.05, ema=d), epochs=1)
+    recipe = Recipe(optimizer="adamw", lr=1e-3, schedule="cosine", warmup_fraction=0.2, head_lr_mult=10.0)
+    saved = train_mod.save_training_state
+
+    def keep_each_epoch(path, state):
+        saved(path, state)
+        shutil.copy(path, path.with_name(f"epoch{state['epoch']}.pt"))
+
+    monkeypatch.setattr(train_mod, "save_training_state", keep_each_epoch)
+    state = tmp_path / "state.pt"
+    model, train, val = _tiny_fit_setup(tiny_cfg)
+    whole = fit(model, train, val, recipe, 3, state_path=state, fingerprint="a")
+    whole_weights = {k: v.clone() for k, v in model.state_dict().items()}
+
+    shutil.copy(tmp_path / "epoch1.pt", state)
+    model, train, val = _tiny_fit_setup(tiny_cfg)
+    torch.manual_seed(123)  # whatever the RNG holds now, the saved states win
+    resumed = fit(model, train, val, recipe, 3, state_path=state, fingerprint="a")
+    assert resumed.best_epoch == whole.best_epoch
+    strip = [{k: v for k, v in h.items() if k not in ("epoch_seconds", "train_samples_per_s")} for h in whole.history]
+    assert [
+        {k: v for k, v in h.items() if k not in ("epoch_seconds", "train_samples_per_s")} for h in resumed.history
+    ] == strip
     for k, v in model.state_dict().items():
-        assert torch.allclose(v, expected[k], atol=1e-6), k
-    assert not torch.allclose(steps[3]["0.weight"], expected["0.weight"], atol=1e-3)  # the average is not the last step
+        assert torch.equal(v, whole_weights[k]), k
+
+    shutil.copy(tmp_path / "epoch1.pt", state)
+    model, train, val = _tiny_fit_setup(tiny_cfg)
+    other = fit(model, train, val, recipe, 1, state_path=state, fingerprint="b")  # another run's state: not used
+    assert [h["epoch"] for h in other.history] == [1]
+    assert train_mod.load_training_state(state, "b")["epoch"] == 1
+    assert train_mod.load_training_state(state, "a") is None

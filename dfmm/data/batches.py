@@ -20,9 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from dfmm.data.blend import self_blend
 from dfmm.data.images import ImageSet, load_image
-from dfmm.data.labels import FAKE, REAL
 from dfmm.data.text import TextSet
 from dfmm.errors import DataError
 
@@ -31,41 +29,23 @@ log = logging.getLogger("dfmm.data")
 
 # --------------------------------------------------------------------------------------------------- images
 class ImageDataset(Dataset):
-    """Decoded, transformed images with labels and group ids.
+    """Decoded, transformed images with their labels; ``groups`` (a real face with its fakes) for pair batches."""
 
-    With ``self_blend`` every real image also appears as a self-blended pseudo-fake (``dfmm.data.blend``): items
-    ``len(images)`` and up are those, labelled fake and in their real's group, so pair batches keep all three
-    (real, its fake, its self-blend) together.
-    """
-
-    def __init__(self, images: ImageSet, transform: Any, self_blend: bool = False) -> None:
+    def __init__(self, images: ImageSet, transform: Any) -> None:
         self.images = images
         self.transform = transform
-        ids: dict[str, int] = {}
-        group_ids = [ids.setdefault(g, len(ids)) for g in images.groups]  # for the pair loss
-        self.blended = [i for i, y in enumerate(images.labels) if y == REAL] if self_blend else []
-        self.group_ids = group_ids + [group_ids[i] for i in self.blended]
-        self.groups = list(images.groups) + [images.groups[i] for i in self.blended]
-        self.labels = np.concatenate([images.labels, np.full(len(self.blended), FAKE, dtype=images.labels.dtype)])
+        self.groups = list(images.groups)
+        self.labels = images.labels
 
     def __len__(self) -> int:
-        return len(self.images) + len(self.blended)
+        return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        source = i if i < len(self.images) else self.blended[i - len(self.images)]
-        name = self.images.names[source]
         try:
-            img = load_image(self.images.sources[source], name)
+            img = load_image(self.images.sources[i], self.images.names[i])
         except DataError as e:
-            return {"error": str(e), "index": source}
-        if source != i:
-            img = self_blend(img)
-        return {
-            "inputs": self.transform(img),
-            "label": int(self.labels[i]),
-            "index": source,
-            "group": self.group_ids[i],
-        }
+            return {"error": str(e), "index": i}
+        return {"inputs": self.transform(img), "label": int(self.labels[i]), "index": i}
 
 
 def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -79,7 +59,6 @@ def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
         "inputs": torch.stack([it["inputs"] for it in good]).contiguous(memory_format=torch.channels_last),
         "labels": torch.tensor([it["label"] for it in good], dtype=torch.float32),
         "index": torch.tensor([it["index"] for it in good]),
-        "groups": torch.tensor([it["group"] for it in good]),
         "skipped": errors,
     }
 
@@ -99,9 +78,6 @@ class GroupBatchSampler(Sampler[list[int]]):
         for i, g in enumerate(groups):
             members[g].append(i)
         self.members = list(members.values())
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __iter__(self):
         rng = np.random.default_rng(self.seed * 1000 + self.epoch)

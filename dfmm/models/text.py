@@ -51,6 +51,11 @@ class TextBranch(nn.Module):
         """The MLP head on pooled features: one logit per row."""
         return self.head(features).squeeze(1)
 
+    def scored(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, pooled features) of a batch: what serving and the fusion read (cf. ``VisualBranch.scored``)."""
+        features = self.features(input_ids, attention_mask)
+        return self.logits(features), features
+
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.head.parameters())
 

@@ -1,13 +1,9 @@
-"""The visual branch: EfficientNet -> pooled features -> L2 normalisation -> dropout -> linear head.
+"""The visual branch: EfficientNet -> average-pooled features -> L2 normalisation -> dropout -> linear head.
 
 L2-normalised features with a linear head follow the CLIP-feature detector of Ojha et al. (UniversalFakeDetect,
 CVPR 2023) and AWARE-NET's EfficientNet branch. A unit-norm feature times a linear layer can only produce logits
 in [-|w|, |w|], so a learnable logit scale (temperature, initialised at 10 like a cosine classifier) lets the
 head reach confident probabilities without inflating the weights; it is part of the checkpoint.
-
-``mid_level`` (off at -1) also average-pools one earlier feature level of the backbone (timm ``feature_info``
-index: 2 is stride 8, 3 is stride 16) and joins it to the last one, each part unit-norm, the whole unit-norm:
-low-level texture statistics next to the semantic features.
 """
 
 from __future__ import annotations
@@ -20,26 +16,17 @@ from torch import nn
 
 
 class VisualBranch(nn.Module):
-    def __init__(
-        self, backbone: nn.Module, dropout: float = 0.2, init_scale: float = 10.0, mid_level: int = -1
-    ) -> None:
+    def __init__(self, backbone: nn.Module, dropout: float = 0.2, init_scale: float = 10.0) -> None:
         super().__init__()
         self.backbone = backbone
-        self.mid_level = mid_level
-        mid_dim = backbone.feature_info[mid_level]["num_chs"] if mid_level >= 0 else 0
-        self.feature_dim = int(backbone.num_features) + mid_dim
+        self.feature_dim = int(backbone.num_features)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.feature_dim, 1)
         self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Unit-norm pooled features (N, D)."""
-        if self.mid_level < 0:
-            return F.normalize(self.backbone(images), dim=1)
-        last, (mid,) = self.backbone.forward_intermediates(images, indices=[self.mid_level])
-        last = F.normalize(self.backbone.forward_head(last, pre_logits=True), dim=1)
-        mid = F.normalize(mid.mean((2, 3)), dim=1)
-        return torch.cat([last, mid], dim=1) / math.sqrt(2.0)
+        return F.normalize(self.backbone(images), dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """One logit per image (N,): > 0 means fake."""
@@ -48,6 +35,16 @@ class VisualBranch(nn.Module):
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """The head on (unit-norm) features: one logit per row, scaled by the learnt logit scale."""
         return self.head(features).squeeze(1) * self.log_scale.exp()
+
+    def scored(self, images: torch.Tensor, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, features) of a batch, as the branch is served: with ``tta`` the logits average those of the
+        mirrored images (a second forward pass of the same batch size); the features are the unmirrored ones."""
+        features = self.features(images)
+        logits = self.logits(features)
+        if tta:
+            mirrored = torch.flip(images, dims=[3])
+            logits = 0.5 * (logits + self.logits(self.features(mirrored)))
+        return logits, features
 
     def head_parameters(self) -> list[nn.Parameter]:
         return [*self.head.parameters(), self.log_scale]
