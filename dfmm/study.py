@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -117,17 +118,21 @@ def _check_report_folder(final: Path, root: Path) -> None:
         raise StudyError(f"--out {final}: exists and is not a dfmm report (no metrics.json); it would be replaced")
 
 
+KEPT = ("synthetic_data",)  # the demo data dfmm writes into a run folder, keyed by its own spec: not an output
+
+
 def _empty_run_folder(run_dir: Path) -> None:
-    """Start a run folder afresh: a folder of an earlier dfmm run is emptied (never mixed with this attempt);
-    a folder holding anything else is refused."""
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    """Start a run folder afresh: the outputs of an earlier dfmm run are removed (never mixed with this
+    attempt; the demo data in ``synthetic_data/`` stays); a folder holding anything else is refused."""
+    if not run_dir.exists():
         return
-    if not (run_dir / "config.json").is_file():
+    entries = [p for p in run_dir.iterdir() if p.name not in KEPT]
+    if entries and not (run_dir / "config.json").is_file():
         raise StudyError(
             f"run folder {run_dir} holds files that are not a dfmm run (no config.json); "
             "move them or name another run with -p study.name=NAME"
         )
-    for child in run_dir.iterdir():
+    for child in entries:
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
@@ -268,17 +273,19 @@ def run_study(
         t0 = time.perf_counter()
         running = executed.with_name(executed.name + ".tmp")
         try:
-            pm.execute_notebook(
-                str(book),
-                str(running),
-                parameters=papermill_parameters(config_path, staging, root),
-                kernel_name=_kernel_name(),
-                cwd=str(root),
-                progress_bar=not quiet,
-                log_output=False,
-                request_save_on_cell_execute=False,
-                config=_kernel_config(),
-            )
+            with warnings.catch_warnings():  # papermill warns that NAME.ipynb.tmp does not end in .ipynb
+                warnings.filterwarnings("ignore", message="The specified file .* does not end in")
+                pm.execute_notebook(
+                    str(book),
+                    str(running),
+                    parameters=papermill_parameters(config_path, staging, root),
+                    kernel_name=_kernel_name(),
+                    cwd=str(root),
+                    progress_bar=not quiet,
+                    log_output=False,
+                    request_save_on_cell_execute=False,
+                    config=_kernel_config(),
+                )
         except PapermillExecutionError as e:
             evalue = " ".join(str(e.evalue).split())[:300]
             raise StudyError(
