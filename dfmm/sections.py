@@ -47,25 +47,24 @@ class DataSection(TypedDict):  # 01_data_exploration
     videos: list[Any]
 
 
-class VisualSection(TypedDict):  # 02_visual_training
+class BranchSection(TypedDict):
+    """What notebooks 02 and 03 both record for their branch."""
+
     backbone: dict[str, Any]
     report_recipe: str
     recipes: dict[str, RunRecord]
+    comparisons: NotRequired[list[dict[str, Any]]]
+    speed: dict[str, Any]
+    checkpoint: str
+
+
+class VisualSection(BranchSection):  # 02_visual_training
     linear_probe: dict[str, Any]
-    comparisons: NotRequired[list[dict[str, Any]]]
-    speed: dict[str, Any]
-    checkpoint: str
 
 
-class TextSection(TypedDict):  # 03_text_training
-    backbone: dict[str, Any]
-    report_recipe: str
-    recipes: dict[str, RunRecord]
+class TextSection(BranchSection):  # 03_text_training
     tfidf_baseline: dict[str, Any]
-    comparisons: NotRequired[list[dict[str, Any]]]
-    speed: dict[str, Any]
     attribution_examples: list[Any]
-    checkpoint: str
 
 
 class FusionSection(TypedDict):  # 04_fusion

@@ -187,9 +187,10 @@ def _publish(staging: Path, final: Path) -> None:
     incoming = final.with_name(f".{final.name}.partial")
     shutil.rmtree(incoming, ignore_errors=True)
     try:
-        os.replace(staging, incoming) if staging.stat().st_dev == final.parent.stat().st_dev else shutil.copytree(
-            staging, incoming
-        )
+        if staging.stat().st_dev == final.parent.stat().st_dev:
+            os.replace(staging, incoming)
+        else:  # another disk: copy first, so the rename into place below stays one step
+            shutil.copytree(staging, incoming)
         old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
