@@ -93,6 +93,10 @@ class DataConfig:
     max_eval_images: int = 0  # per validation/test split (0 = all)
     max_eval_texts: int = 0
     max_cross: int = 0  # per cross-dataset test set (0 = all)
+    # The best epoch is chosen on a fixed, balanced subset of the validation split of this size (whole groups, the
+    # same for every recipe and seed; 0 = the whole split); the kept model is then scored on the whole split.
+    epoch_val_images: int = 0
+    epoch_val_texts: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     synthetic_images: int = 240
@@ -319,6 +323,8 @@ _RANGES = {
     ("data", "max_eval_images"): _at_least(0, _ALL),
     ("data", "max_eval_texts"): _at_least(0, _ALL),
     ("data", "max_cross"): _at_least(0, _ALL),
+    ("data", "epoch_val_images"): _at_least(0, " (0 = the whole validation split)"),
+    ("data", "epoch_val_texts"): _at_least(0, " (0 = the whole validation split)"),
     ("data", "val_fraction"): _between(0.0, 0.5, lo_open=True, hi_open=True),
     ("data", "test_fraction"): _between(0.0, 0.5, lo_open=True, hi_open=True),
     ("data", "synthetic_images"): _at_least(2, " (one real and one fake)"),

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from dfmm.branches import build_text, build_visual, text_meta, visual_meta
 from dfmm.checkpoints import save_checkpoint
 from dfmm.config import Config, Recipe
+from dfmm.data import epoch_val_subset
 from dfmm.data.batches import (
     GroupBatchSampler,
     ImageDataset,
@@ -165,12 +166,12 @@ def train_visual(
         pairs=recipe.pair_batches,
         batch_size=recipe.batch_size,
     )
-    val = image_loader(splits["val"], cfg, **norm)
+    select = image_loader(epoch_val_subset(splits["val"], cfg.data.epoch_val_images, cfg.study.seed), cfg, **norm)
     pos_weight = _balance(train.dataset.labels) if recipe.balanced else None
     result = fit(
         model,
         train,
-        val,
+        select,
         recipe,
         cfg.visual.epochs,
         accelerator=acc,
@@ -181,7 +182,7 @@ def train_visual(
     model = acc.unwrap_model(model)
     preds = {}
     for split in ("val", "test"):
-        loader = val if split == "val" else image_loader(splits["test"], cfg, **norm)
+        loader = image_loader(splits[split], cfg, **norm)
         preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}")
     rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
     ckpt = ""
@@ -374,7 +375,9 @@ def train_text(
     _seed_all(seed)
     model, tokenizer, info = build_text(cfg)
     cache = cfg.run_dir / "cache"
-    tokens = {s: TokenizedTexts(splits[s], tokenizer, cfg.text.max_length, cache) for s in ("train", "val", "test")}
+    select = epoch_val_subset(splits["val"], cfg.data.epoch_val_texts, cfg.study.seed)
+    sets = {"train": splits["train"], "select": select, "val": splits["val"], "test": splits["test"]}
+    tokens = {s: TokenizedTexts(items, tokenizer, cfg.text.max_length, cache) for s, items in sets.items()}
     bs = recipe.batch_size or cfg.text.batch_size
     loaders = {
         s: text_loader(tokens[s], bs if s == "train" else cfg.text.batch_size, seed=seed, train=s == "train")
@@ -386,7 +389,7 @@ def train_text(
     result = fit(
         model,
         loaders["train"],
-        loaders["val"],
+        loaders["select"],
         recipe,
         cfg.text.epochs,
         accelerator=acc,
@@ -401,7 +404,7 @@ def train_text(
     if save and acc.is_main_process:
         meta = {**text_meta(cfg, model, tokenizer, info, recipe_name), **rule.to_dict()}
         ckpt = str(save_checkpoint(cfg.run_dir / f"text_{recipe_name}.pt", "text_branch", model.state_dict(), meta))
-    truncated = {s: tokens[s].truncated() for s in tokens}
+    truncated = {s: tokens[s].truncated() for s in ("train", "val", "test")}
     return BranchRun(
         branch="text",
         recipe=recipe_name,

@@ -273,6 +273,7 @@ def fit(
                 "val_accuracy": val["accuracy"],
                 "val_balanced_accuracy": val["balanced_accuracy"],
                 "val_auc": val["auc"],
+                "val_items": len(pred["labels"]),  # the items the best epoch is chosen on (data.epoch_val_*)
                 "train_samples_per_s": seen / train_s if train_s > 0 else 0.0,
                 "epoch_seconds": time.perf_counter() - t0,
                 "lr": float(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_scale"]),  # recipe's lr

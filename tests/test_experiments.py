@@ -75,3 +75,29 @@ def test_train_fusion_steps_on_the_pairs_and_reports_the_weights_after_each_step
     assert train_fusion(again, pairs, epochs=30, lr=0.05, seed=0) == history  # full batch, seeded: repeatable
     state = again.state_dict()
     assert all(torch.equal(v, state[k]) for k, v in fusion.state_dict().items())
+
+
+def test_best_epoch_is_chosen_on_the_fixed_subset_and_the_kept_model_scored_on_the_whole_split(tmp_path):
+    """data.epoch_val_*: each epoch is scored on a fixed, balanced subset of val; val/test metrics cover the whole
+    splits."""
+    from dfmm.config import load_config
+    from dfmm.data import epoch_val_subset, image_splits, text_splits
+    from dfmm.experiments import train_text, train_visual
+
+    from .conftest import ROOT, tiny_overrides
+
+    runs = ["study.name=subset", f"study.runs_dir={tmp_path / 'runs'}", f"study.reports_dir={tmp_path / 'r'}"]
+    subset = ["data.epoch_val_images=4", "data.epoch_val_texts=6"]
+    cfg = load_config([ROOT / "params" / "demo.yaml"], runs + tiny_overrides() + subset)
+    images, texts = image_splits(cfg), text_splits(cfg)
+    chosen = epoch_val_subset(images["val"], 4, cfg.study.seed)
+    assert len(chosen) == 4 and chosen.counts() == {"real": 2, "fake": 2}
+    assert list(chosen.names) == list(epoch_val_subset(images["val"], 4, cfg.study.seed).names)  # fixed
+    assert epoch_val_subset(images["val"], 0, 0) is images["val"]
+    for run, splits, n in (
+        (train_visual(cfg, "improved", images, save=False), images, 4),
+        (train_text(cfg, "improved", texts, save=False), texts, 6),
+    ):
+        assert [h["val_items"] for h in run.history] == [n] * cfg.visual.epochs
+        assert run.val["n"] == len(splits["val"]) > n
+        assert run.test["n"] == len(splits["test"])
