@@ -4,13 +4,13 @@
         [--visual-model VISUAL.pt] [--images DIR] [--texts FILE] [--video CLIP] [--out FILE] [--strict]
     make bench [BENCH_ARGS="--size small"]
 
-Runs visual_throughput, text_throughput, inference_latency, score_throughput, bootstrap_cost, augment_cost and
-tta_views (``recipe_sweep.py`` trains models: run it on its own). ``--size full`` (the default) uses the sizes in
-each script's docstring (the GPU ones for the training loops when CUDA is available); ``--size small`` shrinks
-every script to seconds, for a smoke run, and leaves out the video timings. Prints one Markdown table
-(benchmark, figure, ours, plain/anchor, ratio, target) and writes ``benchmarks/results/<machine>-<date>/bench.json``
-(or ``--out``): the machine (CPU model, cores, RAM, GPU, package versions, git commit), each script's command,
-seconds and parsed output, and the table's rows.
+Runs visual_throughput, text_throughput, inference_latency, score_throughput, bootstrap_cost, augment_cost,
+decoded_cache and tta_views (``recipe_sweep.py`` trains models: run it on its own). ``--size full`` (the default)
+uses the sizes in each script's docstring (the GPU ones for the training loops when CUDA is available);
+``--size small`` shrinks every script to seconds, for a smoke run, and leaves out the video timings. Prints one
+Markdown table (benchmark, figure, ours, plain/anchor, ratio, target) and writes
+``benchmarks/results/<machine>-<date>/bench.json`` (or ``--out``): the machine (CPU model, cores, RAM, GPU,
+package versions, git commit), each script's command, seconds and parsed output, and the table's rows.
 
 A script whose input is missing (a checkpoint, a data folder) is reported as ``skipped: <reason>``, one that exits
 non-zero or prints no result as ``failed: <its error line>``; the others still run, and the exit status is 0
@@ -245,6 +245,26 @@ def augment_cost_rows(out: dict, inp: Inputs) -> list[dict]:
     ]  # fmt: skip
 
 
+def decoded_cache_args(inp: Inputs) -> list[str]:
+    images = _need_images(inp)
+    if inp.small:
+        return ["--images", images, "--limit", "32", "--size", "64", "--steps", "1"]
+    if inp.cuda:
+        return ["--images", images, "--limit", "2000", "--workers", str(min(12, inp.cpus))]
+    return ["--images", images, "--limit", "2000"]
+
+
+def decoded_cache_rows(out: dict, inp: Inputs) -> list[dict]:
+    n, size = out.get("images"), out.get("size")
+    return [
+        _row(f"train loader img/s from the decoded cache (anchor: training img/s, batch {out.get('train_batch')}; "
+             f"{n} images at {size} px)", out["cache_loader_img_s"], out["train_img_s"], out["cache_over_training"],
+             ">= 10"),
+        _row(f"train loader img/s, decoded cache / JPEG files (build {out.get('build_img_s')} img/s)",
+             out["cache_loader_img_s"], out["files_loader_img_s"], out["cache_over_files"]),
+    ]  # fmt: skip
+
+
 def tta_views_args(inp: Inputs) -> list[str]:
     model = _need(inp.visual_model, "visual checkpoint", "--visual-model")
     params = [_need(p, "params file", "--params") for p in inp.params]
@@ -297,6 +317,7 @@ BENCHMARKS: dict[str, Bench] = {
     "score_throughput": Bench(score_throughput_args, score_throughput_rows),
     "bootstrap_cost": Bench(bootstrap_cost_args, bootstrap_cost_rows, bootstrap_cost_parse),
     "augment_cost": Bench(augment_cost_args, augment_cost_rows),
+    "decoded_cache": Bench(decoded_cache_args, decoded_cache_rows),
     "tta_views": Bench(tta_views_args, tta_views_rows, tta_views_parse),
 }
 

@@ -119,6 +119,8 @@ class VisualConfig:
     linear_probe: bool = True
     gradcam_examples: int = 8
     speed_check_steps: int = 0  # notebook 02 times this many batches of our loop vs a plain loop (0 = skip)
+    # none | decoded: decode and resize every image once into a memory-mapped uint8 array (dfmm.data.decoded)
+    cache: str = "none"
 
 
 @dataclass
@@ -291,6 +293,7 @@ _CHOICES = {
     ("study", "budget"): {"demo", "compact", "full"},
     ("study", "device"): {"auto", "cpu", "cuda"},
     ("study", "mixed_precision"): {"auto", "no", "bf16", "fp16"},
+    ("visual", "cache"): {"none", "decoded"},
     ("fusion", "pair_rule"): {"either", "both"},
     ("video", "aggregation"): {"mean", "max", "median", "vote", "confidence"},
 }

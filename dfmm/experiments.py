@@ -110,12 +110,22 @@ def image_loader(
     augment: str = "none",
     pairs: bool = False,
     batch_size: int = 0,
+    cache: bool | None = None,
 ) -> DataLoader:
     """Batches of ``images`` normalised with the backbone's ``mean``/``std``. Training batches (``train``) are
     shuffled each epoch from ``seed``, augmented (``augment``) and, with ``pairs``, keep each group whole; others
-    come in dataset order, unaugmented. ``batch_size`` 0 is the branch's."""
-    transform = image_transform(cfg.visual.image_size, mean, std, augment if train else "none")
-    ds = ImageDataset(images, transform)
+    come in dataset order, unaugmented. ``batch_size`` 0 is the branch's. ``cache`` (None: ``visual.cache`` is
+    ``decoded``) reads the pixels from the decoded-image cache (``dfmm.data.decoded``), built first when missing;
+    a ``strong`` training loader reads the files all the same."""
+    augment = augment if train else "none"
+    ds: Any = None
+    use_cache = cfg.visual.cache == "decoded" if cache is None else cache
+    if use_cache:
+        from dfmm.data.decoded import decoded_dataset
+
+        ds = decoded_dataset(images, cfg.visual.image_size, mean, std, augment)
+    if ds is None:
+        ds = ImageDataset(images, image_transform(cfg.visual.image_size, mean, std, augment))
     bs = batch_size or cfg.visual.batch_size
     if train and pairs:
         sampler: Any = GroupBatchSampler(ds.groups, bs, seed)

@@ -2,14 +2,15 @@
 
 The same code runs on a CPU, one GPU, or several GPUs under ``accelerate launch`` with mixed precision (bf16
 on GPU by default). A recipe (``dfmm.config.Recipe``) decides the optimiser, learning-rate groups, schedule and
-loss; the loop decides nothing. Each epoch is validated and the best epoch (validation ROC AUC) is kept. Same
+loss; the loop decides nothing. Each epoch is validated (on the loader it is given: the caller's fixed subset of
+the validation split, ``data.epoch_val_*``) and the best epoch (validation ROC AUC) is kept. Same
 seed, same data -> the same metrics on CPU. Given a state path, the loop saves after every epoch what it needs to
 go on, and a run interrupted at any moment resumes from its last complete epoch to the same tensors (CPU, no
 DataLoader workers: persistent workers keep random states of their own that a restart cannot restore).
 
 Under ``accelerate launch`` with N processes each process trains on every N-th batch (``shard_for_processes``),
 gradients are averaged by DDP (so the effective batch is N x the recipe's batch), and every process validates on
-the whole validation split, so all of them pick the same best epoch without a gather.
+the same validation items, so all of them pick the same best epoch without a gather.
 """
 
 from __future__ import annotations

@@ -19,7 +19,16 @@ from dfmm.errors import DataError
 if TYPE_CHECKING:
     from dfmm.config import Config
 
-__all__ = ["ImageSet", "TextSet", "cross_images", "cross_texts", "data_sources", "epoch_val_subset", "image_splits", "text_splits"]
+__all__ = [
+    "ImageSet",
+    "TextSet",
+    "cross_images",
+    "cross_texts",
+    "data_sources",
+    "epoch_val_subset",
+    "image_splits",
+    "text_splits",
+]
 
 
 _WHAT = {"images": "image folder", "texts": "text file", "videos": "video folder"}

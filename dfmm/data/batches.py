@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -141,29 +140,58 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
 # ---------------------------------------------------------------------------------------------------- texts
 class TokenizedTexts(Dataset):
-    """Token ids of every text, computed once (and cached on disk per run when ``cache_dir`` is given)."""
+    """Token ids of every text, computed once with ``datasets.map`` (batched) into an Arrow table.
+
+    With ``cache_dir`` the table is the file ``cache_dir/tokens-<key>.arrow``, memory-mapped: the key digests the
+    tokenizer (name and vocabulary size), ``max_length`` and every text, so each recipe and seed of a study (and
+    notebooks 04-06) reuse one tokenisation, another tokenizer or length never reads it, and no process holds
+    every text's ids as Python objects (1.4M texts of the full budget are a few hundred MB of int32 on disk).
+    ``datasets`` writes the file beside its name and renames it when complete. Without ``cache_dir`` the table is
+    kept in memory. Items are read straight from the Arrow buffers (offsets and values as numpy views).
+    """
 
     def __init__(self, texts: TextSet, tokenizer: Any, max_length: int, cache_dir: str | Path | None = None) -> None:
+        from datasets import Dataset as ArrowDataset
+        from datasets import Features, Sequence, Value
+        from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
         self.labels = texts.labels
         self.max_length = max_length
-        key = hashlib.sha256(
-            json.dumps([tokenizer.name_or_path, max_length, len(texts.texts)]).encode()
-            + "\x00".join(texts.texts).encode("utf-8", "replace")
-        ).hexdigest()[:16]
-        cache = Path(cache_dir) / f"tokens-{key}.pt" if cache_dir else None
-        if cache is not None and cache.is_file():
-            saved = torch.load(cache, weights_only=True)
-            self.ids = [t for t in saved["ids"]]
-            self.full_lengths = saved["full_lengths"].tolist()
-        else:
-            enc = tokenizer(texts.texts, truncation=False, add_special_tokens=True, verbose=False)["input_ids"]
-            self.full_lengths = [len(e) for e in enc]
-            self.ids = [torch.tensor(self._truncate(e, tokenizer), dtype=torch.long) for e in enc]
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # processes of one launch write in parallel
-                torch.save({"ids": self.ids, "full_lengths": torch.tensor(self.full_lengths)}, tmp)
-                tmp.replace(cache)
+        key = _tokens_key(texts, tokenizer, max_length)
+
+        def tokenize(batch: dict[str, list[int]]) -> dict[str, list[Any]]:
+            rows = batch["row"]
+            chunk = [texts.text(i) for i in rows]
+            enc = tokenizer(chunk, truncation=False, add_special_tokens=True, verbose=False)["input_ids"]
+            return {"ids": [self._truncate(e, tokenizer) for e in enc], "full_length": [len(e) for e in enc]}
+
+        rows = ArrowDataset.from_dict({"row": np.arange(len(texts), dtype=np.int64)})
+        where: dict[str, Any] = {"keep_in_memory": True}
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            where = {"cache_file_name": str(Path(cache_dir) / f"tokens-{key}.arrow"), "load_from_cache_file": True}
+        shown = is_progress_bar_enabled()
+        if len(texts) < 10_000:  # a bar only where tokenising takes a while
+            disable_progress_bar()
+        try:
+            table = rows.map(
+                tokenize,
+                batched=True,
+                batch_size=1000,
+                remove_columns=["row"],
+                features=Features({"ids": Sequence(Value("int32")), "full_length": Value("int32")}),
+                new_fingerprint=key,
+                desc="tokenise",
+                **where,
+            ).data
+        finally:
+            if shown:
+                enable_progress_bar()
+        ids = table.column("ids")
+        self._chunks = [(c.offsets.to_numpy(), c.values.to_numpy(zero_copy_only=False)) for c in ids.chunks]
+        self._starts = np.cumsum([0] + [len(c) for c in ids.chunks])
+        self.full_lengths = table.column("full_length").to_numpy()
+        self.lengths = np.concatenate([off[1:] - off[:-1] for off, _ in self._chunks] or [np.zeros(0, np.int32)])
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def _truncate(self, ids: list[int], tokenizer: Any) -> list[int]:
@@ -173,19 +201,22 @@ class TokenizedTexts(Dataset):
         tail = [ids[-1]] if ids[-1] in (tokenizer.sep_token_id, tokenizer.eos_token_id) else []
         return ids[: self.max_length - len(tail)] + tail
 
-    @property
-    def lengths(self) -> list[int]:
-        return [len(t) for t in self.ids]
-
     def truncated(self) -> int:
         """How many texts were cut at ``max_length`` (reported: the card's 512 cuts some long texts)."""
-        return sum(n > self.max_length for n in self.full_lengths)
+        return int((self.full_lengths > self.max_length).sum())
+
+    def ids(self, i: int) -> torch.Tensor:
+        """Text ``i``'s token ids (cut at ``max_length``, closing special token kept)."""
+        c = int(np.searchsorted(self._starts, i, side="right")) - 1
+        offsets, values = self._chunks[c]
+        j = i - int(self._starts[c])
+        return torch.from_numpy(values[offsets[j] : offsets[j + 1]].astype(np.int64))
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.lengths)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"ids": self.ids[i], "label": int(self.labels[i]), "index": i}
+        return {"ids": self.ids(i), "label": int(self.labels[i]), "index": i}
 
     def collate(self, items: list[dict[str, Any]], pad_to: int | None = None) -> dict[str, Any]:
         """Pad to the longest text in the batch (``pad_to`` forces a length, for the fixed-padding baseline)."""
@@ -202,6 +233,15 @@ class TokenizedTexts(Dataset):
             "index": torch.tensor([it["index"] for it in items]),
             "skipped": [],
         }
+
+
+def _tokens_key(texts: TextSet, tokenizer: Any, max_length: int) -> str:
+    """A digest of what the ids depend on: the tokenizer, ``max_length`` and every text (streamed, in order)."""
+    h = hashlib.sha256(json.dumps([tokenizer.name_or_path, len(tokenizer), max_length, len(texts)]).encode())
+    for t in texts.iter_texts():
+        h.update(t.encode("utf-8", "replace"))
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
 
 
 class LengthBucketSampler(Sampler[list[int]]):

@@ -45,19 +45,26 @@ class ColorJitter(torch.nn.Module):
         return ((y - grey) * contrast + grey).clamp_(0.0, 1.0)
 
 
-def image_transform(image_size: int, mean: Sequence[float], std: Sequence[float], augment: str = "none") -> v2.Compose:
+def image_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float], augment: str = "none", *, resized: bool = False
+) -> v2.Compose:
+    """The pipeline for a decoded RGB PIL image: resize to ``image_size`` square, augment, to float, normalise.
+
+    ``resized``: the same steps without the first (the resize), for images already resized, as uint8 CHW
+    tensors or PIL images (the decoded-image cache, ``dfmm.data.decoded``); not for ``strong``, which crops the
+    original image.
+    """
     to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     norm = v2.Normalize(list(mean), list(std))
+    resize = [] if resized else [v2.Resize((image_size, image_size), antialias=True)]
     if augment == "none":
-        return v2.Compose([v2.Resize((image_size, image_size), antialias=True), *to_tensor, norm])
+        return v2.Compose([*resize, *to_tensor, norm])
     if augment == "flip":
-        return v2.Compose(
-            [v2.Resize((image_size, image_size), antialias=True), v2.RandomHorizontalFlip(), *to_tensor, norm]
-        )
+        return v2.Compose([*resize, v2.RandomHorizontalFlip(), *to_tensor, norm])
     if augment == "card":
         return v2.Compose(
             [
-                v2.Resize((image_size, image_size), antialias=True),
+                *resize,
                 v2.RandomHorizontalFlip(),
                 v2.RandomRotation(10),
                 v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 2.0))], p=0.3),
@@ -67,6 +74,8 @@ def image_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
                 v2.RandomErasing(p=0.25),
             ]
         )
+    if augment == "strong" and resized:
+        raise ValueError("augmentation 'strong' crops the original image: it cannot start from a resized one")
     if augment == "strong":
         return v2.Compose(
             [

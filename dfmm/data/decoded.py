@@ -1,0 +1,384 @@
+"""The decoded-image cache (``visual.cache: decoded``): every image of a split decoded and resized once, kept as
+one uint8 memory-mapped array, so an epoch reads pixels instead of decoding JPEGs again.
+
+Why: on a GPU a training step over a batch takes less time than decoding and resizing its JPEGs, so the data
+loader, not the model, sets the pace (on a 2-core CPU it is the other way round: ~700 img/s decoded and resized
+against ~39 img/s through a Lite0 forward pass; docs/scaling.md). The cache holds exactly what the file
+pipeline has after its first step (``v2.Resize((size, size), antialias=True)`` on the decoded RGB image) and
+runs the transform's remaining steps on the uint8 tensors:
+
+- ``none`` and ``flip``: bit-identical to reading the files (same random draws, same pixels);
+- ``card``: the same random draws; ``RandomRotation`` (nearest) on a tensor and on a PIL image round a few
+  edge pixels differently (~0.02% of the pixels, in some of the rotations); the blur is identical;
+- ``strong``: starts with a random crop of the *original* image, which a resized cache no longer has, so a
+  training loader with it reads the files (:func:`decoded_dataset` returns None and logs why); its evaluation
+  loaders (``none``) still use the cache.
+
+One cache file per (items, size): ``<cache root>/decoded/<key>.u8`` (N x size x size x 3) and ``<key>.json``.
+The key digests the size, the resize method with the PIL and torchvision versions, and each item in order: a
+path's resolved name, size and modification time; the bytes of an encoded image; the content of an array or
+PIL image; a row range of an Arrow file in the data cache (named by its own source files' key). Another size, a
+changed file or another order is another key, so a cache is never reused for anything else. The array is
+written to ``<key>.<pid>.u8.tmp`` and renamed, and the JSON written last: a build killed midway leaves no JSON,
+and the next call builds again. An unreadable image is a row of zeros, marked unreadable with its message, and
+the dataset yields it as an error item exactly like :class:`~dfmm.data.batches.ImageDataset`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dfmm.data.arrow import Column, Fetch, cache_dir
+from dfmm.data.images import ImageSet, load_image
+from dfmm.data.transforms import image_transform
+from dfmm.errors import DataError
+
+log = logging.getLogger("dfmm.data")
+
+DECODED_VERSION = 1  # bump when what a row holds changes: older caches then get other keys
+_STALE_TMP_S = 24 * 3600
+_OPEN: dict[str, DecodedImages] = {}  # caches opened in this process, by key (a study opens each split once)
+
+
+def decoded_dir() -> Path:
+    """``<cache root>/decoded``: beside ``dfmm.data.arrow``'s tables (``$DFMM_CACHE_DIR``, else ~/.cache/dfmm)."""
+    return cache_dir().parent / "decoded"
+
+
+def resize_method() -> str:
+    """What made the pixels: a new PIL or torchvision may resize differently, so it is part of the key."""
+    import PIL
+    import torchvision
+
+    return (
+        f"dfmm-decoded-v{DECODED_VERSION}: load_image RGB -> v2.Resize(antialias=True); "
+        f"PIL {PIL.__version__}, torchvision {torchvision.__version__}"
+    )
+
+
+def _resize(size: int) -> Any:
+    from torchvision.transforms import v2
+
+    return v2.Resize((size, size), antialias=True)
+
+
+# ----------------------------------------------------------------------------------------------------- key
+def _column_identity(seq: Any) -> list[Any] | None:
+    """A Column over an Arrow file of the data cache: the file's name (a key of its source files), the column,
+    how rows are read and which rows. None for anything else (a Hub table, a list)."""
+    if not isinstance(seq, Column):
+        return None
+    fetch, rows = seq._fetch, seq._rows  # noqa: SLF001 - the view's own parts, read-only
+    if not isinstance(fetch, Fetch) or fetch.table.path is None:
+        return None
+    read = f"{fetch.read.__module__}.{fetch.read.__qualname__}"
+    picked = np.arange(seq._size) if rows is None else np.asarray(rows, dtype=np.int64)  # noqa: SLF001
+    rows_digest = hashlib.blake2b(np.ascontiguousarray(picked, dtype=np.int64).tobytes(), digest_size=16)
+    return ["arrow", Path(fetch.table.path).name, fetch.column, read, fetch.origin, rows_digest.hexdigest()]
+
+
+def _item_identity(source: Any) -> Any:
+    """One item's identity as JSON-able values; what ``load_image`` would decode, without decoding it."""
+    if isinstance(source, dict):  # a datasets Image feature with decode=False, as load_image reads it
+        source = source.get("bytes") or source.get("path")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return ["bytes", len(source), hashlib.blake2b(source, digest_size=16).hexdigest()]
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            st = path.stat()
+        except OSError:
+            return ["missing", str(path.absolute())]
+        return ["file", str(path.resolve()), st.st_size, st.st_mtime_ns]
+    if isinstance(source, np.ndarray):
+        data = np.ascontiguousarray(source)
+        return ["array", str(data.dtype), list(data.shape), hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()]
+    from PIL import Image
+
+    if isinstance(source, Image.Image):
+        return ["pil", source.mode, list(source.size), hashlib.blake2b(source.tobytes(), digest_size=16).hexdigest()]
+    return ["other", type(source).__name__]  # load_image refuses it: the row is unreadable
+
+
+def _feed(h: Any, seq: Sequence[Any], per_item: Any) -> None:
+    ident = _column_identity(seq)
+    if ident is not None:
+        h.update(json.dumps(ident).encode())
+        return
+    h.update(f"items {len(seq)}\n".encode())
+    for item in seq:
+        h.update(json.dumps(per_item(item), default=str).encode())
+        h.update(b"\n")
+
+
+def decoded_key(images: ImageSet, size: int) -> str:
+    """The cache key of ``images`` (in their order) at ``size`` px; any change to an item changes it."""
+    h = hashlib.sha256()
+    h.update(json.dumps([resize_method(), int(size), len(images)]).encode())
+    _feed(h, images.sources, _item_identity)
+    _feed(h, images.names, str)  # an unreadable row's message names its item
+    return h.hexdigest()[:32]
+
+
+def _files_of(images: ImageSet) -> list[list[Any]] | None:
+    """``[path, size, mtime_ns]`` of every item when all are files: a later build prunes this cache once they
+    change (the key then differs, so nothing would ever read it again)."""
+    if isinstance(images.sources, Column):
+        return None
+    out = []
+    for s in images.sources:
+        if not isinstance(s, (str, os.PathLike)):
+            return None
+        ident = _item_identity(s)
+        if ident[0] != "file":
+            return None
+        out.append(ident[1:])
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- cache
+class DecodedImages:
+    """One built cache: ``pixels`` (N x size x size x 3 uint8, memory-mapped read-only when first used),
+    ``unreadable`` (N booleans) and each unreadable row's message. Pickles as its file's path, so every
+    DataLoader worker maps the same pages instead of receiving a copy."""
+
+    def __init__(self, key: str, path: Path, count: int, size: int, errors: dict[int, str]) -> None:
+        self.key, self.path, self.count, self.size = key, Path(path), int(count), int(size)
+        self.errors = {int(i): str(m) for i, m in errors.items()}
+        self.unreadable = np.zeros(self.count, dtype=bool)
+        self.unreadable[list(self.errors)] = True
+        self._pixels: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.count, self.size, self.size, 3)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        if self._pixels is None:
+            if self.count == 0:
+                self._pixels = np.zeros(self.shape, dtype=np.uint8)
+            else:
+                self._pixels = np.memmap(self.path, dtype=np.uint8, mode="r", shape=self.shape)
+        return self._pixels
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key, "path": str(self.path), "count": self.count, "size": self.size, "errors": self.errors}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["key"], Path(state["path"]), state["count"], state["size"], state["errors"])
+
+    def __repr__(self) -> str:
+        return f"DecodedImages({self.count} x {self.size} px, {len(self.errors)} unreadable, {self.path})"
+
+
+def _decode_rows(path: str, shape: tuple[int, ...], start: int, sources: Any, names: Any) -> list[tuple[int, str]]:
+    """Decode items ``start ...`` into rows of the array at ``path`` (mapped read-write); their errors."""
+    pixels = np.memmap(path, dtype=np.uint8, mode="r+", shape=shape)
+    resize = _resize(shape[1])
+    errors = []
+    for k, (src, name) in enumerate(zip(sources, names, strict=True)):
+        try:
+            pixels[start + k] = np.asarray(resize(load_image(src, name)))
+        except DataError as e:
+            errors.append((start + k, str(e)))  # the row stays zero
+    pixels.flush()
+    del pixels
+    return errors
+
+
+def _pool_init() -> None:
+    torch.set_num_threads(1)  # PIL does the work: one pool process per core, no thread pool each
+
+
+def _read_meta(key: str, folder: Path, size: int, count: int) -> DecodedImages | None:
+    """The cache of ``key`` when complete (JSON present, array of the right length), else None."""
+    meta_path, data_path = folder / f"{key}.json", folder / f"{key}.u8"
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected = count * size * size * 3
+        if meta.get("key") != key or meta.get("shape") != [count, size, size, 3]:
+            return None
+        if count and data_path.stat().st_size != expected:
+            return None
+        errors = {int(i): m for i, m in meta.get("unreadable", {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return DecodedImages(key, data_path, count, size, errors)
+
+
+def build_decoded(images: ImageSet, size: int, *, workers: int = 0, progress: bool = True) -> DecodedImages:
+    """The cache of ``images`` at ``size`` px: opened if this process or an earlier one built it, else built.
+
+    ``workers`` pool processes decode chunks of rows straight into the file (0: one per CPU; 1: in this process).
+    Raises ``OSError`` when the cache folder cannot be written or the disk is full (the space is reserved before
+    any row is decoded).
+    """
+    key = decoded_key(images, size)
+    opened = _OPEN.get(key)
+    if opened is not None and (opened._pixels is not None or opened.path.is_file()):
+        return opened
+    folder = decoded_dir()
+    n = len(images)
+    found = _read_meta(key, folder, size, n)
+    if found is None:
+        found = _build(images, size, key, folder, workers=workers, progress=progress)
+    _OPEN[key] = found
+    return found
+
+
+def _build(images: ImageSet, size: int, key: str, folder: Path, *, workers: int, progress: bool) -> DecodedImages:
+    from tqdm.auto import tqdm
+
+    n = len(images)
+    shape = (n, size, size, 3)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{key}.{os.getpid()}.u8.tmp"
+    t0 = time.perf_counter()
+    errors: list[tuple[int, str]] = []
+    try:
+        with open(tmp, "wb") as fh:  # reserve the space now: a full disk is an OSError here, not a SIGBUS later
+            nbytes = math.prod(shape)
+            if nbytes and hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fh.fileno(), 0, nbytes)
+            else:
+                fh.truncate(nbytes)
+        workers = workers or os.cpu_count() or 1
+        chunk = max(8, min(256, -(-n // (workers * 8)))) if n else 1
+        starts = list(range(0, n, chunk))
+        bar = tqdm(total=n, desc=f"decoding {n} images at {size} px", unit="img", disable=None if progress else True)
+        with bar:
+            if workers <= 1 or len(starts) <= 1:
+                for s in starts:
+                    part = range(s, min(n, s + chunk))
+                    errors += _decode_rows(str(tmp), shape, s, _part(images.sources, part), _part(images.names, part))
+                    bar.update(len(part))
+            else:
+                with ProcessPoolExecutor(min(workers, len(starts)), initializer=_pool_init) as pool:
+                    jobs = {}
+                    for s in starts:
+                        part = range(s, min(n, s + chunk))
+                        args = (str(tmp), shape, s, _part(images.sources, part), _part(images.names, part))
+                        jobs[pool.submit(_decode_rows, *args)] = len(part)
+                    for job in as_completed(jobs):
+                        errors += job.result()
+                        bar.update(jobs[job])
+        final = folder / f"{key}.u8"
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    errors.sort()
+    seconds = time.perf_counter() - t0
+    meta = {
+        "key": key,
+        "shape": list(shape),
+        "size": size,
+        "count": n,
+        "unreadable_count": len(errors),
+        "unreadable": {str(i): m for i, m in errors},
+        "method": resize_method(),
+        "origin": images.origin,
+        "seconds": round(seconds, 2),
+        "files": _files_of(images),
+    }
+    side = folder / f"{key}.{os.getpid()}.json.tmp"
+    side.write_text(json.dumps(meta))
+    os.replace(side, folder / f"{key}.json")  # last: its presence marks a complete cache
+    if errors:
+        log.warning(
+            "decoded-image cache: %d of %d images unreadable, skipped (first: %s)", len(errors), n, errors[0][1]
+        )
+    log.info("decoded-image cache: %d images at %d px in %.1f s -> %s", n, size, seconds, final)
+    _prune(folder, keep=key)
+    return DecodedImages(key, final, n, size, dict(errors))
+
+
+def _part(seq: Sequence[Any], part: range) -> Any:
+    """Items ``part`` of a sequence for a pool process: a Column view pickles as its file and rows."""
+    if isinstance(seq, Column):
+        return seq.take(np.arange(part.start, part.stop))
+    return [seq[i] for i in part]
+
+
+def _prune(folder: Path, keep: str) -> None:
+    """Remove caches whose image files changed or disappeared, and temporary files a killed build left."""
+    now = time.time()
+    for side in folder.glob("*.json"):
+        if side.stem == keep:
+            continue
+        try:
+            files = json.loads(side.read_text()).get("files") or []
+            stale = any(_item_identity(p)[1:] != [str(Path(p).resolve()), sz, mt] for p, sz, mt in files)
+        except (OSError, ValueError, TypeError, AttributeError):
+            stale = True
+        if stale:
+            for p in (side.with_suffix(".u8"), side):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            _OPEN.pop(side.stem, None)
+    for tmp in folder.glob("*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > _STALE_TMP_S:
+                tmp.unlink()
+
+
+# ------------------------------------------------------------------------------------------------ dataset
+class DecodedImageDataset(Dataset):
+    """:class:`~dfmm.data.batches.ImageDataset`'s items from a :class:`DecodedImages` cache: the same
+    ``{"inputs", "label", "index"}`` (or ``{"error", "index"}``) items, ``labels``, ``groups`` and length.
+
+    ``transform`` is the pipeline without its Resize step (``image_transform(..., resized=True)``); it gets a
+    uint8 CHW tensor (a copy of the row: the mapping stays read-only and shared).
+    """
+
+    def __init__(self, decoded: DecodedImages, images: ImageSet, transform: Any) -> None:
+        if len(decoded) != len(images):
+            raise ValueError(f"the cache holds {len(decoded)} images, the set {len(images)}")
+        self.decoded = decoded
+        self.transform = transform
+        self.groups = list(images.groups)
+        self.labels = images.labels
+
+    def __len__(self) -> int:
+        return len(self.decoded)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if self.decoded.unreadable[i]:
+            return {"error": self.decoded.errors[int(i)], "index": i}
+        img = torch.from_numpy(np.array(self.decoded.pixels[i])).permute(2, 0, 1)
+        return {"inputs": self.transform(img), "label": int(self.labels[i]), "index": i}
+
+
+def decoded_dataset(
+    images: ImageSet, size: int, mean: Sequence[float], std: Sequence[float], augment: str, *, workers: int = 0
+) -> DecodedImageDataset | None:
+    """The dataset of ``images`` read from the cache (built first when missing), or None when the cache cannot
+    serve it: ``strong`` augmentation crops the original image (the caller reads the files), or the cache
+    folder cannot be written (a warning says why)."""
+    if augment == "strong":
+        log.info("visual.cache: decoded: augment 'strong' crops the original image, so this loader reads the files")
+        return None
+    try:
+        decoded = build_decoded(images, size, workers=workers)
+    except OSError as e:
+        log.warning("cannot write the decoded-image cache in %s (%s); reading the image files", decoded_dir(), e)
+        return None
+    return DecodedImageDataset(decoded, images, image_transform(size, mean, std, augment, resized=True))
