@@ -64,14 +64,8 @@ class ImageSet:
 
     def subset(self, index: np.ndarray | list[int]) -> ImageSet:
         index = np.asarray(index, dtype=int)
-        return ImageSet(
-            take(self.sources, index),
-            self.labels[index],
-            take(self.groups, index),
-            take(self.names, index),
-            self.origin,
-            dict(self.meta),
-        )
+        sources, groups, names = (take(column, index) for column in (self.sources, self.groups, self.names))
+        return ImageSet(sources, self.labels[index], groups, names, self.origin, dict(self.meta))
 
     def counts(self) -> dict[str, int]:
         return {"real": int((self.labels == REAL).sum()), "fake": int((self.labels == FAKE).sum())}

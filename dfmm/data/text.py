@@ -76,13 +76,8 @@ class TextSet:
 
     def subset(self, index: np.ndarray | list[int]) -> TextSet:
         index = np.asarray(index, dtype=int)
-        return TextSet(
-            take(self._texts, index),
-            self.labels[index],
-            take(self.groups, index),
-            {k: take(v, index) for k, v in self.meta.items()},
-            self.origin,
-        )
+        meta = {k: take(v, index) for k, v in self.meta.items()}
+        return TextSet(take(self._texts, index), self.labels[index], take(self.groups, index), meta, self.origin)
 
     def counts(self) -> dict[str, int]:
         return {"human": int((self.labels == REAL).sum()), "ai": int((self.labels == FAKE).sum())}
