@@ -69,7 +69,7 @@ def _batches(loader, seed):
     return [b for _ in range(2) for b in loader]  # two epochs: the sampler's and the flips' draws go on
 
 
-@pytest.mark.parametrize("augment", ["none", "flip"])
+@pytest.mark.parametrize("augment", ["none", "flip", "card"])
 def test_loader_batches_from_the_cache_equal_those_from_the_files(tiny, augment):
     from dfmm.data import image_splits
     from dfmm.experiments import image_loader
@@ -202,8 +202,8 @@ def test_strong_training_reads_the_files_and_its_evaluation_the_cache(tmp_path):
     assert isinstance(image_loader(images, cfg, **kw, train=True, augment="strong").dataset, ImageDataset)
     assert isinstance(image_loader(images, cfg, **kw).dataset, dec.DecodedImageDataset)
     assert isinstance(image_loader(images, cfg, **kw, cache=False).dataset, ImageDataset)
-    card = image_loader(images, cfg, **kw, train=True, augment="card")  # runs on uint8 tensors
-    assert next(iter(card))["inputs"].shape == (6, 3, 32, 32)
+    card = image_loader(images, cfg, **kw, train=True, augment="card")  # on the rows as PIL images
+    assert card.dataset.as_pil and next(iter(card))["inputs"].shape == (6, 3, 32, 32)
 
 
 def test_an_unknown_cache_is_a_one_line_config_error():

@@ -8,8 +8,9 @@ pipeline has after its first step (``v2.Resize((size, size), antialias=True)`` o
 runs the transform's remaining steps on the uint8 tensors:
 
 - ``none`` and ``flip``: bit-identical to reading the files (same random draws, same pixels);
-- ``card``: the same random draws; ``RandomRotation`` (nearest) on a tensor and on a PIL image round a few
-  edge pixels differently (~0.02% of the pixels, in some of the rotations); the blur is identical;
+- ``card``: its rotation (nearest) rounds a few edge pixels differently on a tensor than on a PIL image, so a
+  ``card`` dataset gives its transform the PIL image of the cached row (``Image.fromarray``: the very pixels the
+  file pipeline's resize made): bit-identical too, at the cost of that conversion;
 - ``strong``: starts with a random crop of the *original* image, which a resized cache no longer has, so a
   training loader with it reads the files (:func:`decoded_dataset` returns None and logs why); its evaluation
   loaders (``none``) still use the cache.
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from dfmm.data.arrow import Column, Fetch, cache_dir
@@ -346,14 +348,16 @@ class DecodedImageDataset(Dataset):
     ``{"inputs", "label", "index"}`` (or ``{"error", "index"}``) items, ``labels``, ``groups`` and length.
 
     ``transform`` is the pipeline without its Resize step (``image_transform(..., resized=True)``); it gets a
-    uint8 CHW tensor (a copy of the row: the mapping stays read-only and shared).
+    uint8 CHW tensor (a copy of the row: the mapping stays read-only and shared), or with ``as_pil`` the row as
+    an RGB PIL image (for transforms that differ between the two, see the module docstring).
     """
 
-    def __init__(self, decoded: DecodedImages, images: ImageSet, transform: Any) -> None:
+    def __init__(self, decoded: DecodedImages, images: ImageSet, transform: Any, *, as_pil: bool = False) -> None:
         if len(decoded) != len(images):
             raise ValueError(f"the cache holds {len(decoded)} images, the set {len(images)}")
         self.decoded = decoded
         self.transform = transform
+        self.as_pil = as_pil
         self.groups = list(images.groups)
         self.labels = images.labels
 
@@ -363,7 +367,8 @@ class DecodedImageDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         if self.decoded.unreadable[i]:
             return {"error": self.decoded.errors[int(i)], "index": i}
-        img = torch.from_numpy(np.array(self.decoded.pixels[i])).permute(2, 0, 1)
+        row = np.array(self.decoded.pixels[i])
+        img = Image.fromarray(row, "RGB") if self.as_pil else torch.from_numpy(row).permute(2, 0, 1)
         return {"inputs": self.transform(img), "label": int(self.labels[i]), "index": i}
 
 
@@ -381,4 +386,5 @@ def decoded_dataset(
     except OSError as e:
         log.warning("cannot write the decoded-image cache in %s (%s); reading the image files", decoded_dir(), e)
         return None
-    return DecodedImageDataset(decoded, images, image_transform(size, mean, std, augment, resized=True))
+    transform = image_transform(size, mean, std, augment, resized=True)
+    return DecodedImageDataset(decoded, images, transform, as_pil=augment not in ("none", "flip"))
