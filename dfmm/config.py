@@ -316,6 +316,7 @@ def _between(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False)
 
 
 _POSITIVE = (lambda v: v > 0, "> 0")
+_EPOCH_VAL = (lambda v: v == 0 or v >= 2, "0 (the whole validation split) or >= 2 (one item of each class)")
 _ALL = " (0 = all)"
 # Numeric fields: (check, what the error message says is expected). Every float must also be finite.
 _RANGES = {
@@ -326,8 +327,8 @@ _RANGES = {
     ("data", "max_eval_images"): _at_least(0, _ALL),
     ("data", "max_eval_texts"): _at_least(0, _ALL),
     ("data", "max_cross"): _at_least(0, _ALL),
-    ("data", "epoch_val_images"): _at_least(0, " (0 = the whole validation split)"),
-    ("data", "epoch_val_texts"): _at_least(0, " (0 = the whole validation split)"),
+    ("data", "epoch_val_images"): _EPOCH_VAL,
+    ("data", "epoch_val_texts"): _EPOCH_VAL,
     ("data", "val_fraction"): _between(0.0, 0.5, lo_open=True, hi_open=True),
     ("data", "test_fraction"): _between(0.0, 0.5, lo_open=True, hi_open=True),
     ("data", "synthetic_images"): _at_least(2, " (one real and one fake)"),

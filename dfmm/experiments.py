@@ -16,12 +16,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from dfmm.branches import build_text, build_visual, text_meta, visual_meta
 from dfmm.checkpoints import save_checkpoint
 from dfmm.config import Config, Recipe
-from dfmm.data import epoch_val_subset
+from dfmm.data import epoch_val_rows
 from dfmm.data.batches import (
     GroupBatchSampler,
     ImageDataset,
@@ -111,12 +111,16 @@ def image_loader(
     pairs: bool = False,
     batch_size: int = 0,
     cache: bool | None = None,
+    rows: np.ndarray | None = None,
 ) -> DataLoader:
     """Batches of ``images`` normalised with the backbone's ``mean``/``std``. Training batches (``train``) are
     shuffled each epoch from ``seed``, augmented (``augment``) and, with ``pairs``, keep each group whole; others
     come in dataset order, unaugmented. ``batch_size`` 0 is the branch's. ``cache`` (None: ``visual.cache`` is
     ``decoded``) reads the pixels from the decoded-image cache (``dfmm.data.decoded``), built first when missing;
-    a ``strong`` training loader reads the files all the same."""
+    a ``strong`` training loader reads the files all the same. ``rows`` (evaluation only): just these items, read
+    through the whole set's dataset (and cache), their ``index`` still positions in ``images``."""
+    if rows is not None and train:
+        raise ValueError("rows selects evaluation items; a training loader takes its items from images")
     augment = augment if train else "none"
     ds: Any = None
     use_cache = cfg.visual.cache == "decoded" if cache is None else cache
@@ -126,6 +130,8 @@ def image_loader(
         ds = decoded_dataset(images, cfg.visual.image_size, mean, std, augment)
     if ds is None:
         ds = ImageDataset(images, image_transform(cfg.visual.image_size, mean, std, augment))
+    if rows is not None:
+        ds = Subset(ds, np.asarray(rows, dtype=int).tolist())
     bs = batch_size or cfg.visual.batch_size
     if train and pairs:
         sampler: Any = GroupBatchSampler(ds.groups, bs, seed)
@@ -176,7 +182,9 @@ def train_visual(
         pairs=recipe.pair_batches,
         batch_size=recipe.batch_size,
     )
-    select = image_loader(epoch_val_subset(splits["val"], cfg.data.epoch_val_images, cfg.study.seed), cfg, **norm)
+    select = image_loader(
+        splits["val"], cfg, **norm, rows=epoch_val_rows(splits["val"], cfg.data.epoch_val_images, cfg.study.seed)
+    )
     pos_weight = _balance(train.dataset.labels) if recipe.balanced else None
     result = fit(
         model,
@@ -385,7 +393,7 @@ def train_text(
     _seed_all(seed)
     model, tokenizer, info = build_text(cfg)
     cache = cfg.run_dir / "cache"
-    select = epoch_val_subset(splits["val"], cfg.data.epoch_val_texts, cfg.study.seed)
+    select = splits["val"].subset(epoch_val_rows(splits["val"], cfg.data.epoch_val_texts, cfg.study.seed))
     sets = {"train": splits["train"], "select": select, "val": splits["val"], "test": splits["test"]}
     tokens = {s: TokenizedTexts(items, tokenizer, cfg.text.max_length, cache) for s, items in sets.items()}
     bs = recipe.batch_size or cfg.text.batch_size

@@ -88,3 +88,46 @@ def test_unreachable_hub(monkeypatch):
 def test_real_l2r_counts():
     s = load_text_file(shared("text", "l2r_rewrites", "data.jsonl"))
     assert s.counts() == {"human": 3750, "ai": 14823}
+
+
+class _WordTokenizer:
+    """A stand-in fast tokenizer: [CLS]=1, one id per word (its length + 10), [SEP]=2; pad 0."""
+
+    name_or_path = "words"
+    pad_token_id, sep_token_id, eos_token_id = 0, 2, None
+
+    def __len__(self) -> int:
+        return 1000
+
+    def __call__(self, texts, **kwargs):
+        return {"input_ids": [[1, *(len(w) + 10 for w in t.split()), 2] for t in texts]}
+
+
+def test_tokenised_texts_over_several_arrow_chunks_equal_the_tokenizer_cut_at_max_length(tmp_path):
+    import numpy as np
+    import torch
+
+    from dfmm.data.batches import TokenizedTexts
+    from dfmm.data.text import TextSet
+
+    rng = np.random.default_rng(0)
+    texts = [" ".join("w" * int(k) for k in rng.integers(1, 9, rng.integers(0, 40))) for _ in range(2500)]
+    items = TextSet(texts, np.arange(2500) % 2, [str(i) for i in range(2500)])
+    tok = _WordTokenizer()
+    expected = [[1, *(len(w) + 10 for w in t.split()), 2] for t in texts]
+    cut = [e if len(e) <= 16 else [*e[:15], 2] for e in expected]  # the closing [SEP] is kept
+    built = TokenizedTexts(items, tok, 16, tmp_path)  # 1,000 texts a batch: three Arrow chunks
+    (cached,) = tmp_path.glob("tokens-*.arrow")
+    again = TokenizedTexts(items, tok, 16, tmp_path)  # read from the file
+    in_memory = TokenizedTexts(items, tok, 16)
+    for t in (built, again, in_memory):
+        assert len(t) == 2500 and t.lengths.tolist() == [len(c) for c in cut]
+        assert t.full_lengths.tolist() == [len(e) for e in expected]
+        assert t.truncated() == sum(len(e) > 16 for e in expected) > 0
+        for i in (0, 999, 1000, 1001, 1999, 2000, 2499):
+            assert torch.equal(t[i]["ids"], torch.tensor(cut[i])) and t[i]["index"] == i
+    assert list(tmp_path.glob("tokens-*.arrow")) == [cached]
+    TokenizedTexts(items, tok, 8, tmp_path)  # another max_length: another file
+    assert len(list(tmp_path.glob("tokens-*.arrow"))) == 2
+    empty = TokenizedTexts(items.subset([]), tok, 16, tmp_path)
+    assert len(empty) == 0 and empty.truncated() == 0

@@ -102,7 +102,10 @@ def test_training_on_the_cache_gives_the_same_history_and_metrics(tiny):
     assert json.dumps(files.val, sort_keys=True) == json.dumps(cached.val, sort_keys=True)
     assert json.dumps(files.test, sort_keys=True) == json.dumps(cached.test, sort_keys=True)
     assert files.best_epoch == cached.best_epoch
-    assert len(os.listdir(dec.decoded_dir())) >= 2  # the caches were built, and used
+    splits, size = image_splits(_cfg(tiny)), _cfg(tiny).visual.image_size
+    for split in ("train", "val", "test"):  # each split's cache was built (once: the subset reads val's)
+        assert (dec.decoded_dir() / f"{dec.decoded_key(splits[split], size)}.json").is_file()
+    assert len(list(dec.decoded_dir().glob("*.json"))) == 3
 
 
 def test_a_changed_image_or_another_size_is_another_cache(tmp_path, own_cache):

@@ -77,12 +77,12 @@ def test_train_fusion_steps_on_the_pairs_and_reports_the_weights_after_each_step
     assert all(torch.equal(v, state[k]) for k, v in fusion.state_dict().items())
 
 
-def test_best_epoch_is_chosen_on_the_fixed_subset_and_the_kept_model_scored_on_the_whole_split(tmp_path):
-    """data.epoch_val_*: each epoch is scored on a fixed, balanced subset of val; val/test metrics cover the whole
-    splits."""
+def test_best_epoch_is_chosen_on_the_fixed_subset_and_the_kept_model_scored_on_the_whole_split(tmp_path, monkeypatch):
+    """data.epoch_val_*: each epoch is scored on a fixed, balanced subset of val, the same items for every training
+    seed; val/test metrics cover the whole splits."""
+    import dfmm.experiments as experiments
     from dfmm.config import load_config
-    from dfmm.data import epoch_val_subset, image_splits, text_splits
-    from dfmm.experiments import train_text, train_visual
+    from dfmm.data import epoch_val_rows, image_splits, text_splits
 
     from .conftest import ROOT, tiny_overrides
 
@@ -90,14 +90,25 @@ def test_best_epoch_is_chosen_on_the_fixed_subset_and_the_kept_model_scored_on_t
     subset = ["data.epoch_val_images=4", "data.epoch_val_texts=6"]
     cfg = load_config([ROOT / "params" / "demo.yaml"], runs + tiny_overrides() + subset)
     images, texts = image_splits(cfg), text_splits(cfg)
-    chosen = epoch_val_subset(images["val"], 4, cfg.study.seed)
-    assert len(chosen) == 4 and chosen.counts() == {"real": 2, "fake": 2}
-    assert list(chosen.names) == list(epoch_val_subset(images["val"], 4, cfg.study.seed).names)  # fixed
-    assert epoch_val_subset(images["val"], 0, 0) is images["val"]
-    for run, splits, n in (
-        (train_visual(cfg, "improved", images, save=False), images, 4),
-        (train_text(cfg, "improved", texts, save=False), texts, 6),
-    ):
-        assert [h["val_items"] for h in run.history] == [n] * cfg.visual.epochs
+    rows = epoch_val_rows(images["val"], 4, cfg.study.seed)
+    assert len(rows) == 4 and sorted(images["val"].labels[rows].tolist()) == [0, 0, 1, 1]
+    assert len(epoch_val_rows(images["val"], 0, 0)) == len(images["val"])
+
+    seen = []  # the labels and dataset positions each fit validated on
+    fit = experiments.fit
+
+    def recording_fit(model, train, val, *args, **kwargs):
+        batches = list(val)
+        seen.append(([i for b in batches for i in b["index"].tolist()], len(val.dataset)))
+        return fit(model, train, val, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "fit", recording_fit)
+    first = experiments.train_visual(cfg, "improved", images, seed=0, save=False)
+    experiments.train_visual(cfg, "improved", images, seed=1, save=False)
+    assert seen[0] == seen[1] == (rows.tolist(), 4)  # positions in val, the same for both seeds
+    text = experiments.train_text(cfg, "improved", texts, save=False)
+    assert seen[2][1] == 6
+    for run, splits, n in ((first, images, 4), (text, texts, 6)):
+        assert [h["val_items"] for h in run.history] == [n] * len(run.history) and run.history
         assert run.val["n"] == len(splits["val"]) > n
         assert run.test["n"] == len(splits["test"])

@@ -25,7 +25,7 @@ __all__ = [
     "cross_images",
     "cross_texts",
     "data_sources",
-    "epoch_val_subset",
+    "epoch_val_rows",
     "image_splits",
     "text_splits",
 ]
@@ -81,13 +81,13 @@ def text_splits(cfg: Config) -> dict[str, TextSet]:
     return _splits(texts, cfg, cfg.data.max_texts, cfg.data.max_eval_texts)
 
 
-def epoch_val_subset(items: ImageSet | TextSet, limit: int, seed: int) -> ImageSet | TextSet:
-    """The validation items each epoch is scored on to choose the best epoch: at most ``limit`` of ``items``
-    (0 = all), half of each class, whole groups, chosen from ``seed`` only (so every recipe and training seed of
-    a study chooses its epoch on the same items). Scoring the whole split once, for the kept model, instead of
-    after every epoch is what makes the compact study shorter (issue 17)."""
-    index = subset_by_group(np.arange(len(items)), items.labels, items.groups, limit, seed, balanced=True)
-    return items if len(index) == len(items) else items.subset(index)
+def epoch_val_rows(items: ImageSet | TextSet, limit: int, seed: int) -> np.ndarray:
+    """Which validation items (positions in ``items``) each epoch is scored on to choose the best epoch: at most
+    ``limit`` (0 = all), half of each class, groups kept whole while they fit (``subset_by_group``), chosen from
+    ``seed`` only, so every recipe and training seed of a study chooses its epoch on the same items. Scoring the
+    whole split once, for the kept model, instead of after every epoch is what makes the compact study shorter
+    (issue 17)."""
+    return subset_by_group(np.arange(len(items)), items.labels, items.groups, limit, seed, balanced=True)
 
 
 def _cross(items: ImageSet | TextSet, limit: int, seed: int) -> ImageSet | TextSet:

@@ -296,15 +296,27 @@ def _open(path: Path) -> MappedTable:
 
 def _prune(folder: Path) -> None:
     """Remove entries whose source files changed or disappeared, and temporary files a killed build left."""
+
+    def stale(meta: dict[str, Any]) -> bool:
+        sources = meta.get("sources", [])
+        return any(not Path(p).is_file() or _stat(Path(p))[1:] != [size, mtime] for p, size, mtime in sources)
+
+    prune_entries(folder, ".arrow", stale)
+
+
+def prune_entries(folder: Path, suffix: str, stale: Callable[[dict[str, Any]], bool], keep: str = "") -> None:
+    """Remove each cache entry of ``folder`` (``KEY.json`` beside ``KEY<suffix>``) whose JSON is unreadable or
+    ``stale(json)``, except ``keep``; and temporary files older than a day (a killed build's)."""
     now = time.time()
     for side in folder.glob("*.json"):
+        if side.stem == keep:
+            continue
         try:
-            sources = json.loads(side.read_text()).get("sources", [])
-            stale = any(not Path(p).is_file() or _stat(Path(p))[1:] != [size, mtime] for p, size, mtime in sources)
-        except (OSError, ValueError, TypeError):
-            stale = True
-        if stale:
-            for p in (side.with_suffix(".arrow"), side):
+            gone = stale(json.loads(side.read_text()))
+        except (OSError, ValueError, TypeError, AttributeError):
+            gone = True
+        if gone:
+            for p in (side.with_suffix(suffix), side):
                 with contextlib.suppress(OSError):
                     p.unlink()
     for tmp in folder.glob("*.tmp"):

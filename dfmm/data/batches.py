@@ -165,6 +165,11 @@ class TokenizedTexts(Dataset):
             enc = tokenizer(chunk, truncation=False, add_special_tokens=True, verbose=False)["input_ids"]
             return {"ids": [self._truncate(e, tokenizer) for e in enc], "full_length": [len(e) for e in enc]}
 
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if len(texts) == 0:  # datasets.map returns an empty input as it is, without the new columns
+            self._chunks, self._starts = [], np.zeros(1, dtype=np.int64)
+            self.full_lengths = self.lengths = np.zeros(0, dtype=np.int32)
+            return
         rows = ArrowDataset.from_dict({"row": np.arange(len(texts), dtype=np.int64)})
         where: dict[str, Any] = {"keep_in_memory": True}
         if cache_dir is not None:
@@ -191,8 +196,7 @@ class TokenizedTexts(Dataset):
         self._chunks = [(c.offsets.to_numpy(), c.values.to_numpy(zero_copy_only=False)) for c in ids.chunks]
         self._starts = np.cumsum([0] + [len(c) for c in ids.chunks])
         self.full_lengths = table.column("full_length").to_numpy()
-        self.lengths = np.concatenate([off[1:] - off[:-1] for off, _ in self._chunks] or [np.zeros(0, np.int32)])
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.lengths = np.concatenate([off[1:] - off[:-1] for off, _ in self._chunks])
 
     def _truncate(self, ids: list[int], tokenizer: Any) -> list[int]:
         if len(ids) <= self.max_length:

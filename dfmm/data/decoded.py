@@ -28,13 +28,14 @@ the dataset yields it as an error item exactly like :class:`~dfmm.data.batches.I
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from dfmm.data.arrow import Column, Fetch, cache_dir
+from dfmm.data.arrow import Column, Fetch, cache_dir, prune_entries
 from dfmm.data.images import ImageSet, load_image
 from dfmm.data.transforms import image_transform
 from dfmm.errors import DataError
@@ -52,7 +53,6 @@ from dfmm.errors import DataError
 log = logging.getLogger("dfmm.data")
 
 DECODED_VERSION = 1  # bump when what a row holds changes: older caches then get other keys
-_STALE_TMP_S = 24 * 3600
 _OPEN: dict[str, DecodedImages] = {}  # caches opened in this process, by key (a study opens each split once)
 
 
@@ -241,9 +241,26 @@ def build_decoded(images: ImageSet, size: int, *, workers: int = 0, progress: bo
     n = len(images)
     found = _read_meta(key, folder, size, n)
     if found is None:
-        found = _build(images, size, key, folder, workers=workers, progress=progress)
+        folder.mkdir(parents=True, exist_ok=True)
+        with _locked(folder / f"{key}.lock"):  # processes of one launch: one builds, the others wait and open it
+            found = _read_meta(key, folder, size, n)
+            if found is None:
+                found = _build(images, size, key, folder, workers=workers, progress=progress)
     _OPEN[key] = found
     return found
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` for the block (released by the kernel if the process dies)."""
+    import fcntl
+
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _build(images: ImageSet, size: int, key: str, folder: Path, *, workers: int, progress: bool) -> DecodedImages:
@@ -256,12 +273,8 @@ def _build(images: ImageSet, size: int, key: str, folder: Path, *, workers: int,
     t0 = time.perf_counter()
     errors: list[tuple[int, str]] = []
     try:
-        with open(tmp, "wb") as fh:  # reserve the space now: a full disk is an OSError here, not a SIGBUS later
-            nbytes = math.prod(shape)
-            if nbytes and hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(fh.fileno(), 0, nbytes)
-            else:
-                fh.truncate(nbytes)
+        with open(tmp, "wb") as fh:
+            _reserve(fh, math.prod(shape))
         workers = workers or os.cpu_count() or 1
         chunk = max(8, min(256, -(-n // (workers * 8)))) if n else 1
         starts = list(range(0, n, chunk))
@@ -313,6 +326,21 @@ def _build(images: ImageSet, size: int, key: str, folder: Path, *, workers: int,
     return DecodedImages(key, final, n, size, dict(errors))
 
 
+def _reserve(fh: Any, nbytes: int) -> None:
+    """Allocate the file's blocks now, so a full disk is an ``OSError`` here rather than a SIGBUS mid-build; where
+    the file system (or platform) cannot, a sparse file of that size."""
+    try:
+        if nbytes:
+            os.posix_fallocate(fh.fileno(), 0, nbytes)
+            return
+    except AttributeError:  # no posix_fallocate here
+        pass
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    fh.truncate(nbytes)
+
+
 def _part(seq: Sequence[Any], part: range) -> Any:
     """Items ``part`` of a sequence for a pool process: a Column view pickles as its file and rows."""
     if isinstance(seq, Column):
@@ -322,24 +350,14 @@ def _part(seq: Sequence[Any], part: range) -> Any:
 
 def _prune(folder: Path, keep: str) -> None:
     """Remove caches whose image files changed or disappeared, and temporary files a killed build left."""
-    now = time.time()
-    for side in folder.glob("*.json"):
-        if side.stem == keep:
-            continue
-        try:
-            files = json.loads(side.read_text()).get("files") or []
-            stale = any(_item_identity(p)[1:] != [str(Path(p).resolve()), sz, mt] for p, sz, mt in files)
-        except (OSError, ValueError, TypeError, AttributeError):
-            stale = True
-        if stale:
-            for p in (side.with_suffix(".u8"), side):
-                with contextlib.suppress(OSError):
-                    p.unlink()
-            _OPEN.pop(side.stem, None)
-    for tmp in folder.glob("*.tmp"):
-        with contextlib.suppress(OSError):
-            if now - tmp.stat().st_mtime > _STALE_TMP_S:
-                tmp.unlink()
+
+    def stale(meta: dict[str, Any]) -> bool:
+        files = meta.get("files") or []
+        return any(_item_identity(p)[1:] != [str(Path(p).resolve()), sz, mt] for p, sz, mt in files)
+
+    prune_entries(folder, ".u8", stale, keep=keep)
+    for gone in [k for k in _OPEN if not (folder / f"{k}.json").is_file()]:
+        del _OPEN[gone]
 
 
 # ------------------------------------------------------------------------------------------------ dataset
