@@ -364,13 +364,25 @@ def visual_linear_probe(cfg: Config, splits: dict[str, ImageSet]) -> dict[str, A
 
 # ----------------------------------------------------------------------------------------------------- text
 def text_loader(
-    tokens: TokenizedTexts, batch_size: int, *, seed: int, train: bool = False, workers: int = 0
+    tokens: TokenizedTexts,
+    batch_size: int,
+    *,
+    seed: int,
+    train: bool = False,
+    workers: int = 0,
+    rows: np.ndarray | None = None,
 ) -> DataLoader:
     """Length-bucketed batches of tokenised texts: shuffled each epoch from ``seed`` when ``train``, else in
-    length order."""
+    length order. ``rows`` (evaluation only): just these texts, their ``index`` still positions in ``tokens``."""
+    if rows is not None and train:
+        raise ValueError("rows selects evaluation items; a training loader takes its items from tokens")
+    dataset, lengths = tokens, tokens.lengths
+    if rows is not None:
+        rows = np.asarray(rows, dtype=int)
+        dataset, lengths = Subset(tokens, rows.tolist()), tokens.lengths[rows]
     return DataLoader(
-        tokens,
-        batch_sampler=LengthBucketSampler(tokens.lengths, batch_size, seed, shuffle=train),
+        dataset,
+        batch_sampler=LengthBucketSampler(lengths, batch_size, seed, shuffle=train),
         collate_fn=tokens.collate,
         num_workers=workers,
     )
@@ -393,14 +405,14 @@ def train_text(
     _seed_all(seed)
     model, tokenizer, info = build_text(cfg)
     cache = cfg.run_dir / "cache"
-    select = splits["val"].subset(epoch_val_rows(splits["val"], cfg.data.epoch_val_texts, cfg.study.seed))
-    sets = {"train": splits["train"], "select": select, "val": splits["val"], "test": splits["test"]}
-    tokens = {s: TokenizedTexts(items, tokenizer, cfg.text.max_length, cache) for s, items in sets.items()}
+    tokens = {s: TokenizedTexts(splits[s], tokenizer, cfg.text.max_length, cache) for s in ("train", "val", "test")}
     bs = recipe.batch_size or cfg.text.batch_size
     loaders = {
         s: text_loader(tokens[s], bs if s == "train" else cfg.text.batch_size, seed=seed, train=s == "train")
         for s in tokens
     }
+    chosen = epoch_val_rows(splits["val"], cfg.data.epoch_val_texts, cfg.study.seed)
+    loaders["select"] = text_loader(tokens["val"], cfg.text.batch_size, seed=seed, rows=chosen)
     labels = splits["train"].labels
     pos_weight = _balance(labels) if recipe.balanced else None
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
@@ -422,7 +434,7 @@ def train_text(
     if save and acc.is_main_process:
         meta = {**text_meta(cfg, model, tokenizer, info, recipe_name), **rule.to_dict()}
         ckpt = str(save_checkpoint(cfg.run_dir / f"text_{recipe_name}.pt", "text_branch", model.state_dict(), meta))
-    truncated = {s: tokens[s].truncated() for s in ("train", "val", "test")}
+    truncated = {s: tokens[s].truncated() for s in tokens}
     return BranchRun(
         branch="text",
         recipe=recipe_name,
