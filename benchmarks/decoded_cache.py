@@ -82,12 +82,26 @@ def main() -> None:
         model, info = build_visual(cfg)
         model = model.to(memory_format=torch.channels_last)
         kw = {"mean": info.mean, "std": info.std, "seed": 0}
-        warm = image_loader(part.subset(np.arange(min(len(part), a.train_batch))), cfg, **kw, train=True,
-                            augment="flip", batch_size=a.train_batch, cache=True)  # fmt: skip
+        warm = image_loader(
+            part.subset(np.arange(min(len(part), a.train_batch))),
+            cfg,
+            **kw,
+            train=True,
+            augment="flip",
+            batch_size=a.train_batch,
+            cache=True,
+        )
         val = image_loader(part.subset(np.arange(min(len(part), 2))), cfg, **kw, cache=True)
         fit(model, warm, val, recipe, 1, accelerator=make_accelerator(), desc="warm-up")
-        train = image_loader(part.subset(np.arange(a.train_batch, len(part))), cfg, **kw, train=True,
-                             augment="flip", batch_size=a.train_batch, cache=True)  # fmt: skip
+        train = image_loader(
+            part.subset(np.arange(a.train_batch, len(part))),
+            cfg,
+            **kw,
+            train=True,
+            augment="flip",
+            batch_size=a.train_batch,
+            cache=True,
+        )
         result = fit(model, train, val, recipe, 1, accelerator=make_accelerator(), desc="train")
         train_img_s = result.history[0]["train_samples_per_s"]
 
