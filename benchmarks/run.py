@@ -5,7 +5,7 @@
     make bench [BENCH_ARGS="--size small"]
 
 Runs visual_throughput, text_throughput, inference_latency, score_throughput, bootstrap_cost, augment_cost,
-decoded_cache and tta_views (``recipe_sweep.py`` trains models: run it on its own). ``--size full`` (the default)
+decoded_cache, cpu_paths and tta_views (``recipe_sweep.py`` trains models: run it on its own). ``--size full`` (the default)
 uses the sizes in each script's docstring (the GPU ones for the training loops when CUDA is available);
 ``--size small`` shrinks every script to seconds, for a smoke run, and leaves out the video timings. Prints one
 Markdown table (benchmark, figure, ours, plain/anchor, ratio, target) and writes
@@ -265,6 +265,25 @@ def decoded_cache_rows(out: dict, inp: Inputs) -> list[dict]:
     ]  # fmt: skip
 
 
+def cpu_paths_args(inp: Inputs) -> list[str]:
+    if inp.small:
+        return ["--rounds", "1", "--seconds", "0.3", "--size", "64"]
+    return []
+
+
+def cpu_paths_rows(out: dict, inp: Inputs) -> list[dict]:
+    e, t, v = out["eval_batch"], out["fused_adamw_text"], out["fused_adamw_visual"]
+    small, large = e["batches"]
+    return [
+        _row(f"CPU scoring img/s at batch {small} (anchor: batch {large}; {e['backbone']}, {e['size']} px, "
+             f"median of {out['rounds']} alternating rounds)", e["img_s"][0], e["img_s"][1], e["ratio"]),
+        _row(f"CPU AdamW step ms, text branch ({t['parameters'] / 1e6:.1f}M params): default loop / fused",
+             t["ms_per_step"][1], t["ms_per_step"][0], t["speedup"]),
+        _row(f"CPU AdamW step ms, visual branch ({v['parameters'] / 1e6:.1f}M params): default loop / fused",
+             v["ms_per_step"][1], v["ms_per_step"][0], v["speedup"]),
+    ]  # fmt: skip
+
+
 def tta_views_args(inp: Inputs) -> list[str]:
     model = _need(inp.visual_model, "visual checkpoint", "--visual-model")
     params = [_need(p, "params file", "--params") for p in inp.params]
@@ -318,6 +337,7 @@ BENCHMARKS: dict[str, Bench] = {
     "bootstrap_cost": Bench(bootstrap_cost_args, bootstrap_cost_rows, bootstrap_cost_parse),
     "augment_cost": Bench(augment_cost_args, augment_cost_rows),
     "decoded_cache": Bench(decoded_cache_args, decoded_cache_rows),
+    "cpu_paths": Bench(cpu_paths_args, cpu_paths_rows),
     "tta_views": Bench(tta_views_args, tta_views_rows, tta_views_parse),
 }
 

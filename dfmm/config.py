@@ -111,6 +111,9 @@ class VisualConfig:
     timm_name: str = ""  # architecture for file: weights
     image_size: int = 224
     batch_size: int = 32
+    # images per batch when scoring (validation, test, notebooks 04-06): on 2 CPU cores a Lite0 forward pass runs
+    # ~1.6x faster at 8 than at 32 (benchmarks/cpu_paths.py); a GPU wants more (params/full.yaml)
+    eval_batch_size: int = 8
     epochs: int = 3
     dropout: float = 0.2
     recipes: dict[str, Recipe] = field(default_factory=dict)
@@ -337,6 +340,7 @@ _RANGES = {
     ("data", "synthetic_image_size"): _at_least(2),
     ("visual", "image_size"): _at_least(1),
     ("visual", "batch_size"): _at_least(1),
+    ("visual", "eval_batch_size"): _at_least(1),
     ("visual", "epochs"): _at_least(1),
     ("visual", "dropout"): _between(0.0, 1.0, hi_open=True),  # 1 would zero every feature
     ("visual", "seeds"): _at_least(1),

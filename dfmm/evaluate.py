@@ -22,8 +22,10 @@ from dfmm.metrics import binary_metrics, metrics_with_ci
 from dfmm.scoring import predict
 
 
-def score_images(model: Any, images: ImageSet, batch_size: int = 32) -> dict[str, np.ndarray]:
-    """P(fake) under the checkpoint's decision rule, labels and dataset indices of every readable image."""
+def score_images(model: Any, images: ImageSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, np.ndarray]:
+    """P(fake) under the checkpoint's decision rule, labels and dataset indices of every readable image. With
+    ``cache_dir`` (a study's ``runs/NAME/cache``) faces this model has scored before are read from the score
+    cache (``dfmm.score_cache``)."""
     from torch.utils.data import DataLoader
 
     if model.visual is None:
@@ -33,12 +35,13 @@ def score_images(model: Any, images: ImageSet, batch_size: int = 32) -> dict[str
         batch_sampler=ShuffledBatchSampler(len(images), batch_size, 0, shuffle=False),
         collate_fn=collate_images,
     )
-    p = predict(model.visual, loader, tta=model.visual_meta.get("tta", False))
+    p = predict(model.visual, loader, tta=model.visual_meta.get("tta", False), cache_dir=cache_dir)
     return {"probs": model.rule("visual").probability(p["logits"]), "labels": p["labels"], "index": p["index"]}
 
 
 def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, Any]:
-    """P(fake) under the checkpoint's decision rule, labels and indices of every text, and how many were cut."""
+    """P(fake) under the checkpoint's decision rule, labels and indices of every text, and how many were cut.
+    ``cache_dir`` keeps the token ids (``TokenizedTexts``) and the scores (``dfmm.score_cache``) there."""
     from torch.utils.data import DataLoader
 
     if model.text is None:
@@ -49,7 +52,7 @@ def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any
         batch_sampler=LengthBucketSampler(tokens.lengths, batch_size, 0, shuffle=False),
         collate_fn=tokens.collate,
     )
-    p = predict(model.text, loader)
+    p = predict(model.text, loader, cache_dir=cache_dir)
     return {
         "probs": model.rule("text").probability(p["logits"]),
         "labels": p["labels"],
@@ -63,6 +66,7 @@ def score_sets(
     *,
     images: dict[str, ImageSet] | None = None,
     texts: dict[str, TextSet] | None = None,
+    image_batch_size: int = 32,
     text_batch_size: int = 32,
     cache_dir: Any = None,
 ) -> dict[str, dict[str, Any]]:
@@ -72,7 +76,7 @@ def score_sets(
     ``metrics`` (``metrics_with_ci``). Images first, then texts, each in the order given."""
     out: dict[str, dict[str, Any]] = {}
     for name, imageset in (images or {}).items():
-        out[name] = _with_metrics(model, "visual", imageset, score_images(model, imageset))
+        out[name] = _with_metrics(model, "visual", imageset, score_images(model, imageset, image_batch_size, cache_dir))
     for name, textset in (texts or {}).items():
         out[name] = _with_metrics(model, "text", textset, score_texts(model, textset, text_batch_size, cache_dir))
     return out

@@ -44,7 +44,7 @@ from dfmm.metrics import (
     metrics_with_ci,
     paired_bootstrap,
 )
-from dfmm.scoring import DecisionRule, in_index_order, predict, sigmoid
+from dfmm.scoring import DecisionRule, predict, sigmoid
 from dfmm.train import TrainResult, fit, make_accelerator
 
 
@@ -115,7 +115,8 @@ def image_loader(
 ) -> DataLoader:
     """Batches of ``images`` normalised with the backbone's ``mean``/``std``. Training batches (``train``) are
     shuffled each epoch from ``seed``, augmented (``augment``) and, with ``pairs``, keep each group whole; others
-    come in dataset order, unaugmented. ``batch_size`` 0 is the branch's. ``cache`` (None: ``visual.cache`` is
+    come in dataset order, unaugmented. ``batch_size`` 0 is ``visual.batch_size`` for training and
+    ``visual.eval_batch_size`` for scoring. ``cache`` (None: ``visual.cache`` is
     ``decoded``) reads the pixels from the decoded-image cache (``dfmm.data.decoded``), built first when missing;
     a ``strong`` training loader reads the files all the same. ``rows`` (evaluation only): just these items, read
     through the whole set's dataset (and cache), their ``index`` still positions in ``images``."""
@@ -132,7 +133,7 @@ def image_loader(
         ds = ImageDataset(images, image_transform(cfg.visual.image_size, mean, std, augment))
     if rows is not None:
         ds = Subset(ds, np.asarray(rows, dtype=int).tolist())
-    bs = batch_size or cfg.visual.batch_size
+    bs = batch_size or (cfg.visual.batch_size if train else cfg.visual.eval_batch_size)
     if train and pairs:
         sampler: Any = GroupBatchSampler(ds.groups, bs, seed)
     else:
@@ -173,6 +174,7 @@ def train_visual(
     model = model.to(memory_format=torch.channels_last)
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
     norm = {"mean": info.mean, "std": info.std, "seed": seed}
+    scores = _score_cache(cfg, save)
     train = image_loader(
         splits["train"],
         cfg,
@@ -195,13 +197,14 @@ def train_visual(
         accelerator=acc,
         pos_weight=pos_weight,
         desc=f"visual {recipe_name}",
+        cache_dir=scores["cache_dir"],
         **training_state(states, cfg, "visual", recipe_name, seed, splits),
     )
     model = acc.unwrap_model(model)
     preds = {}
     for split in ("val", "test"):
         loader = image_loader(splits[split], cfg, **norm)
-        preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}")
+        preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}", **scores)
     rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
     ckpt = ""
     if save and acc.is_main_process:
@@ -220,6 +223,12 @@ def train_visual(
         **_outcome(result, scores, preds, t0),
         extra=_device_and_rule(result, rule),
     )
+
+
+def _score_cache(cfg: Config, save: bool) -> dict[str, Any]:
+    """How training scores its splits: through the study's score cache (``dfmm.score_cache``), with features for
+    the run whose checkpoint is saved, since notebooks 04-06 read that checkpoint's scores and features again."""
+    return {"cache_dir": cfg.run_dir / "cache", "features": save}
 
 
 def _outcome(result: TrainResult, scores: dict[str, Any], preds: dict[str, Any], t0: float) -> dict[str, Any]:
@@ -320,23 +329,12 @@ class BranchOutputs(NamedTuple):
     labels: np.ndarray
 
 
-@torch.no_grad()
-def branch_outputs(model: Any, loader: DataLoader, tta: bool = False) -> BranchOutputs:
+def branch_outputs(model: Any, loader: DataLoader, tta: bool = False, cache_dir: Any = None) -> BranchOutputs:
     """(features, logits, labels) of every readable item in dataset order, through the branch's ``scored`` (as
-    ``classify_multimodal`` serves them: with ``tta`` the visual logits average the mirrored view)."""
-    model.eval()
-    parts: dict[str, list[Any]] = {"feats": [], "logits": [], "labels": [], "index": []}
-    for batch in loader:
-        if batch["inputs"] is None:
-            continue
-        inputs = batch["inputs"]
-        logits, f = model.scored(**inputs) if isinstance(inputs, dict) else model.scored(inputs, tta=tta)
-        parts["feats"].append(f)
-        parts["logits"].append(logits)
-        parts["labels"].append(batch["labels"])
-        parts["index"].append(batch["index"])
-    out = in_index_order(parts)
-    return BranchOutputs(out["feats"], out["logits"], out["labels"])
+    ``classify_multimodal`` serves them: with ``tta`` the visual logits average the mirrored view). With
+    ``cache_dir`` (the study's cache) what training already scored with these weights is read, not recomputed."""
+    out = predict(model, loader, tta=tta, desc="features", features=True, cache_dir=cache_dir)
+    return BranchOutputs(out["features"], out["logits"], out["labels"])
 
 
 def visual_linear_probe(cfg: Config, splits: dict[str, ImageSet]) -> dict[str, Any]:
@@ -416,6 +414,7 @@ def train_text(
     labels = splits["train"].labels
     pos_weight = _balance(labels) if recipe.balanced else None
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
+    scores = _score_cache(cfg, save)
     result = fit(
         model,
         loaders["train"],
@@ -425,10 +424,11 @@ def train_text(
         accelerator=acc,
         pos_weight=pos_weight,
         desc=f"text {recipe_name}",
+        cache_dir=scores["cache_dir"],
         **training_state(states, cfg, "text", recipe_name, seed, splits),
     )
     model = acc.unwrap_model(model)
-    preds = {s: predict(model, loaders[s], acc, desc=f"score {s}") for s in ("val", "test")}
+    preds = {s: predict(model, loaders[s], acc, desc=f"score {s}", **scores) for s in ("val", "test")}
     rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
     ckpt = ""
     if save and acc.is_main_process:

@@ -462,17 +462,21 @@ def save_figure(fig: Any, path: str | Path) -> Path:
 
 
 def plot_history(histories: dict[str, list[dict[str, float]]], title: str = "") -> Any:
-    """Loss and validation accuracy/AUC per epoch, one line per recipe."""
+    """Loss and validation accuracy/AUC per epoch, one line per recipe. The validation lines are named by the
+    items they were measured on (``val_items`` of the history: the epoch-selection subset, ``data.epoch_val_*``),
+    so that they are not read as the whole split's numbers."""
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     for i, (name, hist) in enumerate(histories.items()):
         ep = [h["epoch"] for h in hist]
+        n = hist[0].get("val_items") if hist else None
+        val = f"{name} val ({n} selection items)" if n else f"{name} val"
         c = f"C{i}"  # one colour per recipe; solid = train, dashed = validation
         axes[0].plot(ep, [h["train_loss"] for h in hist], "o-", color=c, label=f"{name} train")
-        axes[0].plot(ep, [h["val_loss"] for h in hist], "s--", color=c, label=f"{name} val")
+        axes[0].plot(ep, [h["val_loss"] for h in hist], "s--", color=c, label=val)
         axes[1].plot(ep, [h["train_accuracy"] for h in hist], "o-", color=c, label=f"{name} train")
-        axes[1].plot(ep, [h["val_accuracy"] for h in hist], "s--", color=c, label=f"{name} val")
-        axes[2].plot(ep, [h["val_auc"] for h in hist], "s--", color=c, label=f"{name} val")
+        axes[1].plot(ep, [h["val_accuracy"] for h in hist], "s--", color=c, label=val)
+        axes[2].plot(ep, [h["val_auc"] for h in hist], "s--", color=c, label=val)
     for ax, t in zip(axes, ("loss", "accuracy (at 0.5)", "ROC AUC"), strict=True):
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)

@@ -267,6 +267,7 @@ def sweep_images(
     max_items: int | None = None,
     n_resamples: int = 1000,
     batch_size: int = 32,
+    cache_dir: Any = None,
 ) -> dict[str, Any]:
     """The visual branch on the clean subset and on each perturbed copy of it (module docstring)."""
     items = _subset(images, max_items, seed)
@@ -281,7 +282,7 @@ def sweep_images(
     items = items.subset(keep)
     formats = _formats(items)
     threshold = model.threshold("visual")
-    clean = score_images(model, items, batch_size)
+    clean = score_images(model, items, batch_size, cache_dir)
     g = _groups(items, clean, groups)
     out: dict[str, Any] = {
         "branch": "visual",
@@ -293,7 +294,7 @@ def sweep_images(
         "perturbations": {},
     }
     for name in perturbations:
-        scored = score_images(model, perturb_images(items, name, seed, decoded), batch_size)
+        scored = score_images(model, perturb_images(items, name, seed, decoded), batch_size, cache_dir)
         out["perturbations"][name] = _compare(name, clean, scored, threshold, g, seed, n_resamples)
     return out
 
@@ -308,6 +309,7 @@ def sweep_texts(
     max_items: int | None = None,
     n_resamples: int = 1000,
     batch_size: int = 32,
+    cache_dir: Any = None,
 ) -> dict[str, Any]:
     """The text branch on the clean subset and on each perturbed copy of it (module docstring).
 
@@ -317,7 +319,7 @@ def sweep_texts(
     """
     items = _subset(texts, max_items, seed)
     threshold = model.threshold("text")
-    clean = score_texts(model, items, batch_size)
+    clean = score_texts(model, items, batch_size, cache_dir)
     if not np.array_equal(clean["index"], np.arange(len(items))):
         raise DataError(f"{items.origin}: the text scorer left items out; expected every text scored")
     clean_ids = _token_ids(model.tokenizer, items.texts)
@@ -335,7 +337,7 @@ def sweep_texts(
         redo = np.array([i for i, (a, b) in enumerate(zip(clean_ids, ids, strict=True)) if a != b], dtype=int)
         scored = {**clean, "probs": clean["probs"].copy()}
         if len(redo):
-            s = score_texts(model, perturbed.subset(redo), batch_size)
+            s = score_texts(model, perturbed.subset(redo), batch_size, cache_dir)
             scored["probs"][redo[s["index"]]] = s["probs"]
         row = _compare(name, clean, scored, threshold, g, seed, n_resamples)
         row["changed"] = sum(a != b for a, b in zip(items.texts, perturbed.texts, strict=True))
@@ -362,6 +364,7 @@ def robustness_sweep(
     n_resamples: int = 1000,
     batch_size: int = 32,
     text_batch_size: int | None = None,
+    cache_dir: Any = None,
 ) -> dict[str, Any]:
     """``{"visual": ..., "text": ...}`` for the sets given, each ``{"clean": metrics_with_ci, "perturbations":
     {name: {"metrics": metrics_with_ci, "auc_change": paired_bootstrap}}, "n", "seed", ...}``.
@@ -369,9 +372,16 @@ def robustness_sweep(
     Metrics use the checkpoint's threshold (``model.threshold(branch)``) and, with ``groups``, resample whole
     groups; ``auc_change["difference"]`` = AUC clean - AUC perturbed (positive: the perturbation costs AUC),
     with its paired interval on the same resamples. ``max_items`` caps each set at a balanced, seeded subset
-    (whole groups); the clean row is scored on that same subset.
+    (whole groups); the clean row is scored on that same subset. ``cache_dir``: a study's cache, where the score
+    cache (``dfmm.score_cache``) already holds the clean rows when the test split was scored before.
     """
-    options = {"seed": seed, "groups": groups, "max_items": max_items, "n_resamples": n_resamples}
+    options = {
+        "seed": seed,
+        "groups": groups,
+        "max_items": max_items,
+        "n_resamples": n_resamples,
+        "cache_dir": cache_dir,
+    }
     out: dict[str, Any] = {}
     if images is not None:
         out["visual"] = sweep_images(model, images, image_perturbations, batch_size=batch_size, **options)

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dfmm.data.labels import NAMES
+from dfmm.score_cache import ScoreCache
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -84,24 +85,57 @@ def in_index_order(parts: dict[str, list[Any]]) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in cat.items()}
 
 
+def _forward(model: nn.Module, inputs: Any, tta: bool, features: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits, features or None) of a batch on the CPU; with ``tta`` (images) the logits average those of the
+    mirrored images. ``features`` goes through the branch's ``scored``, whose logits are the same numbers."""
+    if features:
+        logits, f = model.scored(**inputs) if isinstance(inputs, dict) else model.scored(inputs, tta=tta)
+        return logits.float().cpu(), f.float().cpu()
+    out = _call(model, inputs).float()
+    if tta and isinstance(inputs, torch.Tensor):
+        out = 0.5 * (out + _call(model, torch.flip(inputs, dims=[3])).float())
+    return out.cpu(), None
+
+
 @torch.no_grad()
 def predict(
-    model: nn.Module, loader: Any, accelerator: Any = None, tta: bool = False, desc: str = "predict"
+    model: nn.Module,
+    loader: Any,
+    accelerator: Any = None,
+    tta: bool = False,
+    desc: str = "predict",
+    *,
+    features: bool = False,
+    cache_dir: Any = None,
 ) -> dict[str, np.ndarray]:
-    """Logits, labels and dataset indices for every readable item of ``loader`` (sorted by index)."""
+    """Logits, labels and dataset indices for every readable item of ``loader`` (sorted by index); with
+    ``features`` also each item's pooled features (``features``, through the branch's ``scored``).
+
+    With ``cache_dir`` the inputs this model has already scored there are read from the score cache
+    (``dfmm.score_cache``: keyed by the model's weights and the input tensor itself) and only the others go
+    through the model; their scores are added to the cache.
+    """
     model.eval()
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    parts: dict[str, list[Any]] = {"logits": [], "labels": [], "index": []}
+    cache = ScoreCache(cache_dir, model, tta) if cache_dir is not None else None
+    parts: dict[str, list[Any]] = {"logits": [], "labels": [], "index": []} | ({"features": []} if features else {})
     autocast = accelerator.autocast() if accelerator is not None else torch.autocast("cpu", enabled=False)
+
+    def forward(inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return _forward(model, _to(inputs, device), tta, features)
+
     with autocast:
         for batch in tqdm(loader, desc=desc, leave=False, mininterval=10, disable=None):
             if batch["inputs"] is None:
                 continue
-            inputs = _to(batch["inputs"], device)
-            out = _call(model, inputs).float()
-            if tta and isinstance(inputs, torch.Tensor):
-                out = 0.5 * (out + _call(model, torch.flip(inputs, dims=[3])).float())
-            parts["logits"].append(out.cpu())
+            logits, feats = (
+                forward(batch["inputs"]) if cache is None else cache.scored(batch["inputs"], forward, features)
+            )
+            parts["logits"].append(logits)
+            if features:
+                parts["features"].append(feats)
             parts["labels"].append(batch["labels"])
             parts["index"].append(batch["index"])
+    if cache is not None:
+        cache.save()
     return in_index_order(parts)

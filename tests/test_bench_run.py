@@ -51,13 +51,13 @@ def _table(stdout: str) -> dict[str, list[list[str]]]:
 def test_smoke_run_prints_a_table_and_writes_the_machine(tmp_path):
     images = _faces(tmp_path / "faces")
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(RUN), "--size", "small", "--only", "bootstrap_cost,augment_cost"]
+    cmd = [sys.executable, str(RUN), "--size", "small", "--only", "bootstrap_cost,augment_cost,cpu_paths"]
     proc = subprocess.run([*cmd, "--images", str(images), "--out", str(out)], capture_output=True, text=True,
                           cwd=tmp_path, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     print(proc.stdout)  # the table, for pytest -s
     table = _table(proc.stdout)
-    assert set(table) == {"bootstrap_cost", "augment_cost"}, proc.stdout
+    assert set(table) == {"bootstrap_cost", "augment_cost", "cpu_paths"}, proc.stdout
     for name, rows in table.items():
         assert rows, name
         for figure, ours, anchor, ratio, _ in rows:
@@ -70,7 +70,8 @@ def test_smoke_run_prints_a_table_and_writes_the_machine(tmp_path):
     assert m["versions"]["torch"]
     assert "git_commit" in m
     assert report["size"] == "small"
-    assert {r["benchmark"] for r in report["table"]} == {"bootstrap_cost", "augment_cost"}
+    assert {r["benchmark"] for r in report["table"]} == {"bootstrap_cost", "augment_cost", "cpu_paths"}
+    assert report["benchmarks"]["cpu_paths"]["output"]["fused_adamw_text"]["parameters"] > 20_000_000
     assert all(isinstance(r["ratio"], float) and math.isfinite(r["ratio"]) for r in report["table"])
     assert report["benchmarks"]["augment_cost"]["output"]["card_speedup"] > 0
     assert report["benchmarks"]["bootstrap_cost"]["command"][:2] == ["python", "benchmarks/bootstrap_cost.py"]
