@@ -161,11 +161,13 @@ def train_visual(
     seed: int | None = None,
     save: bool = True,
     states: Path | None = None,
+    test: bool = True,
 ) -> BranchRun:
     """Fine-tune the visual branch with one recipe; score val and test; save ``visual_<recipe>.pt``.
 
     With ``states`` (a folder) the training saves its state there after every epoch and resumes from the one
-    it finds (:func:`training_state`)."""
+    it finds (:func:`training_state`). ``test=False`` scores validation only (``train_seeds``' replicate
+    seeds: the study reports their validation numbers, never their test numbers)."""
     recipe: Recipe = cfg.visual.recipes[recipe_name]
     seed = cfg.study.seed if seed is None else seed
     t0 = time.perf_counter()
@@ -174,7 +176,7 @@ def train_visual(
     model = model.to(memory_format=torch.channels_last)
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
     norm = {"mean": info.mean, "std": info.std, "seed": seed}
-    scores = _score_cache(cfg, save)
+    scoring = _score_cache(cfg, save)
     train = image_loader(
         splits["train"],
         cfg,
@@ -197,14 +199,14 @@ def train_visual(
         accelerator=acc,
         pos_weight=pos_weight,
         desc=f"visual {recipe_name}",
-        cache_dir=scores["cache_dir"],
+        cache_dir=scoring["cache_dir"],
         **training_state(states, cfg, "visual", recipe_name, seed, splits),
     )
     model = acc.unwrap_model(model)
     preds = {}
-    for split in ("val", "test"):
+    for split in _scored_splits(test):
         loader = image_loader(splits[split], cfg, **norm)
-        preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}", **scores)
+        preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}", **scoring)
     rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
     ckpt = ""
     if save and acc.is_main_process:
@@ -225,6 +227,10 @@ def train_visual(
     )
 
 
+def _scored_splits(test: bool) -> tuple[str, ...]:
+    return ("val", "test") if test else ("val",)
+
+
 def _score_cache(cfg: Config, save: bool) -> dict[str, Any]:
     """How training scores its splits: through the study's score cache (``dfmm.score_cache``), with features for
     the run whose checkpoint is saved, since notebooks 04-06 read that checkpoint's scores and features again."""
@@ -237,7 +243,7 @@ def _outcome(result: TrainResult, scores: dict[str, Any], preds: dict[str, Any],
         "history": result.history,
         "best_epoch": result.best_epoch,
         "val": scores["val"],
-        "test": scores["test"],
+        "test": scores.get("test", {}),
         "predictions": preds,
         "seconds": time.perf_counter() - t0,
     }
@@ -394,9 +400,10 @@ def train_text(
     seed: int | None = None,
     save: bool = True,
     states: Path | None = None,
+    test: bool = True,
 ) -> BranchRun:
-    """Fine-tune the text branch with one recipe; score val and test; save ``text_<recipe>.pt`` (``states``: as
-    :func:`train_visual`)."""
+    """Fine-tune the text branch with one recipe; score val and test; save ``text_<recipe>.pt`` (``states`` and
+    ``test``: as :func:`train_visual`)."""
     recipe: Recipe = cfg.text.recipes[recipe_name]
     seed = cfg.study.seed if seed is None else seed
     t0 = time.perf_counter()
@@ -414,7 +421,7 @@ def train_text(
     labels = splits["train"].labels
     pos_weight = _balance(labels) if recipe.balanced else None
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
-    scores = _score_cache(cfg, save)
+    scoring = _score_cache(cfg, save)
     result = fit(
         model,
         loaders["train"],
@@ -424,11 +431,11 @@ def train_text(
         accelerator=acc,
         pos_weight=pos_weight,
         desc=f"text {recipe_name}",
-        cache_dir=scores["cache_dir"],
+        cache_dir=scoring["cache_dir"],
         **training_state(states, cfg, "text", recipe_name, seed, splits),
     )
     model = acc.unwrap_model(model)
-    preds = {s: predict(model, loaders[s], acc, desc=f"score {s}", **scores) for s in ("val", "test")}
+    preds = {s: predict(model, loaders[s], acc, desc=f"score {s}", **scoring) for s in _scored_splits(test)}
     rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
     ckpt = ""
     if save and acc.is_main_process:
@@ -477,15 +484,20 @@ class SeedRuns:
 
 def train_seeds(cfg: Config, branch: str, recipe_name: str, splits: dict[str, Any]) -> SeedRuns:
     """Train ``branch`` (visual | text) with one recipe once per seed: the recipe's ``seeds`` or else the branch's,
-    from ``study.seed`` up; only the first seed saves its checkpoint (the one ``promote`` copies). Every training
-    keeps its state in ``runs/NAME/resume/`` so that an interrupted notebook, rerun, resumes each one where it
-    stopped (a finished one returns at once); ``dfmm study`` empties that folder unless ``--resume``."""
+    from ``study.seed`` up; only the first seed saves its checkpoint (the one ``promote`` copies) and is scored on
+    the test split: the others are replicates whose validation numbers give the mean and sd over seeds (their test
+    scores were never reported; skipping them saves about 3 minutes of the compact study). Every training keeps its
+    state in ``runs/NAME/resume/`` so that an interrupted notebook, rerun, resumes each one where it stopped (a
+    finished one returns at once); ``dfmm study`` empties that folder unless ``--resume``."""
     train = {"visual": train_visual, "text": train_text}[branch]
     bc = getattr(cfg, branch)
     n = bc.recipes[recipe_name].seeds or bc.seeds
     states = cfg.run_dir / TRAINING_STATES
     return SeedRuns(
-        [train(cfg, recipe_name, splits, seed=cfg.study.seed + i, save=i == 0, states=states) for i in range(n)]
+        [
+            train(cfg, recipe_name, splits, seed=cfg.study.seed + i, save=i == 0, states=states, test=i == 0)
+            for i in range(n)
+        ]
     )
 
 

@@ -27,13 +27,14 @@ def _run(seed: int, auc: float) -> BranchRun:
     )
 
 
-def test_train_seeds_trains_each_seed_once_and_saves_only_the_first(tiny_cfg, monkeypatch):
+def test_train_seeds_trains_each_seed_once_and_saves_and_tests_only_the_first(tiny_cfg, monkeypatch):
     import dfmm.experiments as experiments
 
     calls = []
 
-    def fake_train(cfg, recipe, splits, *, seed, save, states):
+    def fake_train(cfg, recipe, splits, *, seed, save, states, test):
         assert states == cfg.run_dir / "resume"  # every seed's training can be resumed
+        assert test == save  # the replicates are scored on validation only
         calls.append((recipe, seed, save))
         return _run(seed, 0.7 + seed / 10)
 
@@ -104,8 +105,9 @@ def test_best_epoch_is_chosen_on_the_fixed_subset_and_the_kept_model_scored_on_t
 
     monkeypatch.setattr(experiments, "fit", recording_fit)
     first = experiments.train_visual(cfg, "improved", images, seed=0, save=False)
-    experiments.train_visual(cfg, "improved", images, seed=1, save=False)
+    replicate = experiments.train_visual(cfg, "improved", images, seed=1, save=False, test=False)
     assert seen[0] == seen[1] == (rows.tolist(), 4)  # positions in val, the same for both seeds
+    assert replicate.test == {} and set(replicate.predictions) == {"val"} and replicate.val["n"] == len(images["val"])
     text = experiments.train_text(cfg, "improved", texts, save=False)
     assert seen[2][1] == 6
     for run, splits, n in ((first, images, 4), (text, texts, 6)):
