@@ -166,6 +166,7 @@ def test_every_number_in_the_params_has_a_range():
     "override,needle",
     [
         ("visual.epochs=-1", r"\(-p visual\.epochs=-1\): visual\.epochs = -1; expected >= 1"),
+        ("visual.eval_batch_size=0", r"visual\.eval_batch_size = 0; expected >= 1"),
         ("visual.recipes.card.lr=0", r"visual\.recipes\.card\.lr = 0\.0; expected > 0"),
         ("text.recipes.improved.warmup_fraction=.nan", r"warmup_fraction = nan; expected a finite number in \[0, 1\]"),
         ("data.max_eval_texts=-1", r"data\.max_eval_texts = -1; expected >= 0 \(0 = all\)"),
