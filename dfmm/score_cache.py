@@ -10,17 +10,19 @@ with it (the whole study: 60.0 -> 45.7 min, with the replicate seeds no longer s
 An entry is one input's logit (and, when the caller asks for them, its pooled features) under one model. It is
 found by two digests:
 
-- the model: its class, whether the logit averages the mirrored view (TTA) and every tensor of its
-  ``state_dict`` (names, dtypes, shapes, bytes): a checkpoint reloaded from disk has the key of the model that
-  wrote it; another epoch, seed or recipe has another;
+- the model: its class, whether the logit averages the mirrored view (TTA), every tensor of its ``state_dict``
+  (names, dtypes, shapes, bytes: a checkpoint reloaded from disk has the key of the model that wrote it; another
+  epoch, seed or recipe has another), how it is run (device type and autocast precision: training's bf16 scores on
+  a GPU are not the fp32 scores serving computes) and the code that runs it (the dfmm source digest and the
+  torch, timm and transformers versions: a fix to scoring code is never hidden by scores of the code before);
 - the input itself: the tensor the model is given, i.e. an image after its transform (size, normalisation) and
   a text's token ids without their padding (padding is masked out, so a text batched with longer or shorter
   ones is the same input).
 
 A cached score is therefore the one that model computes for that very input, whatever the loader, split,
 subset or notebook around it, and nothing can go stale: another size, normalisation, tokeniser or weight is
-another key. (A score read here may have been computed in another batch composition; on a CPU that can move a
-logit in its last bits, never more.)
+another key. (A score read here may have been computed in another batch composition, which can move a logit in
+its last bits, never more.)
 
 Files: ``<cache_dir>/scores/<model key>/<pid>-<n>.npz`` (``keys``, ``logits``, optionally ``features``), one
 per scoring call that computed anything, written under a temporary name and renamed, so a killed run leaves
@@ -31,6 +33,7 @@ epoch-selection texts) finds the rows that a whole split stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -54,9 +57,26 @@ def _bytes_of(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
-def model_key(model: nn.Module, tta: bool) -> str:
-    """The digest of what a model's scores depend on: class, TTA and every state-dict tensor."""
+@functools.cache
+def _code() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from dfmm.files import code_digest
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    return f"dfmm {code_digest()} torch {torch.__version__} timm {v('timm')} transformers {v('transformers')}"
+
+
+def model_key(model: nn.Module, tta: bool, precision: str = "cpu fp32") -> str:
+    """The digest of what a model's scores depend on: class, TTA, ``precision`` (how it runs), the code and
+    library versions, and every state-dict tensor."""
     h = hashlib.sha256(f"dfmm scores {SCORES_VERSION} {type(model).__qualname__} tta={bool(tta)}\n".encode())
+    h.update(f"{precision}\n{_code()}\n".encode())
     for name, t in model.state_dict().items():
         h.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
         h.update(_bytes_of(t))
@@ -93,8 +113,8 @@ class ScoreCache:
     """The stored scores of one model under ``cache_dir``; ``scored`` answers a batch from them and computes
     only the rows it lacks, ``save`` writes what was computed."""
 
-    def __init__(self, cache_dir: str | Path, model: nn.Module, tta: bool = False) -> None:
-        self.folder = Path(cache_dir) / "scores" / model_key(model, tta)
+    def __init__(self, cache_dir: str | Path, model: nn.Module, tta: bool = False, precision: str = "cpu fp32") -> None:
+        self.folder = Path(cache_dir) / "scores" / model_key(model, tta, precision)
         self._found: dict[bytes, tuple[float, np.ndarray | None]] = {}
         self._new: dict[bytes, tuple[float, np.ndarray | None]] = {}
         for path in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
@@ -103,12 +123,13 @@ class ScoreCache:
                     keys, logits = f["keys"], f["logits"]
                     feats = f["features"] if "features" in f.files else None
             except Exception as e:  # noqa: BLE001 - a damaged file is only a lost shortcut
-                log.warning("score cache: skipped %s (%s)", path, str(e).splitlines()[0][:120])
+                log.warning("score cache: skipped %s (%s)", path, (str(e).splitlines() or [type(e).__name__])[0][:120])
                 continue
-            for i, key in enumerate(keys):
+            for i, row in enumerate(keys):
+                key = row.tobytes()
                 entry = (float(logits[i]), None if feats is None else feats[i])
-                if entry[1] is not None or key.tobytes() not in self._found:
-                    self._found[key.tobytes()] = entry
+                if entry[1] is not None or key not in self._found:
+                    self._found[key] = entry
         self.hits = self.computed = 0
 
     def _get(self, key: bytes, features: bool) -> tuple[float, np.ndarray | None] | None:
@@ -139,7 +160,7 @@ class ScoreCache:
             return None
         keys = list(self._new)
         arrays: dict[str, np.ndarray] = {
-            "keys": np.array(keys, dtype="S16"),
+            "keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16),  # "S16" drops NUL bytes
             "logits": np.array([self._new[k][0] for k in keys], dtype=np.float32),
         }
         if all(self._new[k][1] is not None for k in keys):

@@ -117,7 +117,9 @@ def predict(
     """
     model.eval()
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    cache = ScoreCache(cache_dir, model, tta) if cache_dir is not None else None
+    mixed = str(accelerator.mixed_precision) if accelerator is not None else "no"
+    precision = f"{device.type} {'fp32' if mixed == 'no' else mixed}"  # part of the key: bf16 scores != fp32 ones
+    cache = ScoreCache(cache_dir, model, tta, precision) if cache_dir is not None else None
     parts: dict[str, list[Any]] = {"logits": [], "labels": [], "index": []} | ({"features": []} if features else {})
     autocast = accelerator.autocast() if accelerator is not None else torch.autocast("cpu", enabled=False)
 

@@ -197,3 +197,20 @@ def test_study_notebooks_read_what_training_scored(tiny_models):
     np.testing.assert_allclose(cached_text.features, fresh_text.features, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(test_images["probs"], score_images(vis, image_splits(cfg)["test"])["probs"], atol=1e-6)
     np.testing.assert_allclose(test_texts["probs"], score_texts(txt, text_splits(cfg)["test"], 8)["probs"], atol=1e-6)
+
+
+def test_keys_ending_in_a_zero_byte_survive_the_file(tmp_path):
+    """Every 256th digest ends in 0x00; stored as bytes strings ("S16") it would come back 15 bytes long."""
+    model, x = tiny_visual(), images(300, seed=4)  # three of its keys end in 0x00
+    assert any(k.endswith(b"\x00") for k in input_keys(x))
+    predict(model, batches(x, 50), cache_dir=tmp_path)
+    counter = Counting(model)
+    predict(model, batches(x, 50), cache_dir=tmp_path)
+    assert counter.rows == 0
+
+
+def test_precision_and_code_are_part_of_the_model_key():
+    model = tiny_visual()
+    assert model_key(model, False) == model_key(model, False, "cpu fp32")
+    assert model_key(model, False, "cuda bf16") != model_key(model, False, "cuda fp32")
+    assert len({model_key(model, False, p) for p in ("cpu fp32", "cuda fp32", "cuda bf16")}) == 3
