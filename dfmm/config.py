@@ -112,7 +112,7 @@ class VisualConfig:
     image_size: int = 224
     batch_size: int = 32
     # images per batch when scoring (validation, test, notebooks 04-06): on 2 CPU cores a Lite0 forward pass runs
-    # ~1.5x faster at 8 than at 32 in benchmarks/cpu_paths.py (inside the compact study's training process the two
+    # 1.3-1.6x faster at 8 than at 32 in benchmarks/cpu_paths.py (inside the compact study's training process the two
     # were within the machine's day-to-day drift); a GPU wants more (params/full.yaml)
     eval_batch_size: int = 8
     epochs: int = 3
