@@ -130,7 +130,6 @@ class ScoreCache:
                 entry = (float(logits[i]), None if feats is None else feats[i])
                 if entry[1] is not None or key not in self._found:
                     self._found[key] = entry
-        self.hits = self.computed = 0
 
     def _get(self, key: bytes, features: bool) -> tuple[float, np.ndarray | None] | None:
         entry = self._new.get(key) or self._found.get(key)
@@ -149,8 +148,6 @@ class ScoreCache:
             for n, j in enumerate(todo):
                 entries[j] = (float(logits[n]), None if feats is None else feats[n].numpy())
                 self._new[keys[j]] = entries[j]
-        self.hits += len(keys) - len(todo)
-        self.computed += len(todo)
         logits = torch.tensor([e[0] for e in entries], dtype=torch.float32)
         return logits, torch.from_numpy(np.stack([e[1] for e in entries])) if features else None
 

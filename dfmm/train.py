@@ -81,7 +81,7 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """The recipe's optimiser over ``param_groups``, PyTorch's default implementation.
 
     Not the fused kernels, although on 2 CPU cores a fused AdamW step over the text branch's 22M parameters takes
-    ~10 ms instead of ~72 (``benchmarks/cpu_paths.py``): the same formula rounded differently grows, over the
+    13 ms instead of 80 (``benchmarks/cpu_paths.py``): the same formula rounded differently grows, over the
     visual branch's 189 steps, into another model (compact study at 48913d3: visual val AUC of the three seeds
     0.777/0.768/0.767 -> 0.762/0.756/0.766, flipping the accuracy target), for under a minute saved."""
     groups = param_groups(model, recipe)
