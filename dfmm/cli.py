@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dfmm.choices import AGGREGATIONS, FACE_CROPS
 from dfmm.errors import DfmmError
 
 
@@ -117,10 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--images", help="folder with real/ and fake/ (optional labels.csv)")
     g.add_argument("--texts", help="JSONL/CSV with text and label")
     g.add_argument("--videos", help="folder with real/ and fake/ clips")
-    e.add_argument("--num-frames", type=_int_at_least(1), default=32)
-    e.add_argument("--aggregation", default="mean")
-    e.add_argument("--batch-size", type=_int_at_least(1), default=32)
-    e.add_argument("--face-crop", choices=["auto", "never"], default="auto", help="videos: crop frames to faces")
+    e.add_argument("--num-frames", type=_int_at_least(1), help="videos (default 32)")
+    e.add_argument("--aggregation", choices=AGGREGATIONS, help="videos (default mean)")
+    e.add_argument("--batch-size", type=_int_at_least(1), help="images and texts (default 32)")
+    e.add_argument(
+        "--face-crop",
+        choices=FACE_CROPS,
+        help="videos: crop frames to faces (auto, always) or not (never); default auto",
+    )
 
     sc = sub.add_parser("score", help="score many items into a CSV, one row each, resumable; print a summary")
     sc.add_argument("--model", required=True)
@@ -129,10 +134,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--videos", help="a clip or a folder of clips")
     g.add_argument("--texts", help="JSONL/CSV with text and label")
     sc.add_argument("--out", required=True, help="CSV file; rows already there are kept and their items skipped")
-    sc.add_argument("--batch-size", type=_int_at_least(1), default=64)
-    sc.add_argument("--face-crop", choices=["auto", "always", "never"], default="auto")
-    sc.add_argument("--num-frames", type=_int_at_least(1), default=32)
-    sc.add_argument("--aggregation", default="mean")
+    sc.add_argument("--batch-size", type=_int_at_least(1), help="images (default 64)")
+    sc.add_argument("--face-crop", choices=FACE_CROPS, help="images and videos (default auto)")
+    sc.add_argument("--num-frames", type=_int_at_least(1), help="videos (default 32)")
+    sc.add_argument("--aggregation", choices=AGGREGATIONS, help="videos (default mean)")
     sc.add_argument("--quiet", action="store_true", help="no progress bar")
 
     c = sub.add_parser("classify", help="classify files; print JSON")
@@ -148,16 +153,20 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--image", help="multimodal: the image")
     c.add_argument("--text", help="multimodal: the text")
     c.add_argument("--gradcam", metavar="DIR", help="image: also write GradCAM overlays (PNG) to DIR")
-    c.add_argument("--num-frames", type=_int_at_least(1), default=32)
-    c.add_argument("--aggregation", default="mean")
+    c.add_argument("--num-frames", type=_int_at_least(1), help="video (default 32)")
+    c.add_argument("--aggregation", choices=AGGREGATIONS, help="video (default mean)")
     c.add_argument(
         "--face-crop",
-        choices=["auto", "always", "never"],
-        default="auto",
-        help="image: crop the largest face when the photo is much larger than the model's input (auto), whenever a "
-        "face is found (always), or never; video: frames are cropped to faces unless never",
+        choices=FACE_CROPS,
+        help="image, multimodal: crop the largest face when the photo is much larger than the model's input (auto, "
+        "the default), whenever a face is found (always), or never; video: frames are cropped to faces unless never",
     )
-    c.add_argument("--all-faces", action="store_true", help="video: score every face; a frame takes its most fake one")
+    c.add_argument(
+        "--all-faces",
+        action="store_true",
+        default=None,
+        help="video: score every face; a frame takes its most fake one",
+    )
     how = c.add_mutually_exclusive_group()
     how.add_argument(
         "--file",
@@ -174,6 +183,34 @@ def _parser() -> argparse.ArgumentParser:
         help="text: every input is the text itself, even if a file of that name exists ('-' still reads stdin)",
     )
     return p
+
+
+# Options that apply to some inputs only: (dest, flag, default). Parsed with default None so that one given where
+# it does not apply is refused instead of silently ignored; the default is filled in after the check.
+_SCOPED = {
+    "num_frames": ("--num-frames", 32),
+    "aggregation": ("--aggregation", "mean"),
+    "face_crop": ("--face-crop", "auto"),
+    "all_faces": ("--all-faces", False),
+    "batch_size": ("--batch-size", None),
+    "gradcam": ("--gradcam", None),
+    "image": ("--image", None),
+    "text": ("--text", None),
+    "text_inputs": ("--file/--string", None),
+}
+
+
+def _options_for(a: argparse.Namespace, where: str, allowed: set[str], defaults: dict[str, Any] | None = None) -> None:
+    """Refuse every scoped option given that ``where`` does not use, then fill in the defaults of the rest."""
+    for dest, (flag, default) in _SCOPED.items():
+        if not hasattr(a, dest):
+            continue
+        value = getattr(a, dest)
+        if value is not None and dest not in allowed:
+            flag = f"--{value}" if dest == "text_inputs" else flag
+            raise DfmmError(f"{flag}: does not apply to {where}")
+        if value is None:
+            setattr(a, dest, (defaults or {}).get(dest, default))
 
 
 def _expand(inputs: list[str], extensions: set[str]) -> list[Path]:
@@ -236,6 +273,8 @@ def _text_inputs(items: list[str], how: str | None) -> list[tuple[str, str, str]
         elif how == "file" or (how is None and _looks_like_path(item)):
             if Path(item).is_dir():
                 raise DfmmError(f"{item}: is a directory, expected a text file")
+            if Path(item).exists():  # /dev/zero, a FIFO: reading could block or never end
+                raise DfmmError(f"{item}: not a regular file, expected a text file")
             hint = "" if how == "file" else " (use --string to classify the text itself)"
             raise DfmmError(f"{item}: no such file{hint}")
         else:
@@ -245,19 +284,64 @@ def _text_inputs(items: list[str], how: str | None) -> list[tuple[str, str, str]
 
 
 def _gradcam_folder(path: str) -> Path:
-    """The ``--gradcam`` folder, made before the model loads: a file in its place is an error, not a crash later."""
+    """The ``--gradcam`` folder, checked before the model loads: a file in its place, or a place where no folder can
+    be made, is an error, not a crash later. It is made when the first overlay is written (no empty folder is left
+    behind when no image can be read)."""
     out = Path(path)
     for p in (out, *out.parents):
         if p.exists():
             if not p.is_dir():
                 what = "is a file" if p == out else f"{p} is a file"
                 raise DfmmError(f"--gradcam {path}: {what}, expected a folder")
+            if p != out and not os.access(p, os.W_OK | os.X_OK):
+                raise DfmmError(f"--gradcam {path}: cannot create the folder ({p} is not writable)")
             break
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DfmmError(f"--gradcam {path}: cannot create the folder ({e.strerror})") from None
     return out
+
+
+def _write_overlay(folder: Path, stem: str, overlay: Any, written: set[Path]) -> Path:
+    from PIL import Image
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DfmmError(f"--gradcam {folder}: cannot create the folder ({e.strerror})") from None
+    png, n = folder / f"{stem}_gradcam.png", 1
+    while png in written:  # a/face.jpg and b/face.jpg: one overlay each
+        n += 1
+        png = folder / f"{stem}_{n}_gradcam.png"
+    written.add(png)
+    Image.fromarray(overlay).save(png)
+    return png
+
+
+def _multimodal_inputs(a: argparse.Namespace) -> tuple[Any, str | None]:
+    """The image (decoded) and text of ``classify multimodal``, read and checked before the model loads."""
+    from dfmm.data.images import load_image
+    from dfmm.data.text import check_text, decode_utf8
+
+    if a.inputs:
+        raise DfmmError("classify multimodal: give the inputs as --image FILE and --text TEXT ('-' reads stdin)")
+    if a.image is None and a.text is None:
+        raise DfmmError("classify multimodal: give --image, --text or both")
+    image = load_image(a.image) if a.image is not None else None
+    text = None
+    if a.text is not None:
+        if a.text == "-":
+            stream = getattr(sys.stdin, "buffer", None)
+            text = decode_utf8(stream.read(), "<stdin>") if stream is not None else sys.stdin.read()
+        else:
+            text = a.text
+        text = check_text(text, "--text")
+    return image, text
+
+
+_CLASSIFY_OPTIONS = {
+    "image": {"face_crop", "gradcam"},
+    "text": {"text_inputs"},
+    "video": {"num_frames", "aggregation", "face_crop", "all_faces"},
+    "multimodal": {"face_crop", "image", "text"},
+}
 
 
 def cmd_classify(a: argparse.Namespace) -> Any:
@@ -265,39 +349,33 @@ def cmd_classify(a: argparse.Namespace) -> Any:
     from dfmm.data.video import VIDEO_EXTENSIONS
     from dfmm.inference import classify_image, classify_multimodal, classify_text, classify_video, load_model
 
-    if a.text_inputs and a.modality != "text":
-        raise DfmmError(f"--{a.text_inputs}: only for classify text")
-    if a.gradcam and a.modality != "image":
-        raise DfmmError("--gradcam: only for classify image")
-    texts = _text_inputs(a.inputs, a.text_inputs) if a.modality == "text" else []
-    gradcam_dir = _gradcam_folder(a.gradcam) if a.gradcam else None
-    model, _ = load_model(a.model)
+    _options_for(a, f"classify {a.modality}", _CLASSIFY_OPTIONS[a.modality])
+    # every input is read or listed before the model loads (10-20 s): a typo costs nothing
     if a.modality == "multimodal":
-        text = sys.stdin.read() if a.text == "-" else a.text
-        return classify_multimodal(model, image_path_or_pil=a.image, text=text, face_crop=a.face_crop)
+        image, text = _multimodal_inputs(a)
+        model, _ = load_model(a.model)
+        return classify_multimodal(model, image_path_or_pil=image, text=text, face_crop=a.face_crop)
     if not a.inputs:
         raise DfmmError(f"classify {a.modality}: give at least one input")
+    gradcam_dir = _gradcam_folder(a.gradcam) if a.gradcam else None
+    if a.modality == "text":
+        texts = _text_inputs(a.inputs, a.text_inputs)
+    else:
+        files = _expand(a.inputs, IMAGE_EXTENSIONS if a.modality == "image" else VIDEO_EXTENSIONS)
+    model, _ = load_model(a.model)
     results = []
     if a.modality == "text":
         for name, kind, text in texts:
             results.append({"input": name, "input_kind": kind, **classify_text(model, text)})
     elif a.modality == "image":
         written: set[Path] = set()
-        for f in _expand(a.inputs, IMAGE_EXTENSIONS):
+        for f in files:
             r = classify_image(model, f, return_gradcam=gradcam_dir is not None, face_crop=a.face_crop)
             if gradcam_dir is not None:
-                from PIL import Image
-
-                png, n = gradcam_dir / f"{f.stem}_gradcam.png", 1
-                while png in written:  # a/face.jpg and b/face.jpg: one overlay each
-                    n += 1
-                    png = gradcam_dir / f"{f.stem}_{n}_gradcam.png"
-                written.add(png)
-                r["gradcam_png"] = str(png)
-                Image.fromarray(r["gradcam"]["overlay"]).save(png)
+                r["gradcam_png"] = str(_write_overlay(gradcam_dir, f.stem, r["gradcam"]["overlay"], written))
             results.append({"input": str(f), **r})
     else:
-        for f in _expand(a.inputs, VIDEO_EXTENSIONS):
+        for f in files:
             r = classify_video(
                 model,
                 f,
@@ -338,25 +416,58 @@ def cmd_train(a: argparse.Namespace) -> dict[str, Any] | None:
     return {**run.summary(), "processes": state.num_processes}
 
 
+_SOURCE_OPTIONS = {  # evaluate / score: which scoped options each kind of source uses
+    "evaluate": {
+        "images": {"batch_size"},
+        "texts": {"batch_size"},
+        "videos": {"num_frames", "aggregation", "face_crop"},
+    },
+    "score": {
+        "images": {"batch_size", "face_crop"},
+        "texts": set(),
+        "videos": {"num_frames", "aggregation", "face_crop"},
+    },
+}
+
+
+def _source(a: argparse.Namespace) -> tuple[str, str]:
+    return next((k, getattr(a, k)) for k in ("images", "videos", "texts") if getattr(a, k))
+
+
 def cmd_evaluate(a: argparse.Namespace) -> dict[str, Any]:
     from dfmm.evaluate import evaluate_images, evaluate_texts, evaluate_videos
     from dfmm.inference import load_model
 
-    model, _ = load_model(a.model)
-    if a.images:
-        return evaluate_images(model, a.images, a.batch_size)
-    if a.texts:
-        return evaluate_texts(model, a.texts, a.batch_size)
-    return evaluate_videos(model, a.videos, a.num_frames, a.aggregation, face_crop=a.face_crop != "never")
+    kind, source = _source(a)
+    _options_for(a, f"evaluate --{kind}", _SOURCE_OPTIONS["evaluate"][kind], {"batch_size": 32})
+    if kind == "images":  # the data is read and checked before the model loads
+        from dfmm.data.images import load_images
+
+        images = load_images(source)
+        return evaluate_images(load_model(a.model)[0], source, a.batch_size, images=images)
+    if kind == "texts":
+        from dfmm.data.text import load_texts
+
+        texts = load_texts(source)
+        return evaluate_texts(load_model(a.model)[0], source, a.batch_size, texts=texts)
+    from dfmm.evaluate import labelled_clips
+
+    clips = labelled_clips(source)
+    return evaluate_videos(
+        load_model(a.model)[0], source, a.num_frames, a.aggregation, face_crop=a.face_crop != "never", clips=clips
+    )
 
 
 def cmd_score(a: argparse.Namespace) -> dict[str, Any]:
-    from dfmm.inference import check_aggregation, load_model
-    from dfmm.score_files import score_to_csv
+    from dfmm.inference import load_model
+    from dfmm.score_files import check_can_score, list_items, read_rows, score_to_csv
 
-    check_aggregation(a.aggregation)
-    kind, source = next((k, getattr(a, k)) for k in ("images", "videos", "texts") if getattr(a, k))
+    kind, source = _source(a)
+    _options_for(a, f"score --{kind}", _SOURCE_OPTIONS["score"][kind], {"batch_size": 64})
+    items = list_items(kind, source)  # before the model loads: the source and the --out file are checked first
+    read_rows(Path(a.out), digest=None)
     model, _ = load_model(a.model)
+    check_can_score(model, kind)
     return score_to_csv(
         model,
         kind,
@@ -367,6 +478,7 @@ def cmd_score(a: argparse.Namespace) -> dict[str, Any]:
         num_frames=a.num_frames,
         aggregation=a.aggregation,
         progress=not a.quiet,
+        items=items,
     )
 
 

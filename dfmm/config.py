@@ -11,6 +11,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
+import reprlib
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from dfmm.choices import AGGREGATIONS
 from dfmm.errors import ConfigError
 
 
@@ -194,6 +198,31 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------- validation
+SHOW_LIMIT = 200  # characters of a value (or key, or override) an error message prints at most
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxset = 3, 8, 8, 8
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = SHOW_LIMIT, SHOW_LIMIT, 60
+
+
+def _show(value: Any, limit: int = SHOW_LIMIT) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a value built from a YAML alias bomb, a 5,000-digit integer or a
+    megabyte string cannot blow up (or hang) an error message."""
+    try:
+        text = _REPR.repr(value)
+    except (ValueError, TypeError, RecursionError):  # e.g. an int past the str-conversion limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clip(text: Any, limit: int = SHOW_LIMIT) -> str:
+    """A user-supplied string (a key, an override) as printed in a message: non-printable characters and lone
+    surrogates escaped, at most ``limit`` characters."""
+    text = str(text)
+    out = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[: limit + 1])
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
@@ -215,40 +244,45 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(errors[0])
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {_show(value)}")
         (item,) = typing.get_args(tp)
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {_show(value)}")
         _, item = typing.get_args(tp)
-        return {str(k): _coerce(v, item, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _coerce(v, item, f"{where}.{_clip(k, 60)}") for k, v in value.items()}
     if tp is type(None):
         if value is not None:
-            raise ConfigError(f"{where}: expected null, got {value!r}")
+            raise ConfigError(f"{where}: expected null, got {_show(value)}")
         return None
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected int, got bool {value!r}")
+        raise ConfigError(f"{where}: expected int, got bool {value}")
     if not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {_show(value)}")
     return value
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted((k for k in values if k not in names), key=str)  # YAML keys may be numbers, null, dates
     if unknown:
         import difflib
 
         key = unknown[0]
         if cls is Recipe and key in RETIRED_RECIPE_FIELDS:
             raise ConfigError(retired_message(where, key))
-        close = difflib.get_close_matches(key, sorted(names), n=1)
+        shown = _clip(key, 60)
+        if cls is Config:
+            names = names - {"sources"}  # written by load_config, not a section of a params file
+        close = difflib.get_close_matches(shown, sorted(names), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(names))})"
-        raise ConfigError(f"{where}: unknown key '{key}'{hint}")
+        if not where:
+            raise ConfigError(f"unknown top-level key '{shown}'{hint}")
+        raise ConfigError(f"{where}: unknown key '{shown}'{hint}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
     return cls(**kwargs)
 
@@ -263,29 +297,178 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"params file not found: {path}")
+# Hostile params files and overrides are refused cheaply, before anything expands them: no params file is near these.
+MAX_PARAMS_BYTES = 1 << 20
+MAX_NODES = 10_000  # YAML nodes once every alias is expanded (a billion-laughs file is 10^9 from 700 bytes)
+MAX_DEPTH = 32  # levels of nesting, aliases expanded (Config nests 4: visual.recipes.card.lr)
+MAX_INT_CHARS = 100  # a YAML integer's text (Python refuses to convert past 4,300 digits; no parameter needs 100)
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A document the params loader will not build (too deep, too big once aliases expand, recursive)."""
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with limits: nesting depth, expanded size (alias bombs), recursive aliases, integer length.
+
+    PyYAML builds an aliased node once and shares it, so loading a billion-laughs document is fast; the harm comes
+    later, from whatever walks or prints the expanded value. The composed node graph is measured here, each node
+    once, and refused past ``MAX_NODES`` / ``MAX_DEPTH``.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        _measure(node)
+        return node
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        """PyYAML's scalar constructors trust the tag: ``!!int ''`` is an IndexError, ``!!bool x`` a KeyError,
+        ``!!timestamp 2024-13-45`` a ValueError. Each is a value its tag cannot build, at that node."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as e:
+            tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+            value = _show(node.value, 60) if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
+            detail = f" ({_clip(e, 80)})" if isinstance(e, ValueError) else ""
+            raise _Refused(None, None, f"cannot read {value} as {_clip(tag, 60)}{detail}", node.start_mark) from None
+
+
+def _measure(root: Any) -> None:
+    """Refuse a node graph whose expansion is over ``MAX_NODES`` nodes or ``MAX_DEPTH`` levels, or is infinite."""
+    done: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, height)
+    active: set[int] = set()
+
+    def walk(node: Any, depth: int) -> tuple[int, int]:
+        key = id(node)
+        if key in done:
+            size, height = done[key]
+        elif key in active:
+            raise _Refused(None, None, "found a recursive alias (a value that contains itself)", node.start_mark)
+        else:
+            if depth > MAX_DEPTH:
+                raise _Refused(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep once aliases expand", node.start_mark
+                )
+            active.add(key)
+            if isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            else:
+                children = []
+            size, height = 1, 0
+            for child in children:
+                s, h = walk(child, depth + 1)
+                size, height = size + s, max(height, h + 1)
+                if size > MAX_NODES:
+                    break
+            active.discard(key)
+            done[key] = (size, height)
+        if depth + height > MAX_DEPTH:
+            raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep once aliases expand", node.start_mark)
+        if size > MAX_NODES:
+            raise _Refused(
+                None, None, f"more than {MAX_NODES:,} values once aliases expand (an alias bomb?)", node.start_mark
+            )
+        return size, height
+
+    walk(root, 0)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: Any) -> int:
+    text = loader.construct_scalar(node)
+    if len(text) > MAX_INT_CHARS:
+        raise _Refused(None, None, f"an integer of {len(text):,} characters (at most {MAX_INT_CHARS})", node.start_mark)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_ParamsLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _load_yaml(text: str, name: str) -> Any:
+    """One YAML document through :class:`_ParamsLoader`; any failure is one ``ConfigError`` line naming ``name``."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+        return yaml.load(text, Loader=_ParamsLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
         line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        problem = e.problem or e.context or type(e).__name__
+        if e.context and problem.startswith("but "):  # "expected a single document in the stream, but found ..."
+            problem = f"{e.context}, {problem}"
+        raise ConfigError(f"{name}{line}: not valid YAML ({_clip(problem)})") from None
+    except yaml.reader.ReaderError as e:
+        char = f"#x{e.character:04x}" if isinstance(e.character, int) else _show(e.character)
+        raise ConfigError(f"{name}: not valid YAML (character {char} at position {e.position}: {e.reason})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{name}: not valid YAML ({_clip(e)})") from None
+    except (ValueError, OverflowError, RecursionError) as e:  # e.g. a timestamp 2024-13-45
+        raise ConfigError(f"{name}: not valid YAML ({_clip(e)})") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    name = _clip(path, 300)
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL byte in the path
+        raise ConfigError(f"params file not found: {name}") from None
+    except OSError as e:  # a name too long, a folder we may not enter
+        raise ConfigError(f"{name}: cannot read the params file ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{name}: is a directory, expected a params file (.yaml)")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{name}: not a regular file, expected a params file (.yaml)")
+    if st.st_size > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{name}: {st.st_size:,} bytes is too large for a params file (at most {MAX_PARAMS_BYTES:,})")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read the params file ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{name}: not valid UTF-8 at byte {e.start}") from None
+    data = _load_yaml(text.removeprefix("\ufeff"), name)
+    if data is None:
+        raise ConfigError(f"{name}: empty params file; expected a mapping, e.g. 'visual: {{epochs: 5}}'")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{name}: expected a mapping at the top level, got {type(data).__name__} {_show(data, 60)}")
     return data
 
 
 def parse_override(text: str) -> dict[str, Any]:
     """``visual.epochs=5`` -> ``{"visual": {"epochs": 5}}`` (the value is read as YAML)."""
+    if not isinstance(text, str):
+        raise ConfigError(f"override {_show(text, 60)}: expected a 'key=value' string, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # undecodable bytes on the command line arrive as lone surrogates
+        at = len(text[: e.start].encode("utf-8", "surrogateescape"))
+        raise ConfigError(f"override '{_clip(text, 120)}': not valid UTF-8 at byte {at}") from None
     if "=" not in text:
-        raise ConfigError(f"override '{text}': expected key=value, e.g. visual.epochs=5")
+        raise ConfigError(f"override '{_clip(text, 120)}': expected key=value, e.g. visual.epochs=5")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    value = _load_yaml(raw, f"override '{_clip(text, 120)}'") if raw.strip() else ""
     out: dict[str, Any] = {}
     node = out
     parts = key.strip().split(".")
+    if len(parts) > MAX_DEPTH:
+        raise ConfigError(f"override '{_clip(text, 120)}': key nested more than {MAX_DEPTH} levels deep")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
@@ -299,7 +482,7 @@ _CHOICES = {
     ("study", "mixed_precision"): {"auto", "no", "bf16", "fp16"},
     ("visual", "cache"): {"none", "decoded"},
     ("fusion", "pair_rule"): {"either", "both"},
-    ("video", "aggregation"): {"mean", "max", "median", "vote", "confidence"},
+    ("video", "aggregation"): set(AGGREGATIONS),
 }
 _RECIPE_CHOICES = {
     "optimizer": {"adam", "adamw", "sgd"},
@@ -375,9 +558,13 @@ def _check_range(origin: str, key: str, value: Any, check: tuple[Any, str], over
         expected = f"a finite {expected[2:]}" if expected.startswith("a number") else f"a finite number {expected}"
     elif valid(value):
         return
-    source = next((o for o in overrides if o.split("=", 1)[0].strip() == key), None)
-    origin = f"{origin} (-p {source})" if source else origin
-    raise ConfigError(f"{origin}: {key} = {value}; expected {expected}")
+    raise ConfigError(f"{_blame(origin, key, overrides)}: {key} = {_show(value)}; expected {expected}")
+
+
+def _blame(origin: str, key: str, overrides: list[str]) -> str:
+    """``origin``, or ``origin (-p key=value)`` when the last override of ``key`` set it."""
+    source = next((o for o in reversed(overrides) if o.split("=", 1)[0].strip() == key), None)
+    return f"{origin} (-p {_clip(source, 120)})" if source else origin
 
 
 def _check_ranges(cfg: Config, origin: str, overrides: list[str] | None = None) -> None:
@@ -395,24 +582,36 @@ def _check_values(cfg: Config, origin: str, overrides: list[str] | None = None) 
     for (section, key), allowed in _CHOICES.items():
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
-            raise ConfigError(f"{origin}: {section}.{key} = {value!r}; expected one of {sorted(allowed)}")
+            where = _blame(origin, f"{section}.{key}", overrides or [])
+            raise ConfigError(f"{where}: {section}.{key} = {_show(value)}; expected one of {sorted(allowed)}")
     for branch in ("visual", "text"):
         bc = getattr(cfg, branch)
         for rname, recipe in bc.recipes.items():
             for key, allowed in _RECIPE_CHOICES.items():
                 if getattr(recipe, key) not in allowed:
+                    full = f"{branch}.recipes.{_clip(rname, 60)}.{key}"
                     raise ConfigError(
-                        f"{origin}: {branch}.recipes.{rname}.{key} = {getattr(recipe, key)!r}; "
+                        f"{_blame(origin, full, overrides or [])}: {full} = {_show(getattr(recipe, key))}; "
                         f"expected one of {sorted(allowed)}"
                     )
         if bc.recipes and bc.report_recipe not in bc.recipes:
             raise ConfigError(
-                f"{origin}: {branch}.report_recipe '{bc.report_recipe}' is not among {sorted(bc.recipes)}"
+                f"{_blame(origin, f'{branch}.report_recipe', overrides or [])}: {branch}.report_recipe "
+                f"{_show(bc.report_recipe)} is not among {_show(sorted(bc.recipes))}"
             )
     _check_ranges(cfg, origin, overrides)
     name = cfg.study.name
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise ConfigError(f"{origin}: study.name = {name!r}; expected a plain folder name")
+    if not _FOLDER_NAME.fullmatch(name):
+        got = f" (got {len(name):,} characters)" if len(name) > _FOLDER_NAME_MAX else ""
+        raise ConfigError(
+            f"{_blame(origin, 'study.name', overrides or [])}: study.name = {_show(name, 80)}; expected a plain "
+            f"folder name: 1-{_FOLDER_NAME_MAX} letters, digits, '.', '_' or '-', not starting with '.' or '-'{got}"
+        )
+
+
+# study.name names the run and report folders: runs/NAME, reports/NAME
+_FOLDER_NAME_MAX = 100
+_FOLDER_NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9._-]{{0,{_FOLDER_NAME_MAX - 1}}}")
 
 
 def load_config(paths: list[str | Path] | tuple[str | Path, ...], overrides: list[str] | None = None) -> Config:
@@ -425,12 +624,17 @@ def load_config(paths: list[str | Path] | tuple[str | Path, ...], overrides: lis
         try:  # validate each file on its own so the error names the file with the typo
             alone = _build(Config, _merge({}, data), "")
         except ConfigError as e:
-            raise ConfigError(f"{p}: {e}") from None
-        _check_ranges(alone, str(p))  # and the file with the out-of-range number
+            raise ConfigError(f"{_clip(p, 300)}: {e}") from None
+        _check_ranges(alone, _clip(p, 300))  # and the file with the out-of-range number
         merged = _merge(merged, data)
+    origin = _clip(" + ".join(str(p) for p in paths), 400)
     for o in overrides or []:
-        merged = _merge(merged, parse_override(o))
-    origin = " + ".join(str(p) for p in paths)
+        extra = parse_override(o)
+        try:  # and each override on its own: an unknown key or a wrong type is the override's, not the files'
+            _build(Config, extra, "")
+        except ConfigError as e:
+            raise ConfigError(f"{origin} (-p {_clip(o, 120)}): {e}") from None
+        merged = _merge(merged, extra)
     try:
         cfg = _build(Config, merged, "")
     except ConfigError as e:

@@ -33,3 +33,13 @@ class CheckpointError(DfmmError):
 
 class StudyError(DfmmError):
     """A notebook of the study failed."""
+
+
+def failure(e: BaseException) -> str:
+    """One line for an item's error row (``dfmm score``, ``dfmm evaluate``): a dfmm error as it is; anything else
+    (a library's failure on an odd input, or a bug) with its type, so that one item never stops a run of thousands.
+    """
+    if isinstance(e, DfmmError):
+        return str(e)
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__

@@ -17,7 +17,7 @@ from dfmm.data.batches import ImageDataset, LengthBucketSampler, ShuffledBatchSa
 from dfmm.data.images import ImageSet, load_images
 from dfmm.data.text import TextSet, load_texts
 from dfmm.data.video import list_videos
-from dfmm.errors import CheckpointError, DataError, DfmmError
+from dfmm.errors import CheckpointError, DataError, failure
 from dfmm.metrics import binary_metrics, metrics_with_ci
 from dfmm.scoring import predict
 
@@ -88,40 +88,53 @@ def _with_metrics(model: Any, branch: str, data: ImageSet | TextSet, scores: dic
     return {**scores, "groups": groups, "metrics": metrics}
 
 
-def evaluate_images(model: Any, source: str, batch_size: int = 32) -> dict[str, Any]:
+def evaluate_images(model: Any, source: str, batch_size: int = 32, images: ImageSet | None = None) -> dict[str, Any]:
+    """Metrics of the images under ``source`` (``images``: that source, when the caller loaded it first)."""
     if model.visual is None:
         raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score images")
-    images = load_images(source)
+    images = load_images(source) if images is None else images
     s = score_images(model, images, batch_size)
     out = binary_metrics(s["labels"], s["probs"], model.threshold("visual"))
     out["skipped_unreadable"] = len(images) - len(s["labels"])
     return {"data": source, "model": model.path, **out}
 
 
-def evaluate_texts(model: Any, source: str, batch_size: int = 32) -> dict[str, Any]:
+def evaluate_texts(model: Any, source: str, batch_size: int = 32, texts: TextSet | None = None) -> dict[str, Any]:
+    """Metrics of the texts of ``source`` (``texts``: that source, when the caller loaded it first)."""
     if model.text is None:
         raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score texts")
-    s = score_texts(model, load_texts(source), batch_size)
+    s = score_texts(model, load_texts(source) if texts is None else texts, batch_size)
     out = binary_metrics(s["labels"], s["probs"], model.threshold("text"))
     return {"data": source, "model": model.path, **out, "truncated": s["truncated"]}
 
 
-def score_videos(
-    model: Any, source: str, num_frames: int = 32, aggregation: str = "mean", face_crop: bool = True
-) -> list[dict[str, Any]]:
-    """One row per labelled clip: its score, label, faces found and timings, or the reason it could not be read."""
-    from dfmm.inference import classify_video
-
+def labelled_clips(source: str) -> list[tuple[Any, int]]:
+    """The labelled clips under ``source`` (``real/`` and ``fake/``), or one ``DataError``."""
     clips = [(p, lab) for p, lab in list_videos(source) if lab is not None]
     if not clips:
         raise DataError(f"{source}: no labelled clips (expected real/ and fake/ folders)")
+    return clips
+
+
+def score_videos(
+    model: Any,
+    source: str,
+    num_frames: int = 32,
+    aggregation: str = "mean",
+    face_crop: bool = True,
+    clips: list[tuple[Any, int]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per labelled clip: its score, label, faces found and timings, or the reason it could not be read
+    (any failure of one clip, a library's too: ``dfmm.errors.failure``)."""
+    from dfmm.inference import classify_video
+
     rows = []
-    for path, lab in clips:
+    for path, lab in labelled_clips(source) if clips is None else clips:
         row: dict[str, Any] = {"clip": path.name, "file": str(path), "label": lab}
         try:
             r = classify_video(model, path, num_frames, aggregation, face_crop=face_crop)
-        except DfmmError as e:
-            rows.append({**row, "error": str(e)})
+        except Exception as e:  # noqa: BLE001 - one clip's failure is its error row; the evaluation goes on
+            rows.append({**row, "error": failure(e)})
             continue
         probs = [f["probability_fake"] for f in r["frames"] if f["probability_fake"] is not None]
         rows.append(
@@ -176,12 +189,19 @@ def video_metrics(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any
 
 
 def evaluate_videos(
-    model: Any, source: str, num_frames: int = 32, aggregation: str = "mean", face_crop: bool = True
+    model: Any,
+    source: str,
+    num_frames: int = 32,
+    aggregation: str = "mean",
+    face_crop: bool = True,
+    clips: list[tuple[Any, int]] | None = None,
 ) -> dict[str, Any]:
+    """Clip-level metrics of the labelled clips under ``source`` (``clips``: its ``labelled_clips``, when the
+    caller listed them first)."""
     from dfmm.inference import check_aggregation
 
     check_aggregation(aggregation)  # before any clip: one bad option, not eleven unreadable clips
-    rows = score_videos(model, source, num_frames, aggregation, face_crop)
+    rows = score_videos(model, source, num_frames, aggregation, face_crop, clips)
     threshold = clip_threshold(model, aggregation)
     clips = [{k: v for k, v in r.items() if k != "per_frame"} for r in rows]
     return {

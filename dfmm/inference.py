@@ -8,6 +8,8 @@ overlays) are the only values that are not JSON-serialisable.
 from __future__ import annotations
 
 import atexit
+import numbers
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ import torch
 
 from dfmm.branches import text_from_meta, visual_from_meta
 from dfmm.checkpoints import load_checkpoint
+from dfmm.choices import AGGREGATIONS, FACE_CROPS
 from dfmm.data.faces import CropGeometry, Face, FaceDetector, crop_faces
 from dfmm.data.images import load_image
 from dfmm.data.text import check_text
@@ -26,8 +29,7 @@ from dfmm.errors import CheckpointError, DataError
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
 from dfmm.scoring import DecisionRule
 
-AGGREGATIONS = ("mean", "max", "median", "vote", "confidence")
-FACE_CROP = ("auto", "always", "never")
+FACE_CROP = FACE_CROPS  # the name older code imports
 AUTO_CROP_FACTOR = 2.0  # face_crop="auto" crops a photo whose shorter side is at least this x the model's input
 
 
@@ -101,6 +103,9 @@ class Detector:
 
 def load_model(path: str | Path) -> tuple[Detector, dict[str, Any]]:
     """``model, config = load_model('runs/NAME/multimodal_ensemble.pt')`` (a branch checkpoint works too)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        got = "an empty string" if isinstance(path, str) else type(path).__name__
+        raise CheckpointError(f"load_model: expected the path of a checkpoint file (str or Path), got {got}")
     kind, state, meta = load_checkpoint(path)
     det = Detector(kind, meta, str(path))
     try:
@@ -126,6 +131,29 @@ def load_model(path: str | Path) -> tuple[Detector, dict[str, Any]]:
             f"{path}: checkpoint does not match its own metadata ({str(e).splitlines()[0][:150]})"
         ) from None
     return det, meta.get("config", {})
+
+
+def check_model(model: Any, call: str) -> Detector:
+    """``model`` as ``load_model`` returns it, or one ``CheckpointError`` saying what was passed instead."""
+    if isinstance(model, Detector):
+        return model
+    if isinstance(model, tuple) and model and isinstance(model[0], Detector):
+        raise CheckpointError(
+            f"{call}: got the (model, config) pair that load_model returns; unpack it: model, config = load_model(path)"
+        )
+    if isinstance(model, (str, os.PathLike)):
+        raise CheckpointError(
+            f"{call}: model is the path {str(model)[:100]!r}, not a model; load it first: model, config = load_model(path)"
+        )
+    raise CheckpointError(f"{call}: expected the model that load_model returns, got {type(model).__name__}")
+
+
+def _count(value: Any, name: str, optional: bool = False) -> None:
+    """An integer >= 1 (``None`` too when ``optional``), or one ``DataError`` naming the argument."""
+    if optional and value is None:
+        return
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise DataError(f"{name} must be an integer >= 1, got {value!r} ({type(value).__name__})")
 
 
 def _need(model: Detector, branch: str) -> None:
@@ -191,8 +219,8 @@ def face_crop_image(model: Detector, image: Any, face_crop: str = "auto") -> tup
     model's input (a face crop already is the right input; a photo of a room is not); ``always`` crops whenever a
     face is found. The face is cut with the checkpoint's crop geometry, the largest face when there are several.
     """
-    if face_crop not in FACE_CROP:
-        raise DataError(f"unknown face_crop '{face_crop}'; expected one of {', '.join(FACE_CROP)}")
+    if not isinstance(face_crop, str) or face_crop not in FACE_CROPS:
+        raise DataError(f"unknown face_crop {face_crop!r}; expected one of {', '.join(FACE_CROPS)}")
     pil = load_image(image)
     size = model.visual_meta["image_size"]
     wanted = face_crop == "always" or (face_crop == "auto" and min(pil.size) >= AUTO_CROP_FACTOR * size)
@@ -216,6 +244,7 @@ def classify_image(
     cropped and where the face and the crop lie in the original. GradCAM is drawn on what the model saw (the crop);
     ``gradcam["crop_box"]`` locates it on the original.
     """
+    model = check_model(model, "classify_image")
     _need(model, "visual")
     rule = model.rule("visual")
     t0 = time.perf_counter()
@@ -256,6 +285,7 @@ def _text_forward(model: Detector, texts: list[str]) -> tuple[torch.Tensor, torc
 
 def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str, Any]:
     """Classify one text as human or AI-generated; ``explain=True`` adds per-token attributions."""
+    model = check_model(model, "classify_text")
     _need(model, "text")
     text = check_text(text, "text")
     rule = model.rule("text")
@@ -278,8 +308,8 @@ def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str
 
 def check_aggregation(aggregation: str) -> None:
     """One line naming the allowed rules, before any frame is decoded."""
-    if aggregation not in AGGREGATIONS:
-        raise DataError(f"unknown aggregation '{aggregation}'; expected one of {', '.join(AGGREGATIONS)}")
+    if not isinstance(aggregation, str) or aggregation not in AGGREGATIONS:
+        raise DataError(f"unknown aggregation {aggregation!r}; expected one of {', '.join(AGGREGATIONS)}")
 
 
 def aggregate(probs: np.ndarray, aggregation: str, rule: DecisionRule | None = None) -> tuple[float, str]:
@@ -343,10 +373,13 @@ def classify_video(
     """
     from dfmm.data.video import read_frames
 
+    model = check_model(model, "classify_video")
     _need(model, "visual")
     check_aggregation(aggregation)
-    if num_frames < 1 or (batch_size is not None and batch_size < 1):
-        raise DataError(f"num_frames and batch_size must be at least 1, got {num_frames} and {batch_size}")
+    _count(num_frames, "num_frames")
+    _count(batch_size, "batch_size", optional=True)
+    if not isinstance(video, (str, os.PathLike)):
+        raise DataError(f"video: expected the path of a clip (str or Path), got {type(video).__name__}")
     rule = model.rule("visual")
     t0 = time.perf_counter()
     # whole frames are squashed to image_size: decode straight to twice that; faces need more pixels
@@ -390,6 +423,7 @@ def classify_multimodal(
     model: Detector, image_path_or_pil: str | Path | Any | None = None, text: str | None = None, face_crop: str = "auto"
 ) -> dict[str, Any]:
     """Fuse an image and a text (either may be missing: the ensemble falls back to the present branch)."""
+    model = check_model(model, "classify_multimodal")
     if image_path_or_pil is None and text is None:
         raise DataError("classify_multimodal needs an image, a text, or both")
     t0 = time.perf_counter()

@@ -3,8 +3,13 @@
 Rows are appended as batches finish (flushed and synced), so a run stopped by Ctrl-C or ``kill -9`` keeps every
 row it wrote; a rerun with the same ``--out`` reads what is there, drops a last row cut short by the kill, and
 scores only the items that have no row yet. An unreadable item gets a row with its ``error`` and the run goes
-on; error rows count as scored on a rerun (delete them to retry). Every row names the model by the digest of its checkpoint file, and a rerun with another checkpoint is
-refused rather than mixing two models' scores in one file.
+on; error rows count as scored on a rerun (delete them to retry). Every row names the model by the digest of its
+checkpoint file, and a rerun with another checkpoint is refused rather than mixing two models' scores in one file.
+
+An item is known by its content: an image or clip by its resolved path and the digest of its bytes (the same
+folder typed as an absolute or a relative path is the same items; a file whose bytes changed is scored again and
+its old row dropped), a text by the digest of the text alone (rows inserted or reordered in a JSONL keep their
+scores; ``item`` names the row where the text stood when it was scored).
 """
 
 from __future__ import annotations
@@ -16,14 +21,23 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
-from dfmm.errors import DataError, DfmmError
+from dfmm.errors import DataError, failure
 
-COLUMNS = ["item", "probability_fake", "label", "true_label", "face_found", "error", "model_digest"]
+COLUMNS = ["item", "content_digest", "probability_fake", "label", "true_label", "face_found", "error", "model_digest"]
 KINDS = ("images", "videos", "texts")
+
+
+class Item(NamedTuple):
+    """One thing to score: its name in the CSV, what to load, its true label (or None) and its content digest."""
+
+    name: str
+    what: Any
+    true_label: int | None
+    digest: str
 
 
 def file_digest(path: str | Path) -> str:
@@ -35,14 +49,28 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _items(kind: str, source: str) -> list[tuple[str, Any, int | None]]:
-    """(item id, what to load, true label or None) for every item of the source."""
+def text_digest(text: str) -> str:
+    """The first 16 hex digits of the SHA-256 of the text's UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _digest_or_none(path: Path) -> str:
+    """A file's digest; an unreadable file gets a digest of its path, so it still gets its error row once."""
+    try:
+        return file_digest(path)
+    except OSError:
+        return "unreadable:" + hashlib.sha256(str(path).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def list_items(kind: str, source: str) -> list[Item]:
+    """Every item of the source, named by its resolved path (a text: the file's resolved path and its row) and
+    keyed by its content digest; read before any model loads, so a bad source costs no model."""
     if kind == "images":
         from dfmm.data.images import IMAGE_EXTENSIONS
 
         root = Path(source)
         if root.is_file():
-            return [(str(root), root, None)]
+            return [Item(str(root.resolve()), root, None, _digest_or_none(root))]
         if not root.is_dir():
             raise DataError(f"--images {source}: no such file or folder")
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -50,44 +78,84 @@ def _items(kind: str, source: str) -> list[tuple[str, Any, int | None]]:
             raise DataError(f"--images {source}: no images (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
         parts = [set(p.relative_to(root).parts[:-1]) for p in files]
         labels = [1 if "fake" in s else 0 if "real" in s else None for s in parts]
-        return [(str(p), p, lab) for p, lab in zip(files, labels, strict=True)]
+        return [Item(str(p.resolve()), p, lab, _digest_or_none(p)) for p, lab in zip(files, labels, strict=True)]
     if kind == "videos":
         from dfmm.data.video import list_videos
 
-        return [(str(p), p, lab) for p, lab in list_videos(source)]
+        return [Item(str(p.resolve()), p, lab, _digest_or_none(p)) for p, lab in list_videos(source)]
     if kind == "texts":
         from dfmm.data.text import load_texts
 
         texts = load_texts(source)
+        name = str(Path(texts.origin).resolve()) if not texts.origin.startswith("hub:") else texts.origin
         return [
-            (f"{source}#{i}", t, int(lab)) for i, (t, lab) in enumerate(zip(texts.texts, texts.labels, strict=True))
+            Item(f"{name}#{i}", t, int(lab), text_digest(t))
+            for i, (t, lab) in enumerate(zip(texts.iter_texts(), texts.labels, strict=True))
         ]
     raise DataError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
-def read_done(out: Path, digest: str) -> set[str]:
-    """Items already scored in ``out``; a last line cut short (no newline) is removed from the file first."""
+def read_rows(out: Path, digest: str | None) -> list[dict[str, str]]:
+    """The rows already in ``out``; a last line cut short (no newline) is removed from the file first. A file that
+    is not a score file (of this checkpoint, given its ``digest``) is refused untouched."""
     if not out.exists():
-        return set()
+        return []
     if out.is_dir():
         raise DataError(f"--out {out}: is a folder, expected a CSV file")
     data = out.read_bytes()
     if not data:
-        return set()
-    if data.split(b"\n", 1)[0].decode("utf-8", "replace").strip() != ",".join(COLUMNS):  # before touching it
-        raise DataError(f"--out {out}: not a dfmm score file (expected the header {','.join(COLUMNS)})")
+        return []
+    header = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    if header != ",".join(COLUMNS):  # before touching it
+        old = header.startswith("item,probability_fake,")
+        hint = " (written by an older dfmm without content digests: use a new --out file)" if old else ""
+        raise DataError(f"--out {out}: not a dfmm score file (expected the header {','.join(COLUMNS)}){hint}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"--out {out}: not valid UTF-8 at byte {e.start}; not a file dfmm score wrote") from None
     if not data.endswith(b"\n"):
         keep = data.rfind(b"\n") + 1
         with open(out, "r+b") as fh:
             fh.truncate(keep)
-        data = data[:keep]
-    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+        text = data[:keep].decode("utf-8")
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as e:
+        raise DataError(f"--out {out}: not valid CSV ({e})") from None
+    if any(None in r or None in r.values() for r in rows):
+        raise DataError(f"--out {out}: a row does not have the {len(COLUMNS)} columns of a dfmm score file")
     other = {r["model_digest"] for r in rows} - {digest}
-    if other:
+    if other and digest is not None:
         raise DataError(
             f"--out {out}: holds scores of another checkpoint (digest {sorted(other)[0]}); use a new --out file"
         )
-    return {r["item"] for r in rows}
+    return rows
+
+
+def pending(kind: str, items: list[Item], rows: list[dict[str, str]]) -> tuple[list[Item], list[dict[str, str]]]:
+    """(items still to score, rows to keep). A text is done when a row has its digest, wherever it stood; an image
+    or clip when a row has its resolved path and its digest. A row for a path whose content has changed since is
+    dropped and the item scored again."""
+    if kind == "texts":
+        done = {r["content_digest"] for r in rows}
+        return [it for it in items if it.digest not in done], rows
+    current = {it.name: it.digest for it in items}
+    keep = [r for r in rows if current.get(r["item"], r["content_digest"]) == r["content_digest"]]
+    done = {(r["item"], r["content_digest"]) for r in keep}
+    return [it for it in items if (it.name, it.digest) not in done], keep
+
+
+def _rewrite(out: Path, rows: list[dict[str, str]]) -> None:
+    """Replace ``out`` with the header and ``rows``, atomically (a kill leaves the old file or the new one)."""
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(out)
 
 
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -95,48 +163,53 @@ def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[s : s + size]
 
 
-def _row(item: str, digest: str, true_label: int | None, **values: Any) -> dict[str, Any]:
+def _row(item: Item, digest: str, **values: Any) -> dict[str, Any]:
     row = dict.fromkeys(COLUMNS, "")
-    row.update(item=item, model_digest=digest, true_label="" if true_label is None else true_label)
+    row.update(item=item.name, content_digest=item.digest, model_digest=digest)
+    row["true_label"] = "" if item.true_label is None else item.true_label
     row.update({k: ("" if v is None else v) for k, v in values.items()})
     if isinstance(row["probability_fake"], float):
         row["probability_fake"] = f"{row['probability_fake']:.6f}"
     return row
 
 
-def _score_images(model: Any, batch: list[tuple[str, Any, int | None]], digest: str, face_crop: str) -> list[dict]:
+def _score_images(model: Any, batch: list[Item], digest: str, face_crop: str) -> list[dict]:
     from dfmm.inference import _visual_logits, face_crop_image
 
     rule = model.rule("visual")
     rows: dict[int, dict[str, Any]] = {}
     ready: list[tuple[int, Any, dict[str, Any]]] = []
-    for i, (item, path, lab) in enumerate(batch):
+    for i, item in enumerate(batch):
         try:
-            seen, face = face_crop_image(model, path, face_crop)
+            seen, face = face_crop_image(model, item.what, face_crop)
             ready.append((i, seen, face))
-        except DfmmError as e:
-            rows[i] = _row(item, digest, lab, error=str(e))
+        except Exception as e:  # noqa: BLE001 - any per-item failure is that item's error row (see failure)
+            rows[i] = _row(item, digest, error=failure(e))
     probs = rule.probability(_visual_logits(model, [seen for _, seen, _ in ready]))
     for (i, _, face), p in zip(ready, probs, strict=True):
-        item, _, lab = batch[i]
         found = face.get("face_found")
-        rows[i] = _row(item, digest, lab, probability_fake=float(p), label=rule.label(p), face_found=found)
+        rows[i] = _row(batch[i], digest, probability_fake=float(p), label=rule.label(p), face_found=found)
     return [rows[i] for i in range(len(batch))]
 
 
-def _score_one(model: Any, kind: str, item: tuple[str, Any, int | None], digest: str, options: dict) -> dict:
+def _score_one(model: Any, kind: str, item: Item, digest: str, options: dict) -> dict:
     from dfmm.inference import classify_text, classify_video
 
-    name, what, lab = item
     try:
         if kind == "videos":
-            r = classify_video(model, what, **options)
+            r = classify_video(model, item.what, **options)
             found = not r["no_face"] if r["face_crop"] else None
-            return _row(name, digest, lab, probability_fake=r["probability_fake"], label=r["label"], face_found=found)
-        r = classify_text(model, what)
-        return _row(name, digest, lab, probability_fake=r["probability_fake"], label=r["label"])
-    except DfmmError as e:
-        return _row(name, digest, lab, error=str(e))
+            return _row(item, digest, probability_fake=r["probability_fake"], label=r["label"], face_found=found)
+        r = classify_text(model, item.what)
+        return _row(item, digest, probability_fake=r["probability_fake"], label=r["label"])
+    except Exception as e:  # noqa: BLE001 - any per-item failure is that item's error row (see failure)
+        return _row(item, digest, error=failure(e))
+
+
+def check_can_score(model: Any, kind: str) -> None:
+    branch = "text" if kind == "texts" else "visual"
+    if getattr(model, branch) is None:
+        raise DataError(f"{model.path}: a {model.kind} checkpoint cannot score {kind}")
 
 
 def score_to_csv(
@@ -150,18 +223,20 @@ def score_to_csv(
     num_frames: int = 32,
     aggregation: str = "mean",
     progress: bool = True,
+    items: list[Item] | None = None,
 ) -> dict[str, Any]:
-    """Score every item of ``source`` not yet in ``out``; returns counts and the rate."""
+    """Score every item of ``source`` not yet in ``out``; returns counts and the rate. ``items``: the source's
+    ``list_items``, when the caller read them before loading the model."""
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
-    branch = "text" if kind == "texts" else "visual"
-    if getattr(model, branch) is None:
-        raise DataError(f"{model.path}: a {model.kind} checkpoint cannot score {kind}")
+    check_can_score(model, kind)
     out = Path(out)
     digest = file_digest(model.path)
-    items = _items(kind, source)
-    done = read_done(out, digest)
-    todo = [it for it in items if it[0] not in done]
+    items = list_items(kind, source) if items is None else items
+    rows_before = read_rows(out, digest)
+    todo, keep = pending(kind, items, rows_before)
+    if len(keep) < len(rows_before):  # rows of items whose content changed: scored again below
+        _rewrite(out, keep)
     out.parent.mkdir(parents=True, exist_ok=True)
     new_file = not out.exists() or out.stat().st_size == 0
     t0 = time.perf_counter()
@@ -169,7 +244,7 @@ def score_to_csv(
     options = {"num_frames": num_frames, "aggregation": aggregation, "face_crop": face_crop != "never"}
     with (
         open(out, "a", newline="", encoding="utf-8") as fh,
-        tqdm(total=len(todo), desc=f"score {kind}", disable=not progress or None, mininterval=2) as bar,
+        tqdm(total=len(todo), desc=f"score {kind}", disable=not progress or None, mininterval=2, unit="item") as bar,
     ):
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         if new_file:
@@ -191,6 +266,7 @@ def score_to_csv(
         "out": str(out),
         "items": len(items),
         "already_scored": len(items) - len(todo),
+        "rescored_changed": len(rows_before) - len(keep),
         "scored": len(todo) - errors,
         "errors": errors,
         "seconds": round(seconds, 2),

@@ -29,8 +29,9 @@ from dfmm.checkpoints import load_checkpoint, save_checkpoint
 from dfmm.cli import main
 from dfmm.config import load_config
 from dfmm.data.images import load_image
-from dfmm.data.text import check_text
+from dfmm.data.text import check_text, load_text_file
 from dfmm.errors import CheckpointError, DataError, DfmmError
+from dfmm.inference import classify_image, classify_text, classify_video, load_model
 
 from .conftest import ROOT
 
@@ -241,7 +242,7 @@ CASES = [
     cli(
         "text-flag-on-image",
         lambda t: ["classify", "image", "a.jpg", "--string", "--model", t.never_loaded],
-        "--string: only for classify text",
+        "--string: does not apply to classify image",
     ),
     cli(
         "text-existing-file-any-suffix",
@@ -306,7 +307,11 @@ CASES = [
         raises=DataError,
     ),
     api("img-not-an-image", lambda t: load_image(t.file("notes.png", "hello")), "notes.png: not an image file"),
-    api("img-decompression-bomb", lambda t: load_image(t.file("bomb.png", _png_bomb())), "bomb.png: refused as a"),
+    api(
+        "img-decompression-bomb",
+        lambda t: load_image(t.file("bomb.png", _png_bomb())),
+        "bomb.png: refused as a decompression bomb (over dfmm's limit of 40,000,000 pixels)",
+    ),
     api("img-missing-file", lambda t: load_image(t.tmp / "nope.jpg"), "nope.jpg: no such file"),
     api(
         "img-cmyk-ok",
@@ -421,6 +426,246 @@ CASES = [
         ],
         check=lambda r: r["n"] == 4 and (r["auc"] is None or np.isnan(r["auc"])),
     ),
+    # ---- options that do not apply to the command are refused, not ignored (#25)
+    cli(
+        "opt-aggregation-unknown",
+        lambda t: ["classify", "image", "a.jpg", "--model", t.never_loaded, "--aggregation", "bogus"],
+        "invalid choice: 'bogus'",
+    ),
+    cli(
+        "opt-aggregation-on-image",
+        lambda t: ["classify", "image", "a.jpg", "--model", t.never_loaded, "--aggregation", "max"],
+        "--aggregation: does not apply to classify image",
+    ),
+    cli(
+        "opt-num-frames-on-image",
+        lambda t: ["classify", "image", "a.jpg", "--model", t.never_loaded, "--num-frames", "4"],
+        "--num-frames: does not apply to classify image",
+    ),
+    cli(
+        "opt-face-crop-on-text",
+        lambda t: ["classify", "text", "hello there", "--model", t.never_loaded, "--face-crop", "always"],
+        "--face-crop: does not apply to classify text",
+    ),
+    cli(
+        "opt-all-faces-on-image",
+        lambda t: ["classify", "image", "a.jpg", "--model", t.never_loaded, "--all-faces"],
+        "--all-faces: does not apply to classify image",
+    ),
+    cli(
+        "opt-gradcam-on-video",
+        lambda t: ["classify", "video", "a.mp4", "--model", t.never_loaded, "--gradcam", str(t.tmp / "g")],
+        "--gradcam: does not apply to classify video",
+    ),
+    cli(
+        "opt-text-on-image",
+        lambda t: ["classify", "image", "a.jpg", "--model", t.never_loaded, "--text", "hi"],
+        "--text: does not apply to classify image",
+    ),
+    cli(
+        "opt-num-frames-on-evaluate-images",
+        lambda t: ["evaluate", "--model", t.never_loaded, "--images", "x", "--num-frames", "4"],
+        "--num-frames: does not apply to evaluate --images",
+    ),
+    cli(
+        "opt-face-crop-on-evaluate-texts",
+        lambda t: ["evaluate", "--model", t.never_loaded, "--texts", "x.jsonl", "--face-crop", "never"],
+        "--face-crop: does not apply to evaluate --texts",
+    ),
+    cli(
+        "opt-batch-size-on-evaluate-videos",
+        lambda t: ["evaluate", "--model", t.never_loaded, "--videos", "x", "--batch-size", "4"],
+        "--batch-size: does not apply to evaluate --videos",
+    ),
+    cli(
+        "opt-face-crop-on-score-texts",
+        lambda t: ["score", "--model", t.never_loaded, "--texts", "x.jsonl", "--out", "o.csv", "--face-crop", "never"],
+        "--face-crop: does not apply to score --texts",
+    ),
+    cli(
+        "opt-aggregation-on-score-images",
+        lambda t: ["score", "--model", t.never_loaded, "--images", "x", "--out", "o.csv", "--aggregation", "max"],
+        "--aggregation: does not apply to score --images",
+    ),
+    # ---- inputs are checked before the model loads (10-20 s), wherever the README says "before any work" (#25)
+    cli(
+        "early-evaluate-images",
+        lambda t: ["evaluate", "--model", t.never_loaded, "--images", "nope"],
+        "image folder not found: nope",
+    ),
+    cli(
+        "early-evaluate-texts",
+        lambda t: ["evaluate", "--model", t.never_loaded, "--texts", str(t.tmp / "no.jsonl")],
+        "text file not found",
+    ),
+    cli(
+        "early-evaluate-videos-unlabelled",
+        lambda t: ["evaluate", "--model", t.never_loaded, "--videos", str(Path(t.file("v/a.mp4", b"x")).parent)],
+        "no labelled clips",
+    ),
+    cli(
+        "early-multimodal-no-input",
+        lambda t: ["classify", "multimodal", "--model", t.never_loaded],
+        "give --image, --text or both",
+    ),
+    cli(
+        "early-multimodal-missing-image",
+        lambda t: ["classify", "multimodal", "--model", t.never_loaded, "--image", str(t.tmp / "no.jpg")],
+        "no.jpg: no such file",
+    ),
+    cli(
+        "early-multimodal-empty-text",
+        lambda t: ["classify", "multimodal", "--model", t.never_loaded, "--text", "  "],
+        "--text: text is empty",
+    ),
+    cli(
+        "early-multimodal-positional",
+        lambda t: ["classify", "multimodal", "face.jpg", "--model", t.never_loaded],
+        "give the inputs as --image FILE and --text TEXT",
+    ),
+    cli("early-classify-image-missing", lambda t: ["classify", "image", "no.jpg", "--model", t.never_loaded], "no.jpg"),
+    cli(
+        "early-classify-video-missing",
+        lambda t: ["classify", "video", "no.mp4", "--model", t.never_loaded],
+        "no.mp4: no such file",
+    ),
+    cli(
+        "early-score-missing-images",
+        lambda t: ["score", "--model", t.never_loaded, "--images", "nope", "--out", str(t.tmp / "o.csv")],
+        "--images nope: no such file or folder",
+    ),
+    cli(
+        "early-score-out-not-utf8",
+        lambda t: [
+            "score",
+            "--model",
+            t.never_loaded,
+            "--texts",
+            t.file("t.jsonl", _jsonl([{"text": "a b", "label": 0}])),
+            "--out",
+            t.file("o.csv", _SCORE_HEADER + b"\xff\xfe,x\r\n"),
+        ],
+        "not valid UTF-8 at byte",
+    ),
+    cli(
+        "early-score-out-old-format",
+        lambda t: [
+            "score",
+            "--model",
+            t.never_loaded,
+            "--texts",
+            t.file("t.jsonl", _jsonl([{"text": "a b", "label": 0}])),
+            "--out",
+            t.file("o.csv", b"item,probability_fake,label,true_label,face_found,error,model_digest\r\n"),
+        ],
+        "written by an older dfmm",
+    ),
+    cli(
+        "text-dev-zero",
+        lambda t: ["classify", "text", "--file", "/dev/zero", "--model", t.never_loaded],
+        "/dev/zero: not a regular file",
+    ),
+    api("img-dev-zero", lambda t: load_image("/dev/zero"), "/dev/zero: not a regular file", raises=DataError),
+    # ---- non-finite pixels, whatever the path (#25)
+    cli(
+        "img-cli-nan-float-tiff",
+        lambda t: ["classify", "image", t.file("nan.tif", _float_tiff(np.nan)), "--model", t.model("visual")],
+        "nan.tif: float image of 8x8 pixels holds NaN or infinite values",
+    ),
+    api("img-inf-float-tiff", lambda t: load_image(t.file("inf.tif", _float_tiff(np.inf))), "holds NaN or infinite"),
+    api(
+        "img-pil-mode-f-nan",
+        lambda t: load_image(Image.fromarray(np.full((4, 4), np.nan, np.float32), "F")),
+        "holds NaN or infinite values",
+    ),
+    api("img-tensor-nan", lambda t: load_image(torch.full((3, 4, 4), float("nan"))), "holds NaN or infinite values"),
+    api(
+        "img-tensor-chw-ok",
+        lambda t: load_image(torch.ones(3, 5, 7)),
+        check=lambda im: im.size == (7, 5) and _pixel(im) == (255,) * 3,
+    ),
+    api(
+        "img-float-tiff-ok",
+        lambda t: load_image(t.file("ok.tif", _float_tiff(0.5))),
+        check=lambda im: _close(_pixel(im), (127,) * 3, 1),
+    ),
+    # ---- texts: CSV fields as long as JSONL texts, byte-order marks (#25)
+    api(
+        "text-csv-field-over-128k",
+        lambda t: load_text_file(t.file("long.csv", "text,label\n" + "word " * 60_000 + ",1\nshort one,0\n")),
+        check=lambda s: len(s) == 2 and len(s.text(0)) == 300_000 and list(s.labels) == [1, 0],
+    ),
+    api(
+        "text-csv-bom",
+        lambda t: load_text_file(t.file("bom.csv", "\ufefftext,label\nhello there,0\n")),
+        check=lambda s: len(s) == 1 and s.text(0) == "hello there",
+    ),
+    api(
+        "text-jsonl-bom",
+        lambda t: load_text_file(t.file("bom.jsonl", "\ufeff" + _jsonl([{"text": "hi you", "label": 1}]))),
+        check=lambda s: len(s) == 1 and int(s.labels[0]) == 1,
+    ),
+    api(
+        "text-csv-extra-field",
+        lambda t: load_text_file(t.file("extra.csv", "text,label\nhello,0,surprise\n")),
+        "extra.csv:2: more fields than the header has",
+    ),
+    api(
+        "text-csv-not-utf8",
+        lambda t: load_text_file(t.file("latin.csv", "text,label\ncaf\xe9,0\n".encode("latin-1"))),
+        "latin.csv: not valid UTF-8",
+    ),
+    # ---- the API's arguments (#25)
+    api("api-load-model-none", lambda t: load_model(None), "load_model: expected the path of a checkpoint file"),
+    api("api-load-model-int", lambda t: load_model(123), "got int", raises=CheckpointError),
+    api(
+        "api-model-tuple",
+        lambda t: classify_image(load_model(t.model("visual")), np.zeros((8, 8, 3), np.uint8)),
+        "classify_image: got the (model, config) pair that load_model returns; unpack it",
+        raises=CheckpointError,
+    ),
+    api(
+        "api-model-path",
+        lambda t: classify_image("x.pt", np.zeros((8, 8, 3), np.uint8)),
+        "classify_image: model is the path 'x.pt', not a model; load it first",
+        raises=CheckpointError,
+    ),
+    api(
+        "api-model-none-text",
+        lambda t: classify_text(None, "hello"),
+        "classify_text: expected the model",
+        raises=CheckpointError,
+    ),
+    api(
+        "api-video-none",
+        lambda t: classify_video(load_model(t.model("visual"))[0], None),
+        "video: expected the path of a clip (str or Path), got NoneType",
+        raises=DataError,
+    ),
+    api(
+        "api-num-frames-str",
+        lambda t: classify_video(load_model(t.model("visual"))[0], "x.mp4", num_frames="1"),
+        "num_frames must be an integer >= 1, got '1' (str)",
+        raises=DataError,
+    ),
+    api(
+        "api-num-frames-bool",
+        lambda t: classify_video(load_model(t.model("visual"))[0], "x.mp4", num_frames=True),
+        "num_frames must be an integer >= 1, got True",
+        raises=DataError,
+    ),
+    api(
+        "api-image-none",
+        lambda t: classify_image(load_model(t.model("visual"))[0], None),
+        "got NoneType",
+        raises=DataError,
+    ),
+    api(
+        "api-aggregation-not-str",
+        lambda t: classify_video(load_model(t.model("visual"))[0], "x.mp4", aggregation=None),
+        "unknown aggregation None",
+        raises=DataError,
+    ),
     # ---- study --out: the report folder may not be a file or a folder that is not a report
     cli(
         "study-out-is-a-file",
@@ -440,9 +685,14 @@ CASES = [
 ]
 
 
-def _api_classify_text(t: Ctx, text: str) -> Any:
-    from dfmm.inference import classify_text, load_model
+_SCORE_HEADER = b"item,content_digest,probability_fake,label,true_label,face_found,error,model_digest\r\n"
 
+
+def _float_tiff(value: float) -> bytes:
+    return _image_bytes(Image.fromarray(np.full((8, 8), value, np.float32), "F"), "TIFF")
+
+
+def _api_classify_text(t: Ctx, text: str) -> Any:
     model, _ = load_model(t.model("text"))
     return classify_text(model, text)
 

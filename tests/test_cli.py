@@ -50,11 +50,12 @@ def test_classify_video_folder_gives_per_frame_scores(tiny_models):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["evaluate", "--model", "nope.pt", "--images", "x"], "checkpoint not found: nope.pt"),
+        (["evaluate", "--model", "nope.pt", "--images", "{faces}"], "checkpoint not found: nope.pt"),
+        (["evaluate", "--model", "nope.pt", "--images", "x"], "image folder not found: x"),  # data before the model
         (["classify", "image", "missing.jpg", "--model", "{visual}"], "missing.jpg: no such file"),
         (["classify", "text", "hello", "--model", "{visual}"], "has no text branch"),
-        (["evaluate", "--model", "{text}", "--images", "x"], "cannot score images"),
-        (["classify", "video", "{visual}", "--model", "{visual}", "--aggregation", "avg"], "unknown aggregation"),
+        (["evaluate", "--model", "{text}", "--images", "{faces}"], "cannot score images"),
+        (["classify", "video", "{visual}", "--model", "{visual}", "--aggregation", "avg"], "invalid choice: 'avg'"),
         (["study", "params/demo.yaml", "-p", "visual.epoch=1"], "unknown key 'epoch'"),
         (
             ["study", "params/compact.yaml", "-p", "data.images=/nowhere/faces"],
@@ -63,7 +64,10 @@ def test_classify_video_folder_gives_per_frame_scores(tiny_models):
     ],
 )
 def test_bad_input_is_one_line_exit_2(tiny_models, args, needle, tmp_path):
-    args = [a.format(visual=tiny_models["visual"], text=tiny_models["text"]) for a in args]
+    from dfmm.data import data_sources
+
+    faces = data_sources(tiny_models["cfg"])["images"]
+    args = [a.format(visual=tiny_models["visual"], text=tiny_models["text"], faces=faces) for a in args]
     if args[0] == "study":  # a refused study must not write anything, even under runs/
         args += ["-p", f"study.runs_dir={tmp_path / 'runs'}"]
     r = dfmm(*args)

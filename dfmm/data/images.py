@@ -84,6 +84,8 @@ def _to_rgb(img: Image.Image, name: str) -> Image.Image:
         return Image.fromarray(arr, "L").convert("RGB")
     if mode == "F":
         arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise DataError(f"{name}: float image of {img.width}x{img.height} pixels holds NaN or infinite values")
         arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
@@ -100,8 +102,12 @@ def load_image(source: Any, name: str | None = None) -> Image.Image:
     """Decode a path, bytes, PIL image or HxWxC array to an RGB PIL image, or raise ``DataError`` naming it.
 
     Arrays: uint8 as is; other integers clipped to 0-255; floats in [0, 1] scaled by 255, others clipped. An
-    empty array, one with NaN or inf, or one that is not HxW / HxWxC (C = 1, 3, 4) is refused.
+    empty array, one with NaN or inf, or one that is not HxW / HxWxC (C = 1, 3, 4) is refused. A torch tensor is
+    read as an array, CxHxW (C = 1, 3, 4) when its first axis is that short and its last is not. Float images
+    (TIFF, PIL mode F) with NaN or inf are refused like arrays: no path scores a picture of nothing.
     """
+    if _is_tensor(source):
+        source = _tensor_to_array(source)
     if isinstance(source, Image.Image):
         return _to_rgb(source, name or "image")
     if isinstance(source, np.ndarray):
@@ -149,12 +155,28 @@ def load_image(source: Any, name: str | None = None) -> Image.Image:
                 return _to_rgb(img, label)
     except DataError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{label}: refused as a decompression bomb ({e})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(
+            f"{label}: refused as a decompression bomb (over dfmm's limit of {MAX_PIXELS:,} pixels)"
+        ) from None
     except Image.UnidentifiedImageError:
         raise DataError(f"{label}: not an image file PIL can read") from None
+    except PermissionError as e:
+        raise DataError(f"{label}: cannot read ({e.strerror or 'permission denied'})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{label}: corrupt or truncated image ({e})") from None
+
+
+def _is_tensor(source: Any) -> bool:
+    return type(source).__module__.startswith("torch") and hasattr(source, "detach")
+
+
+def _tensor_to_array(t: Any) -> np.ndarray:
+    """A tensor as an HxW(xC) array: CxHxW when the first axis holds 1, 3 or 4 channels and the last does not."""
+    arr = t.detach().cpu().float().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    return arr
 
 
 def image_format(source: Any) -> tuple[str, int, int]:
@@ -194,7 +216,7 @@ def load_image_folder(root: str | Path) -> ImageSet:
     groups_by_file: dict[str, str] = {}
     csv_path = root / "labels.csv"
     if csv_path.is_file():
-        with csv_path.open(newline="") as fh:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:  # a byte-order mark is no part of a name
             reader = csv.DictReader(fh)
             header = reader.fieldnames or []
             if "file" not in header:

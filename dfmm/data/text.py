@@ -230,6 +230,8 @@ def _jsonl_rows(path: Path) -> Any:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            if i == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write
             if not line.strip():
                 continue
             try:
@@ -241,13 +243,27 @@ def _jsonl_rows(path: Path) -> Any:
             yield where, row
 
 
+# A CSV field may be as long as a JSONL text (in UTF-8 bytes, the csv module counts characters).
+CSV_FIELD_LIMIT = 4 * MAX_TEXT_CHARS
+
+
 def _csv_rows(path: Path) -> Any:
+    """Rows of a CSV of texts: UTF-8 with or without a byte-order mark, fields up to ``CSV_FIELD_LIMIT``."""
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:  # the module's default, 128 KB, is far below a long essay
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+    line = 1
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            for i, row in enumerate(csv.DictReader(fh), start=2):
-                yield f"{path}:{i}", row
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            for row in reader:
+                line = reader.line_num
+                if None in row:
+                    raise DataError(f"{path}:{line}: more fields than the header has")
+                yield f"{path}:{line}", row
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 ({e.reason})") from None
+        raise DataError(f"{path}: not valid UTF-8 after line {line} ({e.reason})") from None
+    except csv.Error as e:
+        raise DataError(f"{path}:{line + 1}: not valid CSV ({e})") from None
 
 
 _COLUMNS = ("text", "label", "source", "group", *META_COLUMNS)
