@@ -737,3 +737,25 @@ def test_every_case_has_one_expectation():
     ids = [p.values[0].id for p in CASES]
     assert len(ids) == len(set(ids))
     assert all((p.values[0].error is None) != (p.values[0].check is None) for p in CASES)
+
+
+def test_gradcam_folder_is_not_left_empty_when_no_overlay_is_written(tiny_models, tmp_path, capsys):
+    folder = tmp_path / "overlays"
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    rc = _run_cli(["classify", "image", str(empty), "--model", str(tiny_models["visual"]), "--gradcam", str(folder)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "empty.png: empty file (0 bytes)" in err
+    assert not folder.exists()
+
+
+def test_an_unreadable_image_is_named_as_such_not_as_corrupt(tmp_path, monkeypatch):
+    p = tmp_path / "locked.png"
+    p.write_bytes(_jpeg())
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(Image, "open", denied)  # root reads any file: the denial is simulated where PIL opens it
+    with pytest.raises(DataError, match=r"locked.png: cannot read \(Permission denied\)$"):
+        load_image(p)

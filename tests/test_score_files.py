@@ -305,3 +305,71 @@ def test_evaluate_videos_with_every_clip_unreadable(tiny_models, tmp_path):
         (tmp_path / sub / "x.mp4").write_bytes(b"\x00" * 300)
     out = evaluate_videos(vis, str(tmp_path), num_frames=4)
     assert out["n"] == 0 and len(out["unreadable"]) == 2
+
+
+# ------------------------------------------------------------------------------ what an item is (#25 item 5)
+def test_the_same_folder_by_absolute_and_relative_path_is_the_same_items(vis, folder, tmp_path, monkeypatch):
+    root, good, bad = folder
+    out = tmp_path / "scores.csv"
+    first = score_to_csv(vis, "images", str(root), out, progress=False)
+    monkeypatch.chdir(root.parent)
+    again = score_to_csv(vis, "images", root.name, out, progress=False)  # "imgs", relative
+    assert (first["scored"] + first["errors"], again["already_scored"], again["scored"]) == (14, 14, 0)
+    _once_each(_rows(out), [str(Path(p).resolve()) for p in good + bad])
+
+
+def test_a_changed_image_is_scored_again_and_its_old_row_dropped(vis, folder, tmp_path):
+    root, good, _ = folder
+    out = tmp_path / "scores.csv"
+    score_to_csv(vis, "images", str(root), out, progress=False)
+    old = {r["item"]: r for r in _rows(out)}
+    Image.fromarray(np.full((24, 24, 3), 200, np.uint8)).save(good[0])  # same name, other pixels
+    s = score_to_csv(vis, "images", str(root), out, progress=False)
+    assert (s["already_scored"], s["rescored_changed"], s["scored"]) == (13, 1, 1)
+    rows = _rows(out)
+    _once_each(rows, list(old))
+    new = {r["item"]: r for r in rows}[good[0]]
+    assert new["content_digest"] == file_digest(good[0]) != old[good[0]]["content_digest"]
+
+
+def test_a_text_keeps_its_score_when_rows_are_inserted_or_reordered(tiny_models, tmp_path):
+    from dfmm.inference import load_model
+
+    txt, _ = load_model(tiny_models["text"])
+    texts = ["The cat sat on the mat today.", "In conclusion, it is essential to delve deeper.", "Hi there, friend."]
+    data = tmp_path / "t.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(texts)))
+    out = tmp_path / "t.csv"
+    score_to_csv(txt, "texts", str(data), out, progress=False)
+    by_digest = {r["content_digest"]: r["probability_fake"] for r in _rows(out)}
+    new_first = "A brand new first line, written by hand."
+    data.write_text("".join(json.dumps({"text": t, "label": 0}) + "\n" for t in [new_first, *reversed(texts)]))
+    s = score_to_csv(txt, "texts", str(data), out, progress=False)
+    assert (s["items"], s["already_scored"], s["scored"]) == (4, 3, 1)
+    rows = _rows(out)
+    assert len(rows) == 4 and len({r["content_digest"] for r in rows}) == 4
+    added = rows[-1]
+    assert added["item"] == f"{data}#0" and added["probability_fake"] not in by_digest.values()
+    for r in rows[:3]:  # the old rows are untouched: each text's score is its own
+        assert by_digest[r["content_digest"]] == r["probability_fake"]
+
+
+def test_a_failure_of_any_kind_on_one_item_is_its_error_row(vis, folder, tmp_path, monkeypatch):
+    import dfmm.inference
+
+    root, good, bad = folder
+    real = dfmm.inference.face_crop_image
+
+    def flaky(model, image, face_crop="auto"):
+        if str(image).endswith("img_003.png"):
+            raise ValueError("torch.cat(): expected a non-empty list of Tensors")  # as a library might
+        return real(model, image, face_crop)
+
+    monkeypatch.setattr(dfmm.inference, "face_crop_image", flaky)
+    out = tmp_path / "scores.csv"
+    s = score_to_csv(vis, "images", str(root), out, batch_size=4, progress=False)
+    assert (s["scored"], s["errors"]) == (11, 3)
+    row = next(r for r in _rows(out) if r["item"].endswith("img_003.png"))
+    assert row["error"] == "ValueError: torch.cat(): expected a non-empty list of Tensors"
+    again = score_to_csv(vis, "images", str(root), out, batch_size=4, progress=False)  # skipped like any row
+    assert (again["already_scored"], again["scored"], again["errors"]) == (14, 0, 0)

@@ -147,6 +147,7 @@ def load_image(source: Any, name: str | None = None) -> Image.Image:
         else:
             fh = check_file(source, label)
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": the pixels decide, not a stray line
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fh) as img:
                 if img.width * img.height > MAX_PIXELS:
