@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dfmm-installed
 PARAMS ?= params/compact.yaml params/sources/local.yaml
 
-.PHONY: setup demo test lint compact full lab clean-runs browser withhold readme-results bench
+.PHONY: setup demo test test-fast lint compact full lab clean-runs browser withhold readme-results bench
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The edit loop: everything but the tests marked slow (whole studies, retrainings, real data); CI runs them all.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" -q
 
 compact: setup
 	$(BIN)/dfmm study $(PARAMS)

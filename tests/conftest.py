@@ -44,6 +44,24 @@ def tiny_overrides(n: int = 48) -> list[str]:
     ]
 
 
+# The one tiny study of the test session (tests/test_study.py, test_browser.py, test_resume.py share it).
+STUDY_TINY = [*tiny_overrides(48), "visual.epochs=2", "text.epochs=2", "fusion.epochs=10", "visual.gradcam_examples=2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """The whole study on tiny synthetic data, run once per session: ``.report`` (the report folder), ``.runs``
+    (``runs_dir``: its run folder is ``runs/whole``), ``.tmp`` (their parent), ``.overrides`` (what made it)."""
+    from types import SimpleNamespace
+
+    from dfmm.study import run_study
+
+    tmp = tmp_path_factory.mktemp("study")
+    overrides = [*STUDY_TINY, f"study.runs_dir={tmp / 'runs'}", "study.name=whole"]
+    report = run_study([str(ROOT / "params" / "demo.yaml")], overrides, out=str(tmp / "reports" / "whole"), quiet=True)
+    return SimpleNamespace(report=report, runs=tmp / "runs", tmp=tmp, overrides=overrides)
+
+
 @pytest.fixture(scope="session")
 def tiny_cfg(tmp_path_factory):
     from dfmm.config import load_config

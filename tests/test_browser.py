@@ -28,8 +28,6 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from .conftest import ROOT
-
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _PAGE_FACTS = """(() => ({
@@ -212,23 +210,15 @@ def chromium_exe() -> str:
 
 
 @pytest.fixture(scope="session")
-def demo_report(tmp_path_factory) -> Path:
-    """A demo report: ``$DFMM_DEMO_REPORT`` when it names one, else built once with ``dfmm study params/demo.yaml``."""
+def demo_report(request) -> Path:
+    """A demo report: ``$DFMM_DEMO_REPORT`` when it names one, else the session's tiny study (tests/conftest.py)."""
     given = os.environ.get("DFMM_DEMO_REPORT")
     if given:
         folder = Path(given)
         if not (folder / "index.html").is_file():
             pytest.fail(f"DFMM_DEMO_REPORT={given}: no index.html there")
         return folder
-    from dfmm.study import run_study
-
-    tmp = tmp_path_factory.mktemp("browser")
-    return run_study(
-        [str(ROOT / "params" / "demo.yaml")],
-        [f"study.runs_dir={tmp / 'runs'}"],  # not the project's runs/demo
-        out=str(tmp / "demo"),
-        quiet=True,
-    )
+    return request.getfixturevalue("tiny_study").report
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import ROOT, tiny_overrides
+from .conftest import ROOT, STUDY_TINY, tiny_overrides
 
 DEMO = str(ROOT / "params" / "demo.yaml")
 TIMING = re.compile(r"^(.*seconds|train_samples_per_s|median_ms_one_image|timings_ms|speed)$")  # wall-clock keys
@@ -149,18 +149,17 @@ def test_train_without_resume_starts_over(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- study
-STUDY_TINY = [*tiny_overrides(48), "visual.epochs=2", "text.epochs=2", "fusion.epochs=10", "visual.gradcam_examples=2"]
-
-
 def _study_args(tmp: Path, name: str, *extra: str) -> list[str]:
     sets = [x for o in [*STUDY_TINY, f"study.runs_dir={tmp / 'runs'}", f"study.name={name}"] for x in ("-p", o)]
     return _cli("study", DEMO, *sets, "--out", str(tmp / "reports" / name), "--quiet", *extra)
 
 
 @pytest.mark.slow
-def test_study_killed_three_times_and_resumed_gives_the_numbers_of_an_uninterrupted_run(tmp_path):
-    _run(_study_args(tmp_path, "whole"), timeout=1800)
-    whole = json.loads((tmp_path / "reports" / "whole" / "metrics.json").read_text())
+def test_study_killed_three_times_and_resumed_gives_the_numbers_of_an_uninterrupted_run(tiny_study):
+    """The session's uninterrupted tiny study (``whole``) against the same config killed three times (``cut``),
+    in the same folders so that only the name differs."""
+    tmp_path = tiny_study.tmp
+    whole = json.loads((tiny_study.report / "metrics.json").read_text())
 
     run = tmp_path / "runs" / "cut"
     staging = run / "report.partial"

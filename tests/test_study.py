@@ -17,15 +17,9 @@ TINY = [*tiny_overrides(64), "fusion.epochs=20", "visual.gradcam_examples=2"]
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("study")
-    out = run_study(
-        [str(ROOT / "params" / "demo.yaml")],
-        TINY + [f"study.runs_dir={tmp / 'runs'}", "study.name=smoke"],  # the run folder follows study.name
-        out=str(tmp / "reports" / "report"),
-        quiet=True,
-    )
-    return out, tmp
+def report(tiny_study):
+    """The session's tiny study (tests/conftest.py): run once for this module, the browser and the resume tests."""
+    return tiny_study.report, tiny_study.tmp
 
 
 @pytest.mark.slow
@@ -36,7 +30,7 @@ def test_report_has_every_page_and_file(report):
     assert {f"{p.stem}.html" for p in (ROOT / "notebooks").glob("*.ipynb")} <= names
     assert not list(out.glob("*.ipynb"))  # executed notebooks live under runs/, not reports/
     for ckpt in ("visual_branch.pt", "text_branch.pt", "multimodal_ensemble.pt", "config.json"):
-        assert (tmp / "runs" / "smoke" / ckpt).is_file()
+        assert (tmp / "runs" / "whole" / ckpt).is_file()
     assert len(list((out / "figures").glob("*.png"))) >= 8
 
 
@@ -47,7 +41,7 @@ def test_report_is_labelled_synthetic_and_numbers_come_from_the_run(report):
     assert metrics["synthetic_demo_data"] is True
     assert {"data", "visual", "text", "fusion", "gradcam", "evaluation"} <= set(metrics)
     vis = metrics["visual"]["recipes"]
-    assert set(vis) == {"card", "improved"} and all(len(r["history"]) == 1 for r in vis.values())
+    assert set(vis) == {"card", "improved"} and all(len(r["history"]) == 2 for r in vis.values())
     assert metrics["visual"]["backbone"]["architecture"] == "tf_efficientnet_lite0"
     assert metrics["text"]["backbone"]["architecture"] == "bert"
     card = (out / "DATA_CARD.md").read_text()
