@@ -2,8 +2,11 @@
 
 GradCAM (Selvaraju et al., 2017) runs through the ``grad-cam`` package on the last convolutional block of the
 EfficientNet. The branch has a single logit, so the target is the logit itself for "fake" and its negative for
-"real" (the package's default targets assume one output per class). One CAM object is built per explainer and
-reused for every batch: building one per image leaks hooks and memory.
+"real" (the package's default targets assume one output per class). Whenever a class is picked here (GradCAM's
+"predicted" target, the deletion check's sign) it is the label the image gets: the checkpoint's
+:class:`~dfmm.scoring.DecisionRule` applied to the logits ``VisualBranch.scored(x, tta)`` computes (mirror-averaged
+when the checkpoint's ``tta`` is true), never ``logit >= 0`` nor the un-mirrored logit alone. One CAM object is
+built per explainer and reused for every batch: building one per image leaks hooks and memory.
 
 Maps are also *measured*: :func:`deletion_check` blurs away the most salient pixels and compares the drop in
 the explained score with blurring the same area chosen by a control map (a deletion test in the spirit of ROAD).
@@ -20,6 +23,18 @@ import torch
 
 from dfmm.models import TextBranch, VisualBranch
 from dfmm.scoring import DecisionRule
+
+
+def label_logits(model: VisualBranch, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+    """The logits (N,) the label comes from, as ``VisualBranch.scored`` serves them (with ``tta`` the mean of the
+    image's and its mirrored view's logits): the ones the decision rule was fitted on."""
+    return model.scored(images, tta=tta)[0].float()
+
+
+def label_signs(rule: DecisionRule, logits: torch.Tensor) -> torch.Tensor:
+    """+1 where ``rule`` calls a logit fake, -1 where it calls it real (the rule's threshold, not ``logit >= 0``)."""
+    fake = rule.is_fake(rule.probability(logits.detach().cpu().numpy()))
+    return torch.from_numpy(np.where(fake, 1.0, -1.0)).to(dtype=logits.dtype, device=logits.device)
 
 
 class LogitTarget:
@@ -61,13 +76,18 @@ class _frozen:
 
 
 class GradCamExplainer:
-    """Batched GradCAM over ``model.gradcam_layer()``; reuse one instance, call :meth:`close` when done."""
+    """Batched GradCAM over ``model.gradcam_layer()``; reuse one instance, call :meth:`close` when done.
 
-    def __init__(self, model: VisualBranch, rule: DecisionRule | None = None) -> None:
+    ``rule`` and ``tta`` are the checkpoint's (``model.rule("visual")``, ``model.visual_meta["tta"]``): "predicted"
+    explains the label they give.
+    """
+
+    def __init__(self, model: VisualBranch, rule: DecisionRule | None = None, *, tta: bool = False) -> None:
         from pytorch_grad_cam import GradCAM
 
         self.model = model.eval()
         self.rule = rule or DecisionRule()
+        self.tta = bool(tta)
         layer = model.gradcam_layer()
         # Registered before grad-cam's own hooks, so they see (and hook the gradient of) the cut tensor.
         self._cut = layer.register_forward_hook(_cut_graph)
@@ -76,15 +96,16 @@ class GradCamExplainer:
     def __call__(self, images: torch.Tensor, explain: str = "predicted") -> tuple[np.ndarray, np.ndarray]:
         """(maps in [0, 1] of shape (N, H, W), logits (N,)). ``explain``: predicted | fake | real.
 
-        "predicted" needs the logits first (one extra forward pass) and calls them with the explainer's decision
-        rule (the checkpoint's threshold), so a map explains the label the image gets; "fake" / "real" go straight
-        to the CAM.
+        "predicted" needs the label's logits first (one extra forward pass, two with ``tta``: the mirrored view's
+        too, as ``VisualBranch.scored`` computes them) and calls them with the explainer's decision rule (the
+        checkpoint's threshold), so a map explains the label the image gets; "fake" / "real" go straight to the
+        CAM. The CAM itself (and the logits returned) is of the un-mirrored view.
         """
         if explain in ("fake", "real"):
             signs = [1.0 if explain == "fake" else -1.0] * len(images)
         else:
             with torch.no_grad():
-                signs = [1.0 if self.rule.logit_is_fake(z) else -1.0 for z in self.model(images).float().tolist()]
+                signs = label_signs(self.rule, label_logits(self.model, images, self.tta)).tolist()
         with _frozen(self.model):
             maps = self.cam(input_tensor=images, targets=[LogitTarget(s) for s in signs])
         logits = self.cam.outputs.detach().float().numpy() if hasattr(self.cam, "outputs") else None
@@ -120,7 +141,13 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray
 
 @torch.no_grad()
 def deletion_check(
-    model: VisualBranch, images: torch.Tensor, maps: np.ndarray, fraction: float = 0.2
+    model: VisualBranch,
+    images: torch.Tensor,
+    maps: np.ndarray,
+    fraction: float = 0.2,
+    *,
+    rule: DecisionRule | None = None,
+    tta: bool = False,
 ) -> dict[str, float]:
     """Blur away the top ``fraction`` of each image's CAM pixels, vs the same area picked by a control map.
 
@@ -129,12 +156,17 @@ def deletion_check(
     replaced by a blurred copy of the image rather than a flat colour, which keeps the input closer to the
     training distribution (the idea of ROAD, Rong et al. 2022). Returns the mean drop of the explained logit
     (toward the predicted class) for both; a faithful map makes the salient deletion hurt more.
+
+    The predicted class and the explained logit are the label's: ``rule`` (the checkpoint's, ``DecisionRule()``
+    when omitted) applied to the logits ``VisualBranch.scored(x, tta)`` gives, with the checkpoint's ``tta``; pass
+    the explainer's (``rule=explainer.rule, tta=explainer.tta``) so the sign matches the maps' "predicted" target.
     """
     from torchvision.transforms.v2.functional import gaussian_blur
 
     model.eval()
-    base = model(images).float()
-    sign = torch.where(base >= 0, 1.0, -1.0)
+    rule = rule or DecisionRule()
+    base = label_logits(model, images, tta)
+    sign = label_signs(rule, base)
     n, _, h, w = images.shape
     k = max(1, int(fraction * h * w))
     flat = torch.from_numpy(np.ascontiguousarray(maps).reshape(n, -1))
@@ -145,7 +177,7 @@ def deletion_check(
         mask = torch.zeros(n, h * w, dtype=torch.bool)
         mask.scatter_(1, weights.topk(k, dim=1).indices, True)
         x = torch.where(mask.view(n, 1, h, w), blurred, images)
-        return (model(x.contiguous(memory_format=torch.channels_last)).float() * sign).cpu()
+        return (label_logits(model, x.contiguous(memory_format=torch.channels_last), tta) * sign).cpu()
 
     explained = (base * sign).cpu()
     salient = (explained - score(flat)).mean().item()

@@ -86,7 +86,7 @@ class Detector:
         if self._explainer is None:
             from dfmm.explain import GradCamExplainer
 
-            self._explainer = GradCamExplainer(self.visual, self.rule("visual"))
+            self._explainer = GradCamExplainer(self.visual, self.rule("visual"), tta=self.visual_meta.get("tta", False))
             atexit.register(self._explainer.close)
         return self._explainer
 
