@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from dfmm.config import RETIRED_AT, RETIRED_RECIPE_FIELDS, Config, Recipe
-from dfmm.errors import CheckpointError
+from dfmm.config import Config, Recipe
 from dfmm.models import TextBranch, VisualBranch
+from dfmm.models.metadata import TextMeta, VisualArch
 from dfmm.weights import BackboneInfo, create_text_encoder, create_visual_backbone
 
 
@@ -39,19 +39,17 @@ def visual_meta(cfg: Config, info: BackboneInfo, recipe: str) -> dict[str, Any]:
     }
 
 
-def visual_from_meta(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> VisualBranch:
-    """The visual branch a checkpoint describes. Checkpoints from before the retired pooling options were removed
-    name them (``global_pool``, ``mid_level``): at their defaults they describe this model; otherwise it is refused."""
+def visual_from_meta(meta: dict[str, Any] | VisualArch, state: dict[str, torch.Tensor]) -> VisualBranch:
+    """The visual branch a checkpoint describes (``VisualArch``: its timm architecture and dropout). The state is
+    compared with the architecture built on the meta device first: a checkpoint that does not fit is refused before
+    any weight is allocated. Checkpoints from before the retired pooling options were removed name them
+    (``global_pool``, ``mid_level``): at their defaults they describe this model; otherwise it is refused."""
     import timm
 
-    for key in ("global_pool", "mid_level"):
-        if key in meta and meta[key] != RETIRED_RECIPE_FIELDS[key]:
-            raise CheckpointError(
-                f"a visual branch with {key} = {meta[key]!r}, an option this dfmm no longer has "
-                f"(commit {RETIRED_AT} can load it)"
-            )
-    backbone = timm.create_model(meta["timm_name"], pretrained=False, num_classes=0, global_pool="avg")
-    model = VisualBranch(backbone, meta.get("dropout", 0.0))
+    arch = VisualArch.from_meta(meta)
+    arch.check_state(state)
+    backbone = timm.create_model(arch.timm_name, pretrained=False, num_classes=0, global_pool="avg")
+    model = VisualBranch(backbone, arch.dropout)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -77,22 +75,17 @@ def text_meta(cfg: Config, model: TextBranch, tokenizer: Any, info: BackboneInfo
     }
 
 
-def text_from_meta(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> tuple[TextBranch, Any]:
+def text_from_meta(meta: dict[str, Any] | TextMeta, state: dict[str, torch.Tensor]) -> tuple[TextBranch, Any]:
+    """The text branch and its tokenizer a checkpoint describes (``TextMeta``), the state checked against the
+    encoder its ``hf_config`` names (on the meta device) before the encoder is built."""
     from tokenizers import Tokenizer
-    from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
+    from transformers import AutoModel, PreTrainedTokenizerFast
 
-    hf = dict(meta["hf_config"])
-    model_type = hf.pop("model_type")
-    config = AutoConfig.for_model(model_type, **{k: v for k, v in hf.items() if not k.startswith("_")})
-    encoder = AutoModel.from_config(config)
-    model = TextBranch(encoder, meta.get("hidden", 256), meta.get("dropout", 0.0))
+    tm = TextMeta.from_meta(meta)
+    tm.check_state(state)
+    model = TextBranch(AutoModel.from_config(tm.config()), tm.hidden, tm.dropout)
     model.load_state_dict(state, strict=False)  # position_ids buffers differ between transformers versions
-    missing = [k for k in model.state_dict() if k not in state and "position_ids" not in k]
-    if missing:
-        raise KeyError(f"text checkpoint lacks {missing[:3]}")
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(meta["tokenizer_json"]),
-        model_max_length=meta.get("max_length", 512),
-        **meta.get("special_tokens", {}),
+        tokenizer_object=Tokenizer.from_str(tm.tokenizer_json), model_max_length=tm.max_length, **tm.special_tokens
     )
     return model.eval(), tokenizer

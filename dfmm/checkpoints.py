@@ -9,13 +9,15 @@ refuses any pickled object that is not a tensor or a plain container. Kinds: ``v
 from __future__ import annotations
 
 import json
-import math
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dfmm.errors import CheckpointError
+from dfmm.models.metadata import EnsembleMeta, TextMeta, VisualMeta, validate
 
 FORMAT = "dfmm"
 VERSION = 1
@@ -43,15 +45,25 @@ def save_checkpoint(path: str | Path, kind: str, state: dict[str, torch.Tensor],
 def load_checkpoint(
     path: str | Path, expect: tuple[str, ...] = KINDS
 ) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
-    """(kind, state, meta); a missing, foreign, tampered or wrong-kind file raises ``CheckpointError``."""
+    """(kind, state, meta); a missing, foreign, tampered or wrong-kind file, or metadata no model can be built or
+    served with (``validate_meta``), raises a one-line ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError...
-        first = str(e).strip().splitlines()[0][:150] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"refused to load {path}: not a tensors-only dfmm checkpoint ({first})") from None
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message is a page of advice to load it unsafely: a fixed reason instead
+        raise CheckpointError(
+            f"refused to load {path}: not a tensors-only dfmm checkpoint (it pickles Python objects or code, "
+            "which dfmm never unpickles)"
+        ) from None
+    except Exception:  # noqa: BLE001 - RuntimeError (zip), EOFError, OSError...
+        raise CheckpointError(
+            f"refused to load {path}: not a tensors-only dfmm checkpoint "
+            "(truncated, corrupt or not written by torch.save)"
+        ) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"refused to load {path}: not a dfmm checkpoint (no 'format': 'dfmm' entry)")
     if blob.get("version") != VERSION:
@@ -69,36 +81,18 @@ def load_checkpoint(
     for name, tensor in state.items():
         if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: tensor '{name}' holds non-finite values (NaN or inf)")
-    validate_meta(path, kind, meta)
+    validate_meta(path, kind, meta, state)
     return kind, state, meta
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def validate_meta(path: str | Path, kind: str, meta: Any) -> None:
-    """Refuse metadata no prediction can be made with: a decision ``threshold`` that is not a number in (0, 1)
-    or a ``temperature`` that is not a finite number > 0, at the top level or in the ``visual``/``text``
-    sections of an ensemble. Both keys are optional (a missing threshold means 0.5)."""
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: checkpoint metadata is a JSON {type(meta).__name__}, expected an object")
-    sections = {"": meta}
-    for part in ("visual", "text"):
-        if part in meta:
-            if not isinstance(meta[part], dict):
-                raise CheckpointError(f"{path}: {kind} metadata '{part}' is not an object")
-            sections[f"{part}."] = meta[part]
-    for prefix, section in sections.items():
-        if "threshold" in section:
-            t = section["threshold"]
-            if not (_number(t) and 0.0 < t < 1.0):
-                raise CheckpointError(
-                    f"{path}: {kind} metadata {prefix}threshold = {t!r}; expected a number between 0 and 1 (exclusive)"
-                )
-        if "temperature" in section:
-            t = section["temperature"]
-            if not (_number(t) and t > 0.0):
-                raise CheckpointError(
-                    f"{path}: {kind} metadata {prefix}temperature = {t!r}; expected a finite number > 0"
-                )
+def validate_meta(
+    path: str | Path, kind: str, meta: Any, state: dict[str, torch.Tensor] | None = None
+) -> VisualMeta | TextMeta | EnsembleMeta | None:
+    """Refuse metadata no model can be built or served with, in one line naming the file and the key
+    (``dfmm.models.metadata`` declares the keys, their ranges and defaults). Every key present is checked: a decision
+    ``threshold`` in (0, 1), a ``temperature`` > 0, ``image_size``, ``timm_name``, ``hf_config``... at the top
+    level or in the ``visual``/``text``/``fusion`` sections of an ensemble. Metadata that describes a model (names
+    any of ``timm_name``, ``image_size``, ``backbone``; ``hf_config``, ``tokenizer_json``, ``special_tokens``) must
+    describe it completely, and ``state`` must fit the architecture it names (compared on the meta device, before
+    anything is allocated). Returns the typed metadata, or None for a tensors container that describes no model."""
+    return validate(path, kind, meta, state)

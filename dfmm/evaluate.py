@@ -35,7 +35,7 @@ def score_images(model: Any, images: ImageSet, batch_size: int = 32, cache_dir: 
         batch_sampler=ShuffledBatchSampler(len(images), batch_size, 0, shuffle=False),
         collate_fn=collate_images,
     )
-    p = predict(model.visual, loader, tta=model.visual_meta.get("tta", False), cache_dir=cache_dir)
+    p = predict(model.visual, loader, tta=model.visual_spec.tta, cache_dir=cache_dir)
     return {"probs": model.rule("visual").probability(p["logits"]), "labels": p["labels"], "index": p["index"]}
 
 
@@ -46,7 +46,7 @@ def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any
 
     if model.text is None:
         raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score texts")
-    tokens = TokenizedTexts(texts, model.tokenizer, model.text_meta.get("max_length", 512), cache_dir)
+    tokens = TokenizedTexts(texts, model.tokenizer, model.text_spec.max_length, cache_dir)
     loader = DataLoader(
         tokens,
         batch_sampler=LengthBucketSampler(tokens.lengths, batch_size, 0, shuffle=False),

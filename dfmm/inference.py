@@ -12,6 +12,7 @@ import numbers
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from dfmm.data.text import check_text
 from dfmm.data.transforms import image_transform
 from dfmm.errors import CheckpointError, DataError
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
+from dfmm.models.metadata import TextMeta, VisualMeta
 from dfmm.scoring import DecisionRule
 
 FACE_CROP = FACE_CROPS  # the name older code imports
@@ -56,6 +58,18 @@ class Detector:
     def text_meta(self) -> dict[str, Any]:
         return self.meta.get("text", self.meta) if self.kind == "multimodal_ensemble" else self.meta
 
+    @cached_property
+    def visual_spec(self) -> VisualMeta:
+        """The visual branch's typed metadata (``dfmm.models.metadata``: every default declared there, once)."""
+        section = "visual." if self.kind == "multimodal_ensemble" else ""
+        return VisualMeta.from_meta(self.visual_meta, self.path, section=section, kind=self.kind)
+
+    @cached_property
+    def text_spec(self) -> TextMeta:
+        """The text branch's typed metadata (``dfmm.models.metadata``)."""
+        section = "text." if self.kind == "multimodal_ensemble" else ""
+        return TextMeta.from_meta(self.text_meta, self.path, section=section, kind=self.kind)
+
     def rule(self, branch: str) -> DecisionRule:
         """The branch's decision rule: its temperature and the threshold training chose on validation data."""
         if branch == "fusion":  # the fusion head is trained on pairs with a plain BCE loss: no threshold of its own
@@ -68,7 +82,7 @@ class Detector:
 
     def crop_geometry(self) -> CropGeometry:
         """How the training crops placed their faces (measured by the study; DFDC defaults for older checkpoints)."""
-        return CropGeometry.from_meta(self.visual_meta.get("face_crop"))
+        return self.visual_spec.face_crop
 
     def face_detector(self) -> FaceDetector:
         if self._faces is None:
@@ -77,16 +91,15 @@ class Detector:
 
     def transform(self) -> Any:
         if self._transform is None:
-            vm = self.visual_meta
-            b = vm["backbone"]
-            self._transform = image_transform(vm["image_size"], b["mean"], b["std"], "none")
+            spec = self.visual_spec
+            self._transform = image_transform(spec.image_size, spec.mean, spec.std, "none")
         return self._transform
 
     def explainer(self) -> Any:
         if self._explainer is None:
             from dfmm.explain import GradCamExplainer
 
-            self._explainer = GradCamExplainer(self.visual, self.rule("visual"), tta=self.visual_meta.get("tta", False))
+            self._explainer = GradCamExplainer(self.visual, self.rule("visual"), tta=self.visual_spec.tta)
             atexit.register(self._explainer.close)
         return self._explainer
 
@@ -204,7 +217,7 @@ def forward_batch_size(model: Detector) -> int:
 def _visual_logits(model: Detector, images: list[Any], batch_size: int | None = None) -> np.ndarray:
     """Batched logits of images (paths, PIL images or arrays), in order."""
     batch_size = batch_size or forward_batch_size(model)
-    tta = model.visual_meta.get("tta", False)
+    tta = model.visual_spec.tta
     parts = [
         _visual_forward(model, _image_tensor(model, images[s : s + batch_size]), tta)[0]
         for s in range(0, len(images), batch_size)
@@ -222,7 +235,7 @@ def face_crop_image(model: Detector, image: Any, face_crop: str = "auto") -> tup
     if not isinstance(face_crop, str) or face_crop not in FACE_CROPS:
         raise DataError(f"unknown face_crop {face_crop!r}; expected one of {', '.join(FACE_CROPS)}")
     pil = load_image(image)
-    size = model.visual_meta["image_size"]
+    size = model.visual_spec.image_size
     wanted = face_crop == "always" or (face_crop == "auto" and min(pil.size) >= AUTO_CROP_FACTOR * size)
     if not wanted:
         return pil, {
@@ -251,7 +264,7 @@ def classify_image(
     seen, face = face_crop_image(model, image, face_crop)
     x = _image_tensor(model, [seen])
     t1 = time.perf_counter()
-    logits, _ = _visual_forward(model, x, model.visual_meta.get("tta", False))
+    logits, _ = _visual_forward(model, x, model.visual_spec.tta)
     logit = float(logits[0])
     p = float(rule.probability(logit))
     timings = {"preprocess": t1 - t0, "model": time.perf_counter() - t1}
@@ -262,8 +275,7 @@ def classify_image(
         t2 = time.perf_counter()
         explains = "fake" if rule.logit_is_fake(logit) else "real"  # the label the image gets, not logit >= 0
         maps, _ = model.explainer()(x, explains)  # no second forward pass
-        b = model.visual_meta["backbone"]
-        rgb = denormalise(x, b["mean"], b["std"])[0]
+        rgb = denormalise(x, model.visual_spec.mean, model.visual_spec.std)[0]
         extra["gradcam"] = {
             "heatmap": maps[0],
             "overlay": overlay(rgb, maps[0]),
@@ -277,7 +289,7 @@ def classify_image(
 
 @torch.inference_mode()
 def _text_forward(model: Detector, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    max_len = model.text_meta.get("max_length", 512)
+    max_len = model.text_spec.max_length
     enc = model.tokenizer(texts, truncation=True, max_length=max_len, padding=True, return_tensors="pt")
     logits, feats = model.text.scored(enc["input_ids"], enc["attention_mask"])
     return logits, feats, int(enc["input_ids"].shape[1])
@@ -298,9 +310,7 @@ def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str
         from dfmm.explain import token_attributions
 
         t1 = time.perf_counter()
-        extra["attributions"] = token_attributions(
-            model.text, model.tokenizer, text, model.text_meta.get("max_length", 512)
-        )
+        extra["attributions"] = token_attributions(model.text, model.tokenizer, text, model.text_spec.max_length)
         timings["explain"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     return _result(p, {"text": p}, model, timings, rule, **extra)
@@ -383,7 +393,7 @@ def classify_video(
     rule = model.rule("visual")
     t0 = time.perf_counter()
     # whole frames are squashed to image_size: decode straight to twice that; faces need more pixels
-    clip = read_frames(video, num_frames, max_side=1280 if face_crop else 2 * model.visual_meta["image_size"])
+    clip = read_frames(video, num_frames, max_side=1280 if face_crop else 2 * model.visual_spec.image_size)
     t1 = time.perf_counter()
     images, owner, records = _frame_inputs(model, clip.frames, face_crop, all_faces)
     t2 = time.perf_counter()
@@ -433,7 +443,7 @@ def classify_multimodal(
     if image_path_or_pil is not None:
         _need(model, "visual")
         seen, extra["face"] = face_crop_image(model, image_path_or_pil, face_crop)
-        lv, fv = _visual_forward(model, _image_tensor(model, [seen]), model.visual_meta.get("tta", False))
+        lv, fv = _visual_forward(model, _image_tensor(model, [seen]), model.visual_spec.tta)
         scores["visual"] = float(model.rule("visual").probability(lv.numpy())[0])
     if text is not None:
         _need(model, "text")
