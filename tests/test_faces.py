@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -121,10 +122,103 @@ def test_mtcnn_comes_from_the_pinned_facenet_wheel(detector):
 def test_no_face_in_blank_or_tiny_images(detector):
     grey = np.full((300, 400, 3), 128, np.uint8)
     noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    tiny = np.zeros((8, 8, 3), np.uint8)  # smaller than MTCNN's 12 px window: skipped, not an error
+    tiny = np.zeros((8, 8, 3), np.uint8)  # smaller than MTCNN's smallest face: skipped, not an error
     assert detector.detect([grey, noise, tiny]) == [[], [], []]
     assert crop_faces(detector, [grey], CropGeometry()) == [[]]
     assert detector.detect([]) == []
+
+
+# issue #25: facenet-pytorch's scale pyramid is empty for an image whose shorter side (after scaling to 640 px)
+# is under MTCNN's min_face_size, and detect_face then fails in torch.cat of an empty list
+ODD_IMAGES = {
+    "24x24": np.full((24, 24, 3), 200, np.uint8),
+    "31x31": np.full((31, 31, 3), 200, np.uint8),
+    "16x16-noise": np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8),
+    "1x1": np.zeros((1, 1, 3), np.uint8),
+    "12x12": np.zeros((12, 12, 3), np.uint8),
+    "panorama-6000x200": np.full((200, 6000, 3), 90, np.uint8),  # shorter side 21 px at 640
+    "tower-200x6000": np.full((6000, 200, 3), 90, np.uint8),
+    "32x6000": np.full((32, 6000, 3), 90, np.uint8),  # 3 px at 640
+    "single-colour-800": np.full((800, 800, 3), 37, np.uint8),
+    "grey-2d": np.full((300, 300), 128, np.uint8),
+    "grey-1ch": np.full((300, 300, 1), 128, np.uint8),
+    "rgba": np.full((300, 300, 4), 128, np.uint8),
+    "grey-alpha-20px": np.full((20, 20, 2), 128, np.uint8),
+    "noise-32x32": np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", list(ODD_IMAGES))
+def test_detector_never_raises_on_odd_images(detector, name):
+    im = ODD_IMAGES[name]
+    assert detector.detect([im]) == [[]]
+    assert crop_faces(detector, [im], CropGeometry()) == [[]]
+    assert crop_faces(detector, [im], CropGeometry(), all_faces=True) == [[]]
+
+
+def test_all_odd_images_in_one_call(detector):
+    images = list(ODD_IMAGES.values())
+    assert detector.detect(images) == [[] for _ in images]
+    assert detector.detect([ODD_IMAGES["24x24"]] * 3 + [ODD_IMAGES["single-colour-800"]] * 2) == [[]] * 5
+
+
+def test_skip_condition_is_facenets_own(detector):
+    """``searchable`` is exactly the size at which facenet-pytorch's pyramid gets its first scale."""
+    m = detector.mtcnn
+    assert m.min_face_size == 32
+    for side in (12, 20, 31):
+        assert not detector.searchable(side, 500) and not detector.searchable(500, side)
+        with pytest.raises(ValueError, match="torch.cat"):  # what the skip avoids (facenet-pytorch 2.6.0)
+            m.detect(np.full((1, side, 500, 3), 128, np.uint8))
+    for side in (32, 33, 47):
+        assert detector.searchable(side, side) and detector.searchable(side, 5000)
+        m.detect(np.random.default_rng(side).integers(0, 256, (1, side, side + 7, 3), dtype=np.uint8))  # no error
+    other = SimpleNamespace(mtcnn=SimpleNamespace(min_face_size=20))  # follows the detector's min_face_size
+    assert not FaceDetector.searchable(other, 19, 100) and FaceDetector.searchable(other, 20, 100)
+
+
+class _Box:
+    """A stand-in for MTCNN.detect: a batch of more than one image fails (as facenet can), and so does any image
+    whose top-left pixel is 0; other images get one face box (in the scaled image's pixels)."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, batch):
+        self.batches.append(len(batch))
+        if len(batch) > 1 or batch[0][0, 0, 0] == 0:
+            raise RuntimeError("stage 2 got no boxes")
+        h, w = batch[0].shape[:2]
+        return np.array([np.array([[1.0, 2.0, w - 1.0, h - 2.0]])], dtype=object), np.array([[0.99]], dtype=object)
+
+
+def test_failing_batch_is_detected_image_by_image(monkeypatch):
+    d = FaceDetector()
+    fake = _Box()
+    monkeypatch.setattr(d.mtcnn, "detect", fake)
+    good, bad = np.full((100, 80, 3), 50, np.uint8), np.zeros((100, 80, 3), np.uint8)
+    big = np.full((1280, 960, 3), 50, np.uint8)  # detected at 640 x 480: boxes mapped back x2
+    out = d.detect([good, bad, good, big])
+    assert fake.batches == [3, 1, 1, 1, 1]  # the 100x80 batch failed and was retried one by one; big alone
+    assert out[1] == [] and out[0] == out[2] == [([1.0, 2.0, 79.0, 98.0], 0.99)]
+    assert out[3] == [([2.0, 4.0, 958.0, 1276.0], 0.99)]
+    faces = crop_faces(d, [good, bad], CropGeometry())
+    assert len(faces[0]) == 1 and faces[1] == []
+
+
+def test_grey_and_rgba_images_are_detected_as_rgb(monkeypatch):
+    d = FaceDetector()
+    seen = []
+
+    def record(batch):
+        seen.append((batch.shape, batch.dtype))
+        return np.array([None] * len(batch), dtype=object), np.array([[None]] * len(batch), dtype=object)
+
+    monkeypatch.setattr(d.mtcnn, "detect", record)
+    d.detect([np.full((50, 60), 9, np.uint8), np.full((50, 60, 4), 9, np.uint8), np.full((50, 60, 3), 9.0)])
+    assert sorted(seen) == [((1, 50, 60, 3), np.uint8), ((1, 50, 60, 3), np.uint8), ((1, 50, 60, 3), np.uint8)]
+    crop, _ = cut_square(np.arange(16, dtype=np.uint8).reshape(4, 4), (-1, -1, 3, 3))  # 2-D images pad too
+    assert crop.shape == (4, 4) and crop[0, 0] == 0 and crop[1, 1] == 0 and crop[3, 3] == 10
 
 
 def test_missing_facenet_says_how_to_install(monkeypatch, tmp_path):
@@ -418,9 +512,9 @@ def test_seek_failure_falls_back_to_forward_decoding(drifting_clip, monkeypatch)
     assert forward.times == seeking.times
     for a, b in zip(forward.frames, seeking.frames, strict=True):
         assert a.shape == (64, 64, 3) and np.array_equal(a, b)
-    # both ways failing: the seek error is the one reported
+    # both ways failing: the forward decode's error is reported (it is the one that says no frame decodes)
     monkeypatch.setattr(video, "_decode", lambda *a: (_ for _ in ()).throw(DataError(f"boom seek_gap={a[3]}")))
-    with pytest.raises(DataError, match="boom seek_gap=1.0"):
+    with pytest.raises(DataError, match="boom seek_gap=inf"):
         video.read_frames(drifting_clip, 8)
 
 

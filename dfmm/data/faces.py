@@ -87,7 +87,7 @@ def cut_square(image: np.ndarray, square: tuple[float, float, float, float]) -> 
     x1, y1 = x0 + side, y0 + side
     pad = max(0, -x0, -y0, x1 - w, y1 - h)
     if pad:
-        image = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        image = np.pad(image, ((pad, pad), (pad, pad)) + ((0, 0),) * (image.ndim - 2), mode="edge")
     crop = image[y0 + pad : y1 + pad, x0 + pad : x1 + pad]
     return np.ascontiguousarray(crop), [x0, y0, x1, y1]
 
@@ -109,35 +109,75 @@ class FaceDetector:
         self.min_score = min_score
         self.detect_side = detect_side
 
+    def searchable(self, height: int, width: int) -> bool:
+        """Whether MTCNN can search an image of this size (at the detection scale) at all.
+
+        facenet-pytorch's ``detect_face`` builds its scale pyramid from ``m = 12 / min_face_size`` and
+        ``minl = min(h, w) * m``, adding scales while ``minl >= 12``; an image whose shorter side is under
+        ``min_face_size`` gets no scale and fails in ``torch.cat`` of the empty list. The same arithmetic here.
+        """
+        return min(height, width) * (12.0 / self.mtcnn.min_face_size) >= 12
+
     def detect(self, images: list[np.ndarray]) -> list[list[tuple[list[float], float]]]:
-        """For each RGB uint8 image, its faces as (box x0 y0 x1 y1 in the image's pixels, score), largest first."""
+        """For each image, its faces as (box x0 y0 x1 y1 in the image's pixels, score), largest first.
+
+        Images are RGB uint8 (grayscale and RGBA arrays are converted). Never raises on an image: one too small
+        to search at the detection scale (a thumbnail, a 6000 x 200 panorama) has no face, and one on which the
+        detector fails anyway counts as faceless (a batch that fails is detected again one image at a time).
+        """
         import cv2
 
         out: list[list[tuple[list[float], float]]] = [[] for _ in images]
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, im in enumerate(images):
-            by_shape.setdefault(im.shape, []).append(i)
+            by_shape.setdefault(np.shape(im), []).append(i)
         for shape, idx in by_shape.items():
+            if len(shape) < 2 or min(shape[:2]) < 1:
+                continue
             h, w = shape[:2]
             scale = min(1.0, self.detect_side / max(h, w))
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            small = [
-                images[i] if scale == 1.0 else cv2.resize(images[i], size, interpolation=cv2.INTER_AREA) for i in idx
-            ]
-            if min(size) < 12:  # smaller than MTCNN's first-stage window: no face can be found
+            if not self.searchable(size[1], size[0]):  # no face of min_face_size fits: none can be found
                 continue
-            boxes, probs = self.mtcnn.detect(np.stack(small))
-            for i, b, p in zip(idx, boxes, probs, strict=True):
-                if b is None:
-                    continue
+            small = [_rgb(images[i]) for i in idx]
+            if scale != 1.0:
+                small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in small]
+            for i, found in zip(idx, self._detect_batch(small), strict=True):
+                out[i] = [([v / scale for v in box], q) for box, q in found]
+        return out
+
+    def _detect_batch(self, images: list[np.ndarray]) -> list[list[tuple[list[float], float]]]:
+        """MTCNN on same-size images; if the batch fails, image by image, a failing image counting as faceless."""
+        try:
+            boxes, probs = self.mtcnn.detect(np.stack(images))
+        except (ValueError, RuntimeError, IndexError):  # facenet-pytorch's empty torch.cat and kin
+            if len(images) == 1:
+                return [[]]
+            return [self._detect_batch([im])[0] for im in images]
+        out = []
+        for b, p in zip(boxes, probs, strict=True):
+            keep = []
+            if b is not None:
                 keep = [
-                    ([float(v) / scale for v in box[:4]], float(q))
+                    ([float(v) for v in box[:4]], float(q))
                     for box, q in zip(b, p, strict=True)
                     if q is not None and q >= self.min_score
                 ]
-                keep.sort(key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]), reverse=True)
-                out[i] = keep
+            keep.sort(key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]), reverse=True)
+            out.append(keep)
         return out
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 array from a grayscale, grey+alpha, RGB or RGBA array (alpha dropped)."""
+    im = np.asarray(image)
+    if im.dtype != np.uint8:
+        im = np.clip(im, 0, 255).astype(np.uint8)
+    if im.ndim == 2:
+        im = im[:, :, None]
+    if im.shape[2] in (1, 2):
+        im = np.repeat(im[:, :, :1], 3, axis=2)
+    return np.ascontiguousarray(im[:, :, :3])
 
 
 def crop_faces(
@@ -148,6 +188,7 @@ def crop_faces(
     out = []
     for im, faces in zip(images, found, strict=True):
         faces = faces if all_faces else faces[:1]
+        im = _rgb(im) if faces else im
         crops = []
         for box, score in faces:
             crop, square = cut_square(im, geometry.crop_box(box))

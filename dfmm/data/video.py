@@ -44,6 +44,11 @@ def _open(path: str | Path) -> Any:
 
 def video_info(path: str | Path) -> dict[str, Any]:
     """Metadata from the container header: frames, fps, duration, size, codec."""
+    return _probe(path)[0]
+
+
+def _probe(path: str | Path) -> tuple[dict[str, Any], float]:
+    """``video_info`` and the duration unrounded (frame times are spread over it)."""
     container = _open(path)
     try:
         s = container.streams.video[0]
@@ -63,7 +68,7 @@ def video_info(path: str | Path) -> dict[str, Any]:
             "width": s.codec_context.width,
             "height": s.codec_context.height,
             "codec": s.codec_context.name,
-        }
+        }, duration
     finally:
         container.close()
 
@@ -72,80 +77,155 @@ def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0, max_si
     """``num_frames`` RGB frames spread uniformly over the clip, upright (the stream's rotation applied).
 
     ``max_side`` > 0 scales frames down (aspect kept) in the same FFmpeg pass that converts them to RGB, which is
-    much cheaper than converting a full 1080p frame and resizing it afterwards. When seeking fails (some H.264
-    files shared online end in ``avcodec_send_packet()`` errors after a seek although they decode fine from the
-    start) or yields too few frames, the clip is read again by decoding forward from the first frame
-    (``info["read"]`` says which way was used).
+    much cheaper than converting a full 1080p frame and resizing it afterwards. Each wanted time gets the decoded
+    frame nearest to it (one frame serves several times when the clip has fewer frames than asked for). When
+    seeking fails with any error (some H.264 files shared online end in ``avcodec_send_packet()`` errors after a
+    seek although they decode fine from the start) or yields too few frames, the clip is read again by decoding
+    forward from the first frame; a clip whose frames end before its header says (cut or mislabelled files) has
+    the frames spread over the part that decodes. Only a clip of which no frame decodes is reported unreadable.
+    ``info["read"]`` says which way was used.
     """
     if num_frames < 1:
         raise DataError(f"num_frames must be at least 1, got {num_frames}")
-    info = video_info(path)
+    info, duration = _probe(path)
     if info["frames"] and info["frames"] < num_frames:
         raise DataError(
             f"{path}: has {info['frames']} frames, fewer than num_frames={num_frames} — ask for fewer frames"
         )
-    duration = info["duration_s"]
+    duration = duration if duration > 0 else _packet_duration(path)
     if duration <= 0:
         raise DataError(f"{path}: duration unknown or zero; cannot spread {num_frames} frames over it")
-    targets = [(k + 0.5) / num_frames * duration for k in range(num_frames)]
+    targets = _spread(num_frames, duration)
     try:
-        frames, times = _decode(path, targets, info, seek_gap, max_side)
+        frames, times, _ = _decode(path, targets, info, seek_gap, max_side)
         info["read"] = "seek"
-    except DataError as seek_error:
-        try:
-            frames, times = _decode(path, targets, info, math.inf, max_side)
-        except DataError:
-            raise seek_error from None
-        info["read"] = "forward (seeking failed)"
+        return VideoFrames(frames, times, info)
+    except DataError as e:
+        why = str(e).removeprefix(f"{path}: ")
+    frames, times, end = _decode(path, targets, info, math.inf, max_side)
+    info["read"] = f"forward (seeking failed: {why})"
+    if end is not None:  # the frames end before the header's duration: spread the times over what decodes
+        frames, times, _ = _decode(path, _spread(num_frames, end), info, math.inf, max_side)
+        info["read"] = f"forward (frames end at {end:.3f} s, before the header's {duration:.3f} s)"
     return VideoFrames(frames, times, info)
+
+
+def _spread(num_frames: int, duration: float) -> list[float]:
+    return [(k + 0.5) / num_frames * duration for k in range(num_frames)]
+
+
+def _packet_duration(path: str | Path) -> float:
+    """The stream's length from its packets' timestamps (no decoding), for headers that give none; 0 if unknown."""
+    container = _open(path)
+    first = last = None
+    try:
+        stream = container.streams.video[0]
+        tb = stream.time_base or Fraction(1, 1000)
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            first = packet.pts if first is None else min(first, packet.pts)
+            end = packet.pts + (packet.duration or 0)
+            last = end if last is None else max(last, end)
+    except Exception:  # noqa: BLE001 - what was read so far is the answer
+        pass
+    finally:
+        container.close()
+    return float((last - first) * tb) if first is not None and last is not None else 0.0
 
 
 def _decode(
     path: str | Path, targets: list[float], info: dict[str, Any], seek_gap: float, max_side: int
-) -> tuple[list[np.ndarray], list[float]]:
-    """Frames at ``targets`` (seconds from the stream start): seek when the next target is more than ``seek_gap``
-    ahead, otherwise decode forward (``seek_gap=inf``: never seek)."""
+) -> tuple[list[np.ndarray], list[float], float | None]:
+    """The frames nearest to ``targets`` (seconds from the stream start) and their times.
+
+    Seeks when the next target is more than ``seek_gap`` ahead, otherwise decodes forward. Seeking
+    (finite ``seek_gap``) raises a DataError on any decode error and when the stream ends before the last target.
+    Decoding forward (``seek_gap=inf``, never seeks) stops at the first error as if the stream ended there, gives
+    targets past the end the last frame, and returns as third value where the frames ended (seconds from the
+    start, one frame past the last one) when targets lay past it (else None); it raises only when no frame decodes.
+    """
+    forward = math.isinf(seek_gap)
     num_frames = len(targets)
     container = _open(path)
     frames: list[np.ndarray] = []
     times: list[float] = []
+    overrun = None
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         tb = stream.time_base or Fraction(1, 1000)
         start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
-        half_frame = 0.5 / max(info["fps"], 1.0)
-        k = 0
+        frame_time = 1.0 / info["fps"] if info["fps"] > 0 else 0.04
+        cache: tuple[float, np.ndarray] | None = None
+
+        def take(position: float, frame: Any) -> None:
+            nonlocal cache
+            if cache is None or cache[0] != position:
+                rgb = frame.to_ndarray(format="rgb24", **_scaled(frame.width, frame.height, max_side))
+                cache = (position, _upright(rgb, frame))
+            frames.append(cache[1])
+            times.append(round(position - start, 4))
+
+        # One frame generator per seek: starting a new one after the demuxer reached the end (while the decoder
+        # still drains its buffered frames) sends the decoder a second end-of-stream packet, which FFmpeg answers
+        # with EOF from avcodec_send_packet(); that made short H.264 clips unreadable both ways.
+        decoded = None
+        prev: tuple[float, Any] | None = None  # the last decoded frame before the current target
         position = -1.0
-        while k < num_frames:
-            target = targets[k] + start
-            if target - position > seek_gap:
-                container.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                position = float(frame.pts * tb)
-                if position + half_frame >= target:
-                    arr = _upright(
-                        frame.to_ndarray(format="rgb24", **_scaled(frame.width, frame.height, max_side)), frame
-                    )
-                    # one decoded frame can serve several targets when the clip has few frames
-                    while k < num_frames and position + half_frame >= targets[k] + start:
-                        frames.append(arr)
-                        times.append(round(position - start, 4))
+        k = seeks = 0
+        try:
+            while k < num_frames:
+                if targets[k] + start - position > seek_gap:
+                    seeks += 1
+                    if seeks > num_frames:  # every seek serves a target: more means seeking does not advance
+                        raise DataError("seeking does not advance")
+                    container.seek(int((targets[k] + start) / tb), stream=stream, backward=True, any_frame=False)
+                    decoded, prev = container.decode(stream), None
+                elif decoded is None:
+                    decoded = container.decode(stream)
+                for frame in decoded:
+                    if frame.pts is None:
+                        continue
+                    position = float(frame.pts * tb)
+                    served = k
+                    while k < num_frames and targets[k] + start <= position:
+                        t = targets[k] + start
+                        if prev is not None and t - prev[0] <= position - t + 1e-6:  # a tie: the earlier
+                            take(*prev)
+                        else:
+                            take(position, frame)
                         k += 1
+                    prev = (position, frame)
+                    # seek on only after serving a target: a seek lands on the keyframe before the target, and the
+                    # frames up to the target are decoded, not seeked past (that would seek back there forever)
+                    if k == num_frames or (k > served and targets[k] + start - position > seek_gap):
+                        break
+                else:
+                    break  # the stream ended
+        except Exception as e:  # noqa: BLE001 - FFmpeg decode errors and bad seeks (av.error.*, IndexError, ...)
+            if not forward:
+                raise DataError(f"{path}: cannot decode frames ({' '.join(str(e).split())[:120]})") from None
+            if prev is None and not frames:
+                raise DataError(
+                    f"{path}: no frame decodes ({' '.join(str(e).split())[:120]}) — corrupt or not a video"
+                ) from None
+        # targets past the last frame: it covers one frame time; beyond that the header overstates the clip
+        while k < num_frames and prev is not None:
+            end = prev[0] + frame_time
+            if targets[k] + start > end + 1e-6:
+                if not forward:
                     break
-            else:
-                break  # the stream ended
-    except DataError:
-        raise
-    except Exception as e:  # noqa: BLE001 - FFmpeg decode errors
-        raise DataError(f"{path}: cannot decode frames ({' '.join(str(e).split())[:120]})") from None
+                overrun = end - start
+            take(*prev)
+            k += 1
     finally:
         container.close()
+    if not frames and forward:
+        raise DataError(f"{path}: no frame decodes (corrupt or not a video)")
     if len(frames) < num_frames:
         raise DataError(f"{path}: could decode only {len(frames)} of {num_frames} frames (corrupt or truncated clip)")
-    return frames, times
+    return frames, times, overrun
 
 
 def _upright(arr: np.ndarray, frame: Any) -> np.ndarray:
