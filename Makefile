@@ -51,18 +51,18 @@ browser:
 	else echo "make browser: no chromium, and installing it needs root and apt-get; tests/test_browser.py will be skipped"; fi
 
 # Before committing a report: remove the pages (and figures) that show dataset items; index.html lists them as
-# withheld with the command that regenerates them (dfmm.report.withhold).
+# withheld with the command that regenerates them (dfmm.study.report.withhold).
 REPORT ?= reports/compact
 WITHHOLD ?= 01_data_exploration 03_text_training 05_gradcam_analysis
 WITHHOLD_FIGURES ?= 01_faces_* 05_gradcam_gallery
 withhold: setup
-	$(BIN)/python -c 'import sys; from dfmm.report import withhold; \
+	$(BIN)/python -c 'import sys; from dfmm.study.report import withhold; \
 	[print("removed", p) for p in withhold(sys.argv[1], sys.argv[2].split(), sys.argv[3].split())]' \
 	"$(REPORT)" "$(WITHHOLD)" "$(WITHHOLD_FIGURES)"
 
 # The README's results block, from the committed compact report (tests/test_readme_results.py keeps them equal).
 readme-results: setup
-	$(BIN)/python -c 'from dfmm.report import update_readme; update_readme("README.md", "reports/compact")'
+	$(BIN)/python -c 'from dfmm.study.report import update_readme; update_readme("README.md", "reports/compact")'
 
 # Every benchmark script, one table + benchmarks/results/<machine>-<date>/bench.json; missing inputs are skipped.
 # Full sizes take tens of minutes on a CPU: make bench BENCH_ARGS="--size small" for a smoke run.

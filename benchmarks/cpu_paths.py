@@ -2,12 +2,12 @@
 
     python benchmarks/cpu_paths.py [--rounds 8] [--seconds 2] [--size 224]
 
-1. ``visual.eval_batch_size``: images/s of the visual branch's scoring forward pass (``dfmm.branches.build_visual``,
+1. ``visual.eval_batch_size``: images/s of the visual branch's scoring forward pass (``dfmm.models.branches.build_visual``,
    channels-last, no gradients) at batch 8 against batch 32. On 2 cores the activations of a 32-image batch at
    224 px outgrow the caches; the study scores at 8 (``dfmm.config.VisualConfig``).
-2. Fused AdamW: milliseconds per optimiser step over the text branch's parameters (``dfmm.branches.build_text``,
+2. Fused AdamW: milliseconds per optimiser step over the text branch's parameters (``dfmm.models.branches.build_text``,
    22M with the MiniLM encoder) and the visual branch's, fused against PyTorch's default for CPU tensors (a loop
-   over parameters). The study keeps the default (``dfmm.train.make_optimizer`` says why): this is the saving it
+   over parameters). The study keeps the default (``dfmm.training.loop.make_optimizer`` says why): this is the saving it
    leaves.
 
 The two settings of a pair are timed alternately, ``--rounds`` times ``--seconds`` each, so that a noisy
@@ -25,9 +25,9 @@ from collections.abc import Callable
 
 import torch
 
-from dfmm.branches import build_text, build_visual
 from dfmm.config import Config
-from dfmm.speed import device_name
+from dfmm.models.branches import build_text, build_visual
+from dfmm.training.speed import device_name
 
 
 def _rate(step: Callable[[], int], seconds: float) -> float:

@@ -5,7 +5,7 @@
 On ``--limit`` images drawn from the folder (seeded): the cache build (seconds, images/s, all CPUs); one epoch
 of the training loader (flip augmentation, batch 32, no model) reading the cache and reading the JPEG files, on
 one torch thread like one DataLoader worker (tiny tensor ops on several threads of a busy CPU mostly wait for
-each other); and the visual training throughput (``dfmm.train.fit`` on the branch ``dfmm.branches.build_visual``
+each other); and the visual training throughput (``dfmm.training.loop.fit`` on the branch ``dfmm.models.branches.build_visual``
 builds, batch 16, ``--steps`` steps on the cache: the model's speed, as notebook 02 measures it). Prints one
 JSON object; ``cache_over_training`` is the loader's images/s over training's (target >= 10: the cache never
 holds training back). The cache is built in a temporary folder (``--cache-dir`` to keep it), so it is always
@@ -23,13 +23,13 @@ import time
 import numpy as np
 import torch
 
-from dfmm.branches import build_visual
 from dfmm.config import Config, Recipe
 from dfmm.data.decoded import build_decoded
 from dfmm.data.images import load_image_folder
-from dfmm.experiments import image_loader
-from dfmm.speed import device_name
-from dfmm.train import fit, make_accelerator
+from dfmm.models.branches import build_visual
+from dfmm.training.experiments import image_loader
+from dfmm.training.loop import fit, make_accelerator
+from dfmm.training.speed import device_name
 
 
 def _epoch(loader) -> tuple[float, int]:

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from dfmm.inference import classify_image, classify_text, classify_video, load_model
+from dfmm.serving.inference import classify_image, classify_text, classify_video, load_model
 
 
 def timed(fn, repeats: int, warmup: int = 3) -> dict[str, float]:
@@ -48,7 +48,7 @@ def gradcam_vs_plain(visual: torch.nn.Module, repeats: int, size: int = 224) -> 
     used as its README shows (full backward through every weight), same model, same target, same run."""
     from pytorch_grad_cam import GradCAM
 
-    from dfmm.explain import GradCamExplainer, LogitTarget
+    from dfmm.serving.explain import GradCamExplainer, LogitTarget
 
     x = torch.randn(1, 3, size, size)
     with GradCamExplainer(visual) as ours:

@@ -23,7 +23,7 @@ import numpy as np
 
 from dfmm.config import load_config
 from dfmm.data import image_splits, text_splits
-from dfmm.experiments import train_text, train_visual
+from dfmm.training.experiments import train_text, train_visual
 
 VARIANTS: dict[str, dict[str, dict]] = {
     "visual": {

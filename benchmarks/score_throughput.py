@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from dfmm.data.images import IMAGE_EXTENSIONS
-from dfmm.inference import _visual_forward, load_model
-from dfmm.score_files import score_to_csv
+from dfmm.serving.inference import _visual_forward, load_model
+from dfmm.serving.score_files import score_to_csv
 
 
 def main() -> None:

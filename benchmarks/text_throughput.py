@@ -1,8 +1,8 @@
 """Text training throughput: length-bucketed, dynamically padded batches vs fixed padding to 512.
 
 Same model, batch, optimiser and device, in one run, on texts drawn from the real length distribution of
-L2R; prints samples/s and real (unpadded) tokens/s of the project's loop (``dfmm.train.fit``) for each batching
-and the ratio (target >= 3x). The measurement is ``dfmm.speed.text_loop_ratio`` (notebook 03 runs a short one).
+L2R; prints samples/s and real (unpadded) tokens/s of the project's loop (``dfmm.training.loop.fit``) for each batching
+and the ratio (target >= 3x). The measurement is ``dfmm.training.speed.text_loop_ratio`` (notebook 03 runs a short one).
 
     CPU:  python benchmarks/text_throughput.py --texts ../shared/data/text/l2r_rewrites/data.jsonl --n 160
     GPU:  python benchmarks/text_throughput.py --texts FILE --n 4096 --batch 16    # bf16 on CUDA
@@ -17,8 +17,8 @@ import torch
 
 from dfmm.data.text import load_texts
 from dfmm.models import TextBranch
-from dfmm.speed import text_loop_ratio
-from dfmm.weights import create_text_encoder
+from dfmm.models.weights import create_text_encoder
+from dfmm.training.speed import text_loop_ratio
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 from dfmm.config import load_config
 from dfmm.data import image_splits
 from dfmm.data.batches import ImageDataset, ShuffledBatchSampler, collate_images
-from dfmm.inference import load_model
 from dfmm.metrics import binary_metrics
-from dfmm.scoring import sigmoid
+from dfmm.models.scoring import sigmoid
+from dfmm.serving.inference import load_model
 
 
 def centre_crop(x: torch.Tensor, scale: float) -> torch.Tensor:

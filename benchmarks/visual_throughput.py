@@ -1,7 +1,7 @@
 """Visual training throughput: the project's loop on JPEG files vs a plain loop on pre-decoded tensors.
 
 Same model, batch, optimiser and device, in one run; prints images/s for both and their ratio (target >= 0.9).
-The measurement itself is ``dfmm.speed.visual_loop_ratio`` (notebook 02 runs a short one in every study).
+The measurement itself is ``dfmm.training.speed.visual_loop_ratio`` (notebook 02 runs a short one in every study).
 
     CPU:  python benchmarks/visual_throughput.py --images ../shared/data/faces/dfdc --batch 32 --steps 8
     GPU:  python benchmarks/visual_throughput.py --images DIR --batch 256 --steps 30 --workers 12 \
@@ -19,8 +19,8 @@ import torch
 
 from dfmm.data.images import load_image_folder
 from dfmm.models import VisualBranch
-from dfmm.speed import visual_loop_ratio
-from dfmm.weights import create_visual_backbone
+from dfmm.models.weights import create_visual_backbone
+from dfmm.training.speed import visual_loop_ratio
 
 
 def builder(arch: str):

@@ -15,7 +15,7 @@ __all__ = ["classify_image", "classify_multimodal", "classify_text", "classify_v
 
 def __getattr__(name: str) -> Any:  # keep `import dfmm` light: torch loads on first use of the API
     if name in __all__:
-        from dfmm import inference
+        from dfmm.serving import inference
 
         return getattr(inference, name)
     raise AttributeError(f"module 'dfmm' has no attribute {name!r}")

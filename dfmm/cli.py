@@ -347,7 +347,7 @@ _CLASSIFY_OPTIONS = {
 def cmd_classify(a: argparse.Namespace) -> Any:
     from dfmm.data.images import IMAGE_EXTENSIONS
     from dfmm.data.video import VIDEO_EXTENSIONS
-    from dfmm.inference import classify_image, classify_multimodal, classify_text, classify_video, load_model
+    from dfmm.serving.inference import classify_image, classify_multimodal, classify_text, classify_video, load_model
 
     _options_for(a, f"classify {a.modality}", _CLASSIFY_OPTIONS[a.modality])
     # every input is read or listed before the model loads (10-20 s): a typo costs nothing
@@ -393,8 +393,8 @@ def cmd_train(a: argparse.Namespace) -> dict[str, Any] | None:
     trains on its shard and only the main process saves and prints."""
     from dfmm.config import load_config
     from dfmm.data import image_splits, text_splits
-    from dfmm.experiments import train_text, train_visual, training_state_path
     from dfmm.files import TRAINING_STATES
+    from dfmm.training.experiments import train_text, train_visual, training_state_path
 
     cfg = load_config(a.params, a.overrides)
     bc = getattr(cfg, a.branch)
@@ -435,8 +435,8 @@ def _source(a: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> dict[str, Any]:
-    from dfmm.evaluate import evaluate_images, evaluate_texts, evaluate_videos
-    from dfmm.inference import load_model
+    from dfmm.serving.evaluate import evaluate_images, evaluate_texts, evaluate_videos
+    from dfmm.serving.inference import load_model
 
     kind, source = _source(a)
     _options_for(a, f"evaluate --{kind}", _SOURCE_OPTIONS["evaluate"][kind], {"batch_size": 32})
@@ -450,7 +450,7 @@ def cmd_evaluate(a: argparse.Namespace) -> dict[str, Any]:
 
         texts = load_texts(source)
         return evaluate_texts(load_model(a.model)[0], source, a.batch_size, texts=texts)
-    from dfmm.evaluate import labelled_clips
+    from dfmm.serving.evaluate import labelled_clips
 
     clips = labelled_clips(source)
     return evaluate_videos(
@@ -459,8 +459,8 @@ def cmd_evaluate(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_score(a: argparse.Namespace) -> dict[str, Any]:
-    from dfmm.inference import load_model
-    from dfmm.score_files import check_can_score, list_items, read_rows, score_to_csv
+    from dfmm.serving.inference import load_model
+    from dfmm.serving.score_files import check_can_score, list_items, read_rows, score_to_csv
 
     kind, source = _source(a)
     _options_for(a, f"score --{kind}", _SOURCE_OPTIONS["score"][kind], {"batch_size": 64})
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "study":
-            from dfmm.study import run_study
+            from dfmm.study.runner import run_study
 
             out = run_study(args.params, args.overrides, args.out, quiet=args.quiet, resume=args.resume)
             print(f"report: {out / 'index.html'}")

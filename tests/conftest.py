@@ -54,7 +54,7 @@ def tiny_study(tmp_path_factory):
     (``runs_dir``: its run folder is ``runs/whole``), ``.tmp`` (their parent), ``.overrides`` (what made it)."""
     from types import SimpleNamespace
 
-    from dfmm.study import run_study
+    from dfmm.study.runner import run_study
 
     tmp = tmp_path_factory.mktemp("study")
     overrides = [*STUDY_TINY, f"study.runs_dir={tmp / 'runs'}", "study.name=whole"]
@@ -76,7 +76,9 @@ def tiny_models(tiny_cfg):
     """Visual, text and ensemble checkpoints trained on the tiny synthetic data (about 30 s on 2 cores)."""
     from dfmm.data import image_splits, text_splits
     from dfmm.data.batches import TokenizedTexts
-    from dfmm.experiments import (
+    from dfmm.models import FusionEnsemble
+    from dfmm.serving.inference import load_model
+    from dfmm.training.experiments import (
         branch_outputs,
         image_loader,
         pair_outputs,
@@ -87,8 +89,6 @@ def tiny_models(tiny_cfg):
         train_text,
         train_visual,
     )
-    from dfmm.inference import load_model
-    from dfmm.models import FusionEnsemble
 
     cfg = tiny_cfg
     vrun = train_visual(cfg, "improved", image_splits(cfg))

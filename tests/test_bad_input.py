@@ -25,13 +25,13 @@ import pytest
 import torch
 from PIL import Image
 
-from dfmm.checkpoints import load_checkpoint, save_checkpoint
 from dfmm.cli import main
 from dfmm.config import load_config
 from dfmm.data.images import load_image
 from dfmm.data.text import check_text, load_text_file
 from dfmm.errors import CheckpointError, DataError, DfmmError
-from dfmm.inference import classify_image, classify_text, classify_video, load_model
+from dfmm.models.checkpoints import load_checkpoint, save_checkpoint
+from dfmm.serving.inference import classify_image, classify_text, classify_video, load_model
 
 from .conftest import ROOT
 

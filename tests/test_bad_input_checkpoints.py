@@ -2,7 +2,7 @@
 any model is built.
 
 Each case edits the metadata of one of the session's tiny checkpoints (``tiny_models``: real visual, text and
-ensemble models), saves a copy with ``save_checkpoint`` and feeds it to ``dfmm.inference.load_model`` (API) or to
+ensemble models), saves a copy with ``save_checkpoint`` and feeds it to ``dfmm.serving.inference.load_model`` (API) or to
 ``dfmm classify`` (CLI: one ``dfmm: error:`` line, exit status 2). Checkpoints written by today's code, and copies
 that lack the optional keys, must load and classify as before.
 """
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from dfmm.checkpoints import load_checkpoint, save_checkpoint
 from dfmm.errors import CheckpointError
+from dfmm.models.checkpoints import load_checkpoint, save_checkpoint
 from dfmm.models.metadata import EnsembleMeta, TextMeta, VisualMeta
 
 from .test_bad_input import Ctx, Evil, _jpeg, api, cli
@@ -80,7 +80,7 @@ def _reduce_pickle(t: Ctx) -> str:
 
 
 def _load_model(path: str) -> Any:
-    from dfmm.inference import load_model
+    from dfmm.serving.inference import load_model
 
     return load_model(path)
 
@@ -264,7 +264,7 @@ def test_refused_metadata_builds_no_model(model, edits, tmp_path, request, monke
     import timm
     import transformers
 
-    from dfmm.inference import load_model
+    from dfmm.serving.inference import load_model
 
     path = edited(model, edits)(Ctx(tmp_path, request, monkeypatch))
     built: list[str] = []
@@ -297,7 +297,7 @@ OPTIONAL = {
 
 
 def _probabilities(path: str) -> tuple[float, float]:
-    from dfmm.inference import classify_image, classify_text, load_model
+    from dfmm.serving.inference import classify_image, classify_text, load_model
 
     model, _ = load_model(path)
     image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)

@@ -16,7 +16,7 @@ from PIL import Image
 
 @pytest.fixture(scope="module")
 def vis(tiny_models):
-    from dfmm.inference import load_model
+    from dfmm.serving.inference import load_model
 
     return load_model(tiny_models["visual"])[0]
 
@@ -48,7 +48,7 @@ PHOTOS = {  # name: (image, face_crop)
 
 @pytest.mark.parametrize("name", list(PHOTOS))
 def test_odd_photos_are_scored_whole_with_no_face(vis, tmp_path, name):
-    from dfmm.inference import classify_image
+    from dfmm.serving.inference import classify_image
 
     make, face_crop = PHOTOS[name]
     image = make(tmp_path)
@@ -60,7 +60,7 @@ def test_odd_photos_are_scored_whole_with_no_face(vis, tmp_path, name):
 
 
 def test_odd_photos_with_gradcam_and_multimodal(vis):
-    from dfmm.inference import classify_image, classify_multimodal
+    from dfmm.serving.inference import classify_image, classify_multimodal
 
     r = classify_image(vis, _noise(24, 24), return_gradcam=True, face_crop="always")
     assert r["face"]["face_found"] is False and r["gradcam"]["crop_box"] is None
@@ -86,7 +86,7 @@ def _clip(path: Path, h: int, w: int, n: int = 20, fps: int = 10) -> Path:
 
 @pytest.mark.parametrize("h,w", [(16, 16), (24, 32), (64, 1920), (1920, 64)], ids=["16x16", "32x24", "wide", "tall"])
 def test_tiny_and_thin_clips_give_no_face_not_a_traceback(vis, tmp_path, h, w):
-    from dfmm.inference import classify_video
+    from dfmm.serving.inference import classify_video
 
     clip = _clip(tmp_path / f"c{h}x{w}.mp4", h, w)
     r = classify_video(vis, clip, num_frames=4)  # default settings: face crop on

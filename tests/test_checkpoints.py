@@ -5,8 +5,8 @@ import pickle
 import pytest
 import torch
 
-from dfmm.checkpoints import load_checkpoint, save_checkpoint
 from dfmm.errors import CheckpointError
+from dfmm.models.checkpoints import load_checkpoint, save_checkpoint
 
 
 def test_round_trip_tensors_only(tmp_path):

@@ -16,11 +16,11 @@ import sys
 import numpy as np
 import pytest
 
-from dfmm.checkpoints import load_checkpoint, save_checkpoint
 from dfmm.data import image_splits, text_splits
 from dfmm.data.images import ImageSet
 from dfmm.data.text import TextSet
-from dfmm.scoring import DecisionRule, logit, sigmoid
+from dfmm.models.checkpoints import load_checkpoint, save_checkpoint
+from dfmm.models.scoring import DecisionRule, logit, sigmoid
 
 # (name, temperature, threshold offset from the probability, the label that offset must give)
 VARIANTS = [
@@ -78,7 +78,7 @@ def test_sigmoid_never_overflows():
 def test_in_index_order_sorts_every_array_by_dataset_index():
     import torch
 
-    from dfmm.scoring import in_index_order
+    from dfmm.models.scoring import in_index_order
 
     parts = {
         "logits": [torch.tensor([0.3, 0.1]), torch.tensor([0.5]), torch.tensor([0.0, 0.2])],
@@ -96,7 +96,7 @@ def test_predict_skips_unreadable_batches_sorts_and_averages_flips():
     import torch
     from torch import nn
 
-    from dfmm.scoring import predict
+    from dfmm.models.scoring import predict
 
     class Weighted(nn.Module):  # a logit that changes under a horizontal flip
         def __init__(self):
@@ -123,8 +123,8 @@ def test_predict_skips_unreadable_batches_sorts_and_averages_flips():
 
 def test_inference_imports_no_training_code():
     code = (
-        "import sys, dfmm.inference, dfmm.scoring, dfmm.data.faces, dfmm.data.video\n"
-        "bad = sorted(m for m in sys.modules if m in ('dfmm.train', 'dfmm.experiments', 'dfmm.study'))\n"
+        "import sys, dfmm.serving.inference, dfmm.models.scoring, dfmm.data.faces, dfmm.data.video\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('dfmm.training', 'dfmm.study', 'dfmm.analysis')))\n"
         "assert not bad, bad\n"
         "print('ok')\n"
     )
@@ -146,7 +146,7 @@ def _variant(src, dst, section=None, **changes):
 @pytest.fixture(scope="module")
 def fixed_image(tiny_models):
     """A 64 px test image and its raw logit under the tiny visual checkpoint (no face crop: it is model size)."""
-    from dfmm.inference import classify_image, load_model
+    from dfmm.serving.inference import classify_image, load_model
 
     img = image_splits(tiny_models["cfg"])["test"].sources[0]
     model, _ = load_model(tiny_models["visual"])
@@ -174,8 +174,8 @@ def _csv_rows(path):
 @pytest.mark.parametrize("name,temperature,offset,expected", VARIANTS)
 def test_visual_label_agrees_on_every_path(tiny_models, fixed_image, tmp_path, capsys, name, temperature, offset,
                                            expected):  # fmt: skip
-    from dfmm.evaluate import evaluate_images, score_images
-    from dfmm.inference import aggregate, classify_image, classify_multimodal, load_model
+    from dfmm.serving.evaluate import evaluate_images, score_images
+    from dfmm.serving.inference import aggregate, classify_image, classify_multimodal, load_model
 
     img, z = fixed_image
     p = float(sigmoid(np.array(z / temperature)))
@@ -229,7 +229,7 @@ def test_visual_label_agrees_on_every_path(tiny_models, fixed_image, tmp_path, c
 @pytest.mark.parametrize("name,temperature,offset,expected", VARIANTS[:2])
 def test_ensemble_visual_rule_agrees(tiny_models, fixed_image, tmp_path, capsys, name, temperature, offset, expected):
     """An ensemble carries the branch thresholds in ``meta['visual']``: image-only calls must use that one."""
-    from dfmm.inference import classify_image, classify_multimodal, load_model
+    from dfmm.serving.inference import classify_image, classify_multimodal, load_model
 
     img, z = fixed_image
     p = float(sigmoid(np.array(z / temperature)))
@@ -247,7 +247,7 @@ def test_ensemble_visual_rule_agrees(tiny_models, fixed_image, tmp_path, capsys,
 
 @pytest.fixture(scope="module")
 def fixed_text(tiny_models):
-    from dfmm.inference import classify_text, load_model
+    from dfmm.serving.inference import classify_text, load_model
 
     text = text_splits(tiny_models["cfg"])["test"].texts[0]
     model, _ = load_model(tiny_models["text"])
@@ -258,8 +258,8 @@ def fixed_text(tiny_models):
 @pytest.mark.parametrize("name,temperature,offset,expected", VARIANTS)
 def test_text_label_agrees_on_every_path(tiny_models, fixed_text, tmp_path, capsys, name, temperature, offset,
                                          expected):  # fmt: skip
-    from dfmm.evaluate import score_texts
-    from dfmm.inference import aggregate, classify_multimodal, classify_text, load_model
+    from dfmm.serving.evaluate import score_texts
+    from dfmm.serving.inference import aggregate, classify_multimodal, classify_text, load_model
 
     text, z = fixed_text
     p = float(sigmoid(np.array(z / temperature)))

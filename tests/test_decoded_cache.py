@@ -72,7 +72,7 @@ def _batches(loader, seed):
 @pytest.mark.parametrize("augment", ["none", "flip", "card"])
 def test_loader_batches_from_the_cache_equal_those_from_the_files(tiny, augment):
     from dfmm.data import image_splits
-    from dfmm.experiments import image_loader
+    from dfmm.training.experiments import image_loader
 
     cfg = _cfg(tiny)
     train = image_splits(cfg)["train"]
@@ -90,7 +90,7 @@ def test_loader_batches_from_the_cache_equal_those_from_the_files(tiny, augment)
 
 def test_training_on_the_cache_gives_the_same_history_and_metrics(tiny):
     from dfmm.data import image_splits
-    from dfmm.experiments import train_visual
+    from dfmm.training.experiments import train_visual
 
     runs = {}
     for cache in ("none", "decoded"):
@@ -151,7 +151,7 @@ def test_an_unreadable_image_is_skipped_and_counted(tmp_path, own_cache):
     good = ~built.unreadable
     np.testing.assert_array_equal(built.pixels[good], _expected(images.subset(np.flatnonzero(good)), 32))
 
-    from dfmm.experiments import image_loader
+    from dfmm.training.experiments import image_loader
 
     cfg = Config()
     cfg.visual.image_size, cfg.visual.batch_size = 32, 8
@@ -196,7 +196,7 @@ def test_arrow_sources_are_keyed_by_their_table_and_rows(tmp_path):
 
 
 def test_strong_training_reads_the_files_and_its_evaluation_the_cache(tmp_path):
-    from dfmm.experiments import image_loader
+    from dfmm.training.experiments import image_loader
 
     images = load_image_folder(_folder(tmp_path / "faces"))
     cfg = Config()

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dfmm.experiments import BranchOutputs, BranchRun, SeedRuns, pair_outputs, train_fusion, train_seeds
 from dfmm.metrics import mean_std
 from dfmm.models import FusionEnsemble
+from dfmm.training.experiments import BranchOutputs, BranchRun, SeedRuns, pair_outputs, train_fusion, train_seeds
 
 
 def _run(seed: int, auc: float) -> BranchRun:
@@ -28,7 +28,7 @@ def _run(seed: int, auc: float) -> BranchRun:
 
 
 def test_train_seeds_trains_each_seed_once_and_saves_and_tests_only_the_first(tiny_cfg, monkeypatch):
-    import dfmm.experiments as experiments
+    import dfmm.training.experiments as experiments
 
     calls = []
 
@@ -81,7 +81,7 @@ def test_train_fusion_steps_on_the_pairs_and_reports_the_weights_after_each_step
 def test_best_epoch_is_chosen_on_the_fixed_subset_and_the_kept_model_scored_on_the_whole_split(tmp_path, monkeypatch):
     """data.epoch_val_*: each epoch is scored on a fixed, balanced subset of val, the same items for every training
     seed; val/test metrics cover the whole splits."""
-    import dfmm.experiments as experiments
+    import dfmm.training.experiments as experiments
     from dfmm.config import load_config
     from dfmm.data import epoch_val_rows, image_splits, text_splits
 

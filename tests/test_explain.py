@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import dfmm.explain as explain
-from dfmm.explain import GradCamExplainer, deletion_check, token_attributions, tokens_html
-from dfmm.inference import load_model
-from dfmm.scoring import DecisionRule, sigmoid
+import dfmm.serving.explain as explain
+from dfmm.models.scoring import DecisionRule, sigmoid
+from dfmm.serving.explain import GradCamExplainer, deletion_check, token_attributions, tokens_html
+from dfmm.serving.inference import load_model
 
 
 def test_gradcam_maps_and_single_logit_targets(tiny_models):
@@ -31,7 +31,7 @@ def test_gradcam_graph_cut_matches_the_full_backward_pass(tiny_models):
     """Stopping backward at the CAM layer is a speed-up only: the maps equal grad-cam's own, full-graph ones."""
     from pytorch_grad_cam import GradCAM
 
-    from dfmm.explain import LogitTarget
+    from dfmm.serving.explain import LogitTarget
 
     model, _ = load_model(tiny_models["visual"])
     vis = model.visual.eval()

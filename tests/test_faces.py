@@ -392,7 +392,7 @@ def _faceless_frames(n: int, h: int, w: int) -> list[np.ndarray]:
 @pytest.fixture
 def vis(tiny_models):
     """A fresh tiny visual model per test (tests set its face detector)."""
-    from dfmm.inference import load_model
+    from dfmm.serving.inference import load_model
 
     return load_model(tiny_models["visual"])[0]
 
@@ -415,7 +415,7 @@ class NoDetector:
 
 
 def test_clip_without_faces_is_scored_on_whole_frames(vis, tmp_path):
-    from dfmm.inference import classify_video
+    from dfmm.serving.inference import classify_video
 
     clip = write_clip(tmp_path / "ramps.mp4", _faceless_frames(20, 64, 96))
     r = classify_video(vis, clip, num_frames=4)
@@ -434,7 +434,7 @@ def test_clip_without_faces_is_scored_on_whole_frames(vis, tmp_path):
 
 def test_video_faces_skip_faceless_frames_and_all_faces_takes_the_most_fake(vis, tmp_path):
     from dfmm.data.video import read_frames
-    from dfmm.inference import _visual_logits, classify_video
+    from dfmm.serving.inference import _visual_logits, classify_video
 
     clip = write_clip(tmp_path / "c.mp4", _faceless_frames(20, 64, 64))
     big, small = ([4.0, 6.0, 52.0, 60.0], 0.99), ([30.0, 30.0, 50.0, 52.0], 0.95)
@@ -469,7 +469,7 @@ def test_cli_video_face_flags(tiny_models, tmp_path, capsys, monkeypatch):
 
     clip = write_clip(tmp_path / "c.mp4", _faceless_frames(20, 64, 64))
     box = ([4.0, 6.0, 52.0, 60.0], 0.99), ([30.0, 30.0, 50.0, 52.0], 0.95)
-    monkeypatch.setattr("dfmm.inference.FaceDetector", lambda: FakeFaces({i: list(box) for i in range(4)}))
+    monkeypatch.setattr("dfmm.serving.inference.FaceDetector", lambda: FakeFaces({i: list(box) for i in range(4)}))
     args = ["classify", "video", str(clip), "--model", str(tiny_models["visual"]), "--num-frames", "4"]
     runs = {}
     for name, extra in {"largest": [], "all": ["--all-faces"], "never": ["--face-crop", "never"]}.items():
@@ -538,7 +538,7 @@ def test_upright_rotates_as_rot90_says():
 
 def test_rotated_clip_is_read_upright(vis, tmp_path):
     from dfmm.data.video import read_frames
-    from dfmm.inference import classify_video
+    from dfmm.serving.inference import classify_video
 
     frames = []
     for _ in range(20):
@@ -557,7 +557,7 @@ def test_rotated_clip_is_read_upright(vis, tmp_path):
 
 def test_grey_and_portrait_clips(vis, tmp_path):
     from dfmm.data.video import read_frames
-    from dfmm.inference import classify_video
+    from dfmm.serving.inference import classify_video
 
     ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))
     grey_yuv = write_clip(tmp_path / "grey.mp4", [np.stack([ramp] * 3, -1)] * 20)
@@ -580,7 +580,7 @@ def _photo(h: int, w: int, value: int = 128) -> np.ndarray:
 
 
 def test_face_crop_never_and_auto_on_small_photos_skip_the_detector(vis):
-    from dfmm.inference import classify_image
+    from dfmm.serving.inference import classify_image
 
     vis._faces = NoDetector()
     r = classify_image(vis, _photo(300, 300), face_crop="never")
@@ -592,7 +592,7 @@ def test_face_crop_never_and_auto_on_small_photos_skip_the_detector(vis):
 
 
 def test_face_crop_auto_runs_the_detector_from_twice_the_input_size(vis):
-    from dfmm.inference import classify_image
+    from dfmm.serving.inference import classify_image
 
     vis._faces = FakeFaces()
     r = classify_image(vis, _photo(128, 128), face_crop="auto")
@@ -600,7 +600,7 @@ def test_face_crop_auto_runs_the_detector_from_twice_the_input_size(vis):
 
 
 def test_face_crop_always_on_a_blank_photo_scores_the_whole_image(vis):
-    from dfmm.inference import classify_image
+    from dfmm.serving.inference import classify_image
 
     photo = _photo(200, 240, 150)
     r = classify_image(vis, photo, face_crop="always")  # the real MTCNN
@@ -611,7 +611,7 @@ def test_face_crop_always_on_a_blank_photo_scores_the_whole_image(vis):
 
 
 def test_face_crop_cuts_the_largest_face_with_the_checkpoint_geometry(vis):
-    from dfmm.inference import classify_image
+    from dfmm.serving.inference import classify_image
 
     rng = np.random.default_rng(1)
     photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
@@ -631,7 +631,7 @@ def test_face_crop_cuts_the_largest_face_with_the_checkpoint_geometry(vis):
 
 def test_unknown_face_crop_is_refused(vis, tiny_models, capsys):
     from dfmm.cli import main
-    from dfmm.inference import classify_image, classify_multimodal
+    from dfmm.serving.inference import classify_image, classify_multimodal
 
     for call in (lambda: classify_image(vis, _photo(64, 64), face_crop="sometimes"),
                  lambda: classify_multimodal(vis, image_path_or_pil=_photo(64, 64), face_crop="yes")):  # fmt: skip

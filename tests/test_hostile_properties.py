@@ -119,7 +119,7 @@ def test_any_text_file_loads_or_gives_one_error_line(lines, name, header, junk):
 @given(st.integers(1, 900), st.integers(1, 900), st.sampled_from(["auto", "always"]), st.integers(0, 255))
 def test_any_image_size_classifies_or_says_no_face(tiny_models, w, h, face_crop, grey):
     """Face detection never raises on a decodable image of any size or shape (#25 item 1)."""
-    from dfmm.inference import classify_image, load_model
+    from dfmm.serving.inference import classify_image, load_model
 
     model = _model(tiny_models["visual"], load_model)
     img = np.full((h, w, 3), grey, np.uint8)

@@ -10,7 +10,14 @@ from PIL import Image
 
 from dfmm.data import image_splits, text_splits, video_source
 from dfmm.errors import CheckpointError, DataError
-from dfmm.inference import aggregate, classify_image, classify_multimodal, classify_text, classify_video, load_model
+from dfmm.serving.inference import (
+    aggregate,
+    classify_image,
+    classify_multimodal,
+    classify_text,
+    classify_video,
+    load_model,
+)
 
 
 def _json_ok(result):
@@ -80,7 +87,7 @@ def test_video_aggregations(tiny_models):
 
 
 def test_aggregate_rules():
-    from dfmm.scoring import DecisionRule
+    from dfmm.models.scoring import DecisionRule
 
     p = np.array([0.1, 0.2, 0.9, 0.8, 0.7])
     assert aggregate(p, "median") == (pytest.approx(0.7), "fake")
@@ -134,8 +141,8 @@ def test_api_in_a_fresh_interpreter(tiny_models, tmp_path):
 def test_score_sets_measures_each_set_at_its_branch_threshold_with_group_intervals(tiny_models):
     """What notebook 06 reports: ``dfmm evaluate``'s scoring, metrics at the checkpoint's threshold, intervals that
     resample the scored rows' groups."""
-    from dfmm.evaluate import score_images, score_sets, score_texts
     from dfmm.metrics import metrics_with_ci
+    from dfmm.serving.evaluate import score_images, score_sets, score_texts
 
     cfg = tiny_models["cfg"]
     model, _ = load_model(tiny_models["ensemble"])
@@ -155,9 +162,9 @@ def test_score_sets_measures_each_set_at_its_branch_threshold_with_group_interva
 
 
 def test_by_aggregation_scores_every_rule_on_the_same_frames():
-    from dfmm.evaluate import by_aggregation
-    from dfmm.inference import AGGREGATIONS
-    from dfmm.scoring import DecisionRule
+    from dfmm.models.scoring import DecisionRule
+    from dfmm.serving.evaluate import by_aggregation
+    from dfmm.serving.inference import AGGREGATIONS
 
     class Model:  # only the decision rule is read
         def rule(self, branch):

@@ -5,7 +5,7 @@ import torch
 
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
 from dfmm.models.text import mean_pool
-from dfmm.weights import create_text_encoder, create_visual_backbone
+from dfmm.models.weights import create_text_encoder, create_visual_backbone
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,8 @@ def test_scored_is_the_forward_pass_with_the_mirrored_view_averaged_in(lite0):
 def test_checkpoints_naming_the_retired_pooling_load_only_at_the_defaults(lite0):
     """Visual checkpoints written before ``global_pool``/``mid_level`` were removed name them: at the card's
     average pool and no extra level they are this model; any other value is refused in one line."""
-    from dfmm.branches import visual_from_meta
     from dfmm.errors import CheckpointError
+    from dfmm.models.branches import visual_from_meta
 
     backbone, _ = lite0
     model = VisualBranch(backbone, dropout=0.0).eval()

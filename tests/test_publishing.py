@@ -12,8 +12,8 @@ import pytest
 
 from dfmm.config import load_config
 from dfmm.errors import StudyError
-from dfmm.report import TEMPLATES, key_figures, study_command, withhold, write_data_card
-from dfmm.study import papermill_parameters
+from dfmm.study.report import TEMPLATES, key_figures, study_command, withhold, write_data_card
+from dfmm.study.runner import papermill_parameters
 
 from .conftest import ROOT
 from .test_traceability import render, small_metrics
@@ -155,7 +155,7 @@ def test_templates_are_packaged():
     import tomllib
 
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "templates/*.j2" in pyproject["tool"]["setuptools"]["package-data"]["dfmm"]
+    assert "study/templates/*.j2" in pyproject["tool"]["setuptools"]["package-data"]["dfmm"]
     assert {p.name for p in TEMPLATES.glob("*.j2")} == {"index.html.j2", "DATA_CARD.md.j2"}
 
 
@@ -164,7 +164,7 @@ def test_a_notebook_page_shows_each_saved_figure_once_without_paths_or_warnings(
     nbformat = pytest.importorskip("nbformat")
     import papermill as pm
 
-    from dfmm.study import _kernel_config, _kernel_name, export_html
+    from dfmm.study.runner import _kernel_config, _kernel_name, export_html
 
     cfg = load_config([ROOT / "params" / "demo.yaml"], [f"study.runs_dir={tmp_path / 'runs'}"])
     config_path = cfg.save(tmp_path / "runs" / "config.json")
@@ -175,7 +175,7 @@ def test_a_notebook_page_shows_each_saved_figure_once_without_paths_or_warnings(
             "config_path = None\nreport_dir = None\nparams = ['params/demo.yaml']", metadata={"tags": ["parameters"]}
         ),  # fmt: skip
         nbformat.v4.new_code_cell(
-            "from dfmm.notebook import notebook_setup\n\nctx = notebook_setup(config_path, params, report_dir)"
+            "from dfmm.study.notebook import notebook_setup\n\nctx = notebook_setup(config_path, params, report_dir)"
         ),  # fmt: skip
         nbformat.v4.new_code_cell(
             "import warnings\n\nimport matplotlib.pyplot as plt\nimport tqdm.auto\n\n"
@@ -184,7 +184,7 @@ def test_a_notebook_page_shows_each_saved_figure_once_without_paths_or_warnings(
             "fig, ax = plt.subplots()\nax.plot([0, 1])\nctx.save_fig(fig, 'a_line')"
         ),
         nbformat.v4.new_code_cell(
-            "from dfmm.metrics import _plt\n\nplt = _plt()  # dfmm's plots switch to Agg: no inline display\n"
+            "from dfmm.analysis.plots import _plt\n\nplt = _plt()  # dfmm's plots switch to Agg: no inline display\n"
             "for name in ('b_bar', 'c_dots'):\n    fig, ax = plt.subplots()\n    ax.bar([0, 1], [1, 2])\n"
             "    ctx.save_fig(fig, name)"
         ),

@@ -1,4 +1,4 @@
-"""The README's results block is the committed compact report's, as ``dfmm.report.readme_results`` renders it."""
+"""The README's results block is the committed compact report's, as ``dfmm.study.report.readme_results`` renders it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dfmm.report import README_END, README_START, readme_results, update_readme
+from dfmm.study.report import README_END, README_START, readme_results, update_readme
 
 from .conftest import ROOT
 

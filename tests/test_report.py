@@ -10,8 +10,8 @@ import pytest
 
 from dfmm.config import load_config
 from dfmm.files import dumps_json
-from dfmm.notebook import NotebookContext
-from dfmm.report import ci_note, headline_table, target_rows, write_data_card, write_index
+from dfmm.study.notebook import NotebookContext
+from dfmm.study.report import ci_note, headline_table, target_rows, write_data_card, write_index
 
 from .conftest import ROOT
 
@@ -167,7 +167,7 @@ def _preds(n: int, seed: int) -> dict:
 
 @pytest.mark.parametrize("calibrate", [True, False])
 def test_score_adds_seeded_group_intervals(calibrate):
-    from dfmm.experiments import _score, _split_groups
+    from dfmm.training.experiments import _score, _split_groups
 
     class Split:
         def __init__(self, n: int) -> None:
@@ -198,8 +198,8 @@ def test_score_adds_seeded_group_intervals(calibrate):
 def test_calibration_fits_a_temperature_on_validation_and_reports_test_ece():
     """Overconfident logits (3x the true log-odds): the temperature found on val is near 3, the test ECE drops, and
     the threshold lives on the calibrated scale (the same decisions as the raw scale's cut, ``at_0.5`` unchanged)."""
-    from dfmm.experiments import _score
-    from dfmm.scoring import sigmoid
+    from dfmm.models.scoring import sigmoid
+    from dfmm.training.experiments import _score
 
     rng = np.random.default_rng(0)
 
@@ -221,7 +221,7 @@ def test_calibration_fits_a_temperature_on_validation_and_reports_test_ece():
 
 
 def test_paired_comparison_needs_the_same_items():
-    from dfmm.experiments import compare_on_test
+    from dfmm.training.experiments import compare_on_test
 
     y = np.array([0, 1] * 50)
     good = {"labels": y, "probs": y * 0.6 + 0.2}
@@ -248,8 +248,8 @@ def test_json_writer_turns_nan_into_null(tmp_path):
 
 def _robustness() -> dict:
     """An ``evaluation`` section with a robustness sweep and format control, built as notebook 06 builds them."""
+    from dfmm.analysis.robustness import interpret_format_control
     from dfmm.metrics import metrics_with_ci, paired_bootstrap
-    from dfmm.robustness import interpret_format_control
 
     rng = np.random.default_rng(0)
     y = np.array([0, 1] * 60)
@@ -275,7 +275,7 @@ def _robustness() -> dict:
 
 
 def test_front_pages_list_the_robustness_sweep_and_the_format_control(tmp_path):
-    from dfmm.report import ROBUSTNESS_COLUMNS, robustness_summary
+    from dfmm.study.report import ROBUSTNESS_COLUMNS, robustness_summary
 
     from .test_traceability import untraced
 
@@ -314,7 +314,7 @@ def test_front_pages_list_the_robustness_sweep_and_the_format_control(tmp_path):
     for page in (html, md):
         assert "Format control" in page and r["interpretation"] in page and "real: JPEG 60; fake: PNG 60" in page
     # every number on both pages is in metrics.json (the config adds only its settings)
-    from dfmm.report import seed_means
+    from dfmm.study.report import seed_means
 
     m["seed_means"] = seed_means(m)  # as ``dfmm study`` stores them
     index = write_index(cfg, m, ["06_evaluation"], tmp_path / "index.html")
@@ -329,12 +329,12 @@ def test_front_pages_list_the_robustness_sweep_and_the_format_control(tmp_path):
 
 
 def test_metrics_sections_are_checked_when_recorded_and_when_assembled(tmp_path):
-    """The metrics.json contract (dfmm.sections): a malformed section fails in the notebook that records it, a
+    """The metrics.json contract (dfmm.study.sections): a malformed section fails in the notebook that records it, a
     missing one fails the assembly naming the notebook that should have written it."""
     import numpy as np
 
     from dfmm.errors import StudyError
-    from dfmm.sections import check_section, check_sections
+    from dfmm.study.sections import check_section, check_sections
 
     ctx = NotebookContext(cfg=None, report_dir=tmp_path, metrics_dir=tmp_path / "m")  # type: ignore[arg-type]
     good = {

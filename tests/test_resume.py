@@ -209,7 +209,7 @@ def test_study_without_resume_empties_the_run_folder(tmp_path):
 
 def test_resume_refuses_a_run_of_another_config(tmp_path):
     from dfmm.errors import StudyError
-    from dfmm.study import run_study
+    from dfmm.study.runner import run_study
 
     overrides = [f"study.runs_dir={tmp_path / 'runs'}", "study.name=r", "study.notebooks=[01_data_exploration]"]
     run_study([DEMO], [*tiny_overrides(48), *overrides], out=str(tmp_path / "rep"), quiet=True)
@@ -219,7 +219,7 @@ def test_resume_refuses_a_run_of_another_config(tmp_path):
 
 def test_a_folder_that_is_not_a_run_is_never_emptied(tmp_path):
     from dfmm.errors import StudyError
-    from dfmm.study import run_study
+    from dfmm.study.runner import run_study
 
     mine = tmp_path / "runs" / "mine"
     mine.mkdir(parents=True)

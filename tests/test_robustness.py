@@ -1,5 +1,5 @@
 """Robustness sweep and format control: perturbations that are exact, repeatable and blind to the label, scored
-through the study's own scoring with a paired AUC change (``dfmm.robustness``)."""
+through the study's own scoring with a paired AUC change (``dfmm.analysis.robustness``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfmm.data.images import ImageSet
-from dfmm.data.text import TextSet
-from dfmm.robustness import (
+from dfmm.analysis.robustness import (
     FORMAT_CONTROLS,
     IMAGE_PERTURBATIONS,
     IMAGE_SWEEP,
@@ -25,6 +23,8 @@ from dfmm.robustness import (
     robustness_sweep,
     typos,
 )
+from dfmm.data.images import ImageSet
+from dfmm.data.text import TextSet
 
 PARAGRAPH = (
     "Researchers gathered in the old library to discuss whether the manuscripts had been copied by hand or "
@@ -132,7 +132,7 @@ def tiny(tiny_models):
     from dfmm.data import data_sources
     from dfmm.data.images import load_images
     from dfmm.data.text import load_texts
-    from dfmm.inference import load_model
+    from dfmm.serving.inference import load_model
 
     model, _ = load_model(tiny_models["ensemble"])
     sources = data_sources(tiny_models["cfg"])
@@ -181,9 +181,9 @@ def test_the_sweep_scores_every_perturbation_with_a_paired_auc_change(sweep):
 
 def test_texts_with_unchanged_tokens_keep_their_clean_score(tiny, sweep):
     """Only texts whose token ids changed are scored again; the result equals scoring every perturbed text."""
-    from dfmm.evaluate import score_texts
+    from dfmm.analysis.robustness import _subset
     from dfmm.metrics import binary_metrics
-    from dfmm.robustness import _subset
+    from dfmm.serving.evaluate import score_texts
 
     model, _, texts = tiny
     rows = sweep["text"]["perturbations"]
@@ -222,7 +222,7 @@ def test_format_control_reuses_the_sweep_and_reads_the_png_row(tiny, sweep):
 
 
 def test_interpretation_names_a_jpeg_shortcut():
-    from dfmm.robustness import interpret_format_control
+    from dfmm.analysis.robustness import interpret_format_control
 
     def row(d, ci, excludes):
         return {"auc_change": {"difference": d, "ci": ci, "excludes_zero": excludes}}

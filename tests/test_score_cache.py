@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from dfmm.models.score_cache import ScoreCache, input_keys, model_key
+from dfmm.models.scoring import predict
 from dfmm.models.visual import VisualBranch
-from dfmm.score_cache import ScoreCache, input_keys, model_key
-from dfmm.scoring import predict
 
 
 def tiny_visual(seed: int = 0) -> VisualBranch:
@@ -171,9 +171,9 @@ def test_study_notebooks_read_what_training_scored(tiny_models):
     """Notebook 04's features and 05/06's test scores of the promoted checkpoints come from training's scoring."""
     from dfmm.data import image_splits, text_splits
     from dfmm.data.batches import TokenizedTexts
-    from dfmm.evaluate import score_images, score_texts
-    from dfmm.experiments import branch_outputs, image_loader, text_loader
-    from dfmm.inference import load_model
+    from dfmm.serving.evaluate import score_images, score_texts
+    from dfmm.serving.inference import load_model
+    from dfmm.training.experiments import branch_outputs, image_loader, text_loader
 
     cfg = tiny_models["cfg"]
     cache = cfg.run_dir / "cache"

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from dfmm.errors import DataError
-from dfmm.score_files import COLUMNS, file_digest, score_to_csv
+from dfmm.serving.score_files import COLUMNS, file_digest, score_to_csv
 
 from .conftest import ROOT
 
@@ -60,7 +60,7 @@ def folder(tmp_path):
 
 @pytest.fixture
 def vis(tiny_models):
-    from dfmm.inference import load_model
+    from dfmm.serving.inference import load_model
 
     return load_model(tiny_models["visual"])[0]
 
@@ -76,7 +76,7 @@ def _cli(capsys, *args) -> tuple[int, dict | None, str]:
 
 # ---------------------------------------------------------------------------------------------- images
 def test_every_item_gets_one_row_and_errors_carry_a_reason(vis, folder, tmp_path):
-    from dfmm.inference import classify_image
+    from dfmm.serving.inference import classify_image
 
     root, good, bad = folder
     out = tmp_path / "scores.csv"
@@ -174,8 +174,8 @@ def test_kill_9_then_rerun_scores_every_item_exactly_once(tiny_models, tmp_path,
 
 
 def test_another_checkpoint_on_the_same_out_is_refused(vis, folder, tmp_path, tiny_models, capsys):
-    from dfmm.checkpoints import load_checkpoint, save_checkpoint
-    from dfmm.inference import load_model
+    from dfmm.models.checkpoints import load_checkpoint, save_checkpoint
+    from dfmm.serving.inference import load_model
 
     root, _, _ = folder
     out = tmp_path / "scores.csv"
@@ -215,7 +215,7 @@ def test_a_foreign_csv_is_refused_untouched_even_without_a_final_newline(vis, fo
 
 
 def test_texts_are_scored_and_resumed(tiny_models, tmp_path):
-    from dfmm.inference import classify_text, load_model
+    from dfmm.serving.inference import classify_text, load_model
 
     txt, _ = load_model(tiny_models["text"])
     texts = ["The cat sat on the mat today.", "In conclusion, it is essential to delve deeper.", "Hi there, friend."]
@@ -256,16 +256,16 @@ def test_an_unreadable_clip_gets_an_error_row_and_the_rest_are_scored(vis, tmp_p
 
 
 def test_score_videos_face_crop_never_scores_whole_frames(vis, tmp_path, monkeypatch):
-    import dfmm.inference
+    import dfmm.serving.inference
 
-    real = dfmm.inference.classify_video
+    real = dfmm.serving.inference.classify_video
     seen = []
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get("face_crop", True))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dfmm.inference, "classify_video", spy)
+    monkeypatch.setattr(dfmm.serving.inference, "classify_video", spy)
     clips = tmp_path / "clips"
     clips.mkdir()
     _ramp_clip(clips / "good.mp4")
@@ -296,8 +296,8 @@ def test_evaluate_videos_lists_the_unreadable_clip_and_goes_on(tiny_models, tmp_
 
 
 def test_evaluate_videos_with_every_clip_unreadable(tiny_models, tmp_path):
-    from dfmm.evaluate import evaluate_videos
-    from dfmm.inference import load_model
+    from dfmm.serving.evaluate import evaluate_videos
+    from dfmm.serving.inference import load_model
 
     vis, _ = load_model(tiny_models["visual"])
     for sub in ("real", "fake"):
@@ -333,7 +333,7 @@ def test_a_changed_image_is_scored_again_and_its_old_row_dropped(vis, folder, tm
 
 
 def test_a_text_keeps_its_score_when_rows_are_inserted_or_reordered(tiny_models, tmp_path):
-    from dfmm.inference import load_model
+    from dfmm.serving.inference import load_model
 
     txt, _ = load_model(tiny_models["text"])
     texts = ["The cat sat on the mat today.", "In conclusion, it is essential to delve deeper.", "Hi there, friend."]
@@ -355,17 +355,17 @@ def test_a_text_keeps_its_score_when_rows_are_inserted_or_reordered(tiny_models,
 
 
 def test_a_failure_of_any_kind_on_one_item_is_its_error_row(vis, folder, tmp_path, monkeypatch):
-    import dfmm.inference
+    import dfmm.serving.inference
 
     root, good, bad = folder
-    real = dfmm.inference.face_crop_image
+    real = dfmm.serving.inference.face_crop_image
 
     def flaky(model, image, face_crop="auto"):
         if str(image).endswith("img_003.png"):
             raise ValueError("torch.cat(): expected a non-empty list of Tensors")  # as a library might
         return real(model, image, face_crop)
 
-    monkeypatch.setattr(dfmm.inference, "face_crop_image", flaky)
+    monkeypatch.setattr(dfmm.serving.inference, "face_crop_image", flaky)
     out = tmp_path / "scores.csv"
     s = score_to_csv(vis, "images", str(root), out, batch_size=4, progress=False)
     assert (s["scored"], s["errors"]) == (11, 3)

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from dfmm.errors import ConfigError, StudyError
-from dfmm.study import run_study
+from dfmm.study.runner import run_study
 
 from .conftest import ROOT, tiny_overrides
 

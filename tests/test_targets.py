@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from dfmm.config import load_config
-from dfmm.report import headline_rows, target_rows
-from dfmm.targets import check_targets
+from dfmm.study.report import headline_rows, target_rows
+from dfmm.study.targets import check_targets
 
 from .conftest import ROOT
 

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from dfmm.config import load_config, load_resolved
-from dfmm.report import HEADLINE_COLUMNS, TARGET_COLUMNS, seed_means, write_data_card, write_index
+from dfmm.study.report import HEADLINE_COLUMNS, TARGET_COLUMNS, seed_means, write_data_card, write_index
 
 from .conftest import ROOT
 

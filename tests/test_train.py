@@ -9,8 +9,8 @@ import torch
 
 from dfmm.config import Recipe
 from dfmm.data import image_splits, text_splits
-from dfmm.experiments import tfidf_baseline, train_visual
-from dfmm.train import bce_loss, make_optimizer, make_schedule
+from dfmm.training.experiments import tfidf_baseline, train_visual
+from dfmm.training.loop import bce_loss, make_optimizer, make_schedule
 
 
 def test_same_seed_same_metrics_on_cpu(tiny_cfg):
@@ -22,7 +22,7 @@ def test_same_seed_same_metrics_on_cpu(tiny_cfg):
 
 
 def test_visual_branch_learns_the_synthetic_seam(tiny_cfg, tiny_models):
-    from dfmm.checkpoints import load_checkpoint
+    from dfmm.models.checkpoints import load_checkpoint
 
     kind, _, meta = load_checkpoint(tiny_models["visual"])
     assert kind == "visual_branch" and meta["backbone"]["architecture"] == "tf_efficientnet_lite0"
@@ -50,7 +50,7 @@ def test_schedule_warms_up_then_decays():
 
 
 def test_discriminative_learning_rates(tiny_cfg):
-    from dfmm.branches import build_visual
+    from dfmm.models.branches import build_visual
 
     model, _ = build_visual(tiny_cfg)
     opt = make_optimizer(model, Recipe(lr=1e-3, head_lr_mult=10.0))
@@ -61,7 +61,7 @@ def test_discriminative_learning_rates(tiny_cfg):
 
 
 def test_sgd_is_nesterov_and_keeps_decay_off_norms_and_biases(tiny_cfg):
-    from dfmm.branches import build_visual
+    from dfmm.models.branches import build_visual
 
     model, _ = build_visual(tiny_cfg)
     opt = make_optimizer(model, Recipe(optimizer="sgd", lr=0.02, weight_decay=1e-4))
@@ -138,8 +138,8 @@ def test_two_processes_train_disjoint_shards_and_save_once(tmp_path, branch):
 
 def test_speed_checks_report_ratios(tiny_cfg):
     """The notebooks' speed checks run on any data (here tiny synthetic) and return consistent ratios."""
-    from dfmm.branches import build_text, build_visual
-    from dfmm.speed import text_loop_ratio, visual_loop_ratio
+    from dfmm.models.branches import build_text, build_visual
+    from dfmm.training.speed import text_loop_ratio, visual_loop_ratio
 
     v = visual_loop_ratio(image_splits(tiny_cfg)["train"], lambda: build_visual(tiny_cfg)[0], batch=8, steps=2, size=64)
     assert v["plain_img_s"] > 0 and v["ours_img_s"] > 0
@@ -151,7 +151,7 @@ def test_speed_checks_report_ratios(tiny_cfg):
 
 
 def test_text_speed_sample_follows_the_length_quantiles():
-    from dfmm.speed import length_quantile_sample
+    from dfmm.training.speed import length_quantile_sample
 
     lengths = np.array([5, 1, 9, 3, 7, 2, 8])
     assert lengths[length_quantile_sample(lengths, 3)].tolist() == [1, 5, 9]  # min, median, max
@@ -159,8 +159,8 @@ def test_text_speed_sample_follows_the_length_quantiles():
 
 
 def _tiny_fit_setup(tiny_cfg):
-    from dfmm.branches import build_visual
-    from dfmm.experiments import _seed_all, image_loader
+    from dfmm.models.branches import build_visual
+    from dfmm.training.experiments import _seed_all, image_loader
 
     _seed_all(3)
     model, info = build_visual(tiny_cfg)
@@ -175,8 +175,8 @@ def test_fit_resumed_after_an_epoch_ends_with_the_same_tensors(tiny_cfg, tmp_pat
     as the run never interrupted; a state with another fingerprint is ignored (a fresh start)."""
     import shutil
 
-    import dfmm.train as train_mod
-    from dfmm.train import fit
+    import dfmm.training.loop as train_mod
+    from dfmm.training.loop import fit
 
     recipe = Recipe(optimizer="adamw", lr=1e-3, schedule="cosine", warmup_fraction=0.2, head_lr_mult=10.0)
     saved = train_mod.save_training_state

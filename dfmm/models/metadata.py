@@ -28,9 +28,9 @@ import torch
 from dfmm.config import RETIRED_AT, RETIRED_RECIPE_FIELDS
 from dfmm.data.faces import CropGeometry
 from dfmm.errors import CheckpointError
-from dfmm.scoring import DecisionRule
+from dfmm.models.scoring import DecisionRule
 
-# The timm architectures the project's backbones give (dfmm.weights): package:efficientnet-lite0 builds
+# The timm architectures the project's backbones give (dfmm.models.weights): package:efficientnet-lite0 builds
 # tf_efficientnet_lite0, hub:efficientnet_b0 (params/sources/hub.yaml) efficientnet_b0. A checkpoint naming any other
 # architecture is refused before timm builds it.
 VISUAL_ARCHITECTURES = ("tf_efficientnet_lite0", "efficientnet_b0")

@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from dfmm.branches import text_from_meta, visual_from_meta
-from dfmm.checkpoints import load_checkpoint
 from dfmm.choices import AGGREGATIONS, FACE_CROPS
 from dfmm.data.faces import CropGeometry, Face, FaceDetector, crop_faces
 from dfmm.data.images import load_image
@@ -28,8 +26,10 @@ from dfmm.data.text import check_text
 from dfmm.data.transforms import image_transform
 from dfmm.errors import CheckpointError, DataError
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
+from dfmm.models.branches import text_from_meta, visual_from_meta
+from dfmm.models.checkpoints import load_checkpoint
 from dfmm.models.metadata import TextMeta, VisualMeta
-from dfmm.scoring import DecisionRule
+from dfmm.models.scoring import DecisionRule
 
 FACE_CROP = FACE_CROPS  # the name older code imports
 AUTO_CROP_FACTOR = 2.0  # face_crop="auto" crops a photo whose shorter side is at least this x the model's input
@@ -97,7 +97,7 @@ class Detector:
 
     def explainer(self) -> Any:
         if self._explainer is None:
-            from dfmm.explain import GradCamExplainer
+            from dfmm.serving.explain import GradCamExplainer
 
             self._explainer = GradCamExplainer(self.visual, self.rule("visual"), tta=self.visual_spec.tta)
             atexit.register(self._explainer.close)
@@ -270,7 +270,7 @@ def classify_image(
     timings = {"preprocess": t1 - t0, "model": time.perf_counter() - t1}
     extra: dict[str, Any] = {"face": face}
     if return_gradcam:
-        from dfmm.explain import denormalise, overlay
+        from dfmm.serving.explain import denormalise, overlay
 
         t2 = time.perf_counter()
         explains = "fake" if rule.logit_is_fake(logit) else "real"  # the label the image gets, not logit >= 0
@@ -307,7 +307,7 @@ def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str
     timings = {"model": time.perf_counter() - t0}
     extra: dict[str, Any] = {"tokens": n_tokens}
     if explain:
-        from dfmm.explain import token_attributions
+        from dfmm.serving.explain import token_attributions
 
         t1 = time.perf_counter()
         extra["attributions"] = token_attributions(model.text, model.tokenizer, text, model.text_spec.max_length)

@@ -2,7 +2,7 @@
 
 ``dfmm study PARAMS...`` resolves the config, checks the data sources before anything is written, then runs
 ``notebooks/NN_*.ipynb`` in order. Everything of a run lives in its run folder ``runs/NAME``: checkpoints, the
-executed notebooks, the metric sections each notebook records (:mod:`dfmm.notebook`), the report being built
+executed notebooks, the metric sections each notebook records (:mod:`dfmm.study.notebook`), the report being built
 (``report.partial/``), training states and ``study.json``, the record of each completed notebook. Only a
 complete run replaces ``reports/NAME``; a failing notebook stops the study with its name and the cell's error.
 
@@ -10,7 +10,7 @@ Without ``--resume`` a run folder left by another attempt is emptied first, so f
 With ``--resume`` the notebooks that completed with the same config, code, data sizes and notebook file are not
 rerun (the record names each file they wrote, with its digest, and every one must still be there unchanged);
 from the first one that is not, the study runs again, and a training cut short restarts from its last complete
-epoch (:func:`dfmm.train.fit`). On CPU the resumed study's numbers equal an uninterrupted one's.
+epoch (:func:`dfmm.training.loop.fit`). On CPU the resumed study's numbers equal an uninterrupted one's.
 """
 
 from __future__ import annotations
@@ -300,11 +300,11 @@ def run_study(
         record.notebooks[book.stem] = {"notebook": file_digest(book), "seconds": timings[book.stem], "outputs": outputs}
         record.save()
     metrics = merge_metrics(cfg, metrics_dir, sizes, timings, time.time() - started + reused_seconds)
-    from dfmm.sections import check_sections
+    from dfmm.study.sections import check_sections
 
     check_sections(metrics, [b.stem for b in books])
-    from dfmm.report import seed_means, write_data_card, write_index
-    from dfmm.targets import check_targets
+    from dfmm.study.report import seed_means, write_data_card, write_index
+    from dfmm.study.targets import check_targets
 
     metrics["targets"] = check_targets(cfg, metrics)
     metrics["seed_means"] = seed_means(metrics)  # the headline table's derived rows, kept with their sources

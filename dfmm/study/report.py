@@ -1,7 +1,7 @@
 """The report's front pages: ``index.html`` (headline numbers, targets, key figures, pages) and ``DATA_CARD.md``.
 
 Both are rendered from ``metrics.json`` and the resolved config through the Jinja2 templates in
-``dfmm/templates``; nothing in them is typed by hand, and every number they print is in ``metrics.json``
+``dfmm/study/templates``; nothing in them is typed by hand, and every number they print is in ``metrics.json``
 (``tests/test_traceability.py``). A run on the synthetic demo data is labelled as such at the top of both.
 ``withhold`` removes pages that show dataset items from a finished report and relists them on its front page.
 """
@@ -135,7 +135,7 @@ def headline_table(metrics: dict[str, Any]) -> tuple[list[tuple[str, str, list[t
 def target_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     """(branch, target, measured [95% CI], sd over seeds, status, how) for the report, from ``metrics["targets"]``.
 
-    Status is ``dfmm.targets``': met / met, within noise / NO / not measured; a report written before it had
+    Status is ``dfmm.study.targets``': met / met, within noise / NO / not measured; a report written before it had
     only ``met`` (True / False / None), read as met / NO / not measured.
     """
     out = []

@@ -4,7 +4,7 @@ GradCAM (Selvaraju et al., 2017) runs through the ``grad-cam`` package on the la
 EfficientNet. The branch has a single logit, so the target is the logit itself for "fake" and its negative for
 "real" (the package's default targets assume one output per class). Whenever a class is picked here (GradCAM's
 "predicted" target, the deletion check's sign) it is the label the image gets: the checkpoint's
-:class:`~dfmm.scoring.DecisionRule` applied to the logits ``VisualBranch.scored(x, tta)`` computes (mirror-averaged
+:class:`~dfmm.models.scoring.DecisionRule` applied to the logits ``VisualBranch.scored(x, tta)`` computes (mirror-averaged
 when the checkpoint's ``tta`` is true), never ``logit >= 0`` nor the un-mirrored logit alone. One CAM object is
 built per explainer and reused for every batch: building one per image leaks hooks and memory.
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dfmm.models import TextBranch, VisualBranch
-from dfmm.scoring import DecisionRule
+from dfmm.models.scoring import DecisionRule
 
 
 def label_logits(model: VisualBranch, images: torch.Tensor, tta: bool = False) -> torch.Tensor:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from dfmm.config import Recipe
 from dfmm.metrics import binary_metrics
-from dfmm.scoring import _call, _to, predict, sigmoid
+from dfmm.models.scoring import _call, _to, predict, sigmoid
 
 
 @dataclass

@@ -18,8 +18,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from dfmm.branches import build_text, build_visual, text_meta, visual_meta
-from dfmm.checkpoints import save_checkpoint
 from dfmm.config import Config, Recipe
 from dfmm.data import epoch_val_rows
 from dfmm.data.batches import (
@@ -44,8 +42,10 @@ from dfmm.metrics import (
     metrics_with_ci,
     paired_bootstrap,
 )
-from dfmm.scoring import DecisionRule, predict, sigmoid
-from dfmm.train import TrainResult, fit, make_accelerator
+from dfmm.models.branches import build_text, build_visual, text_meta, visual_meta
+from dfmm.models.checkpoints import save_checkpoint
+from dfmm.models.scoring import DecisionRule, predict, sigmoid
+from dfmm.training.loop import TrainResult, fit, make_accelerator
 
 
 @dataclass
@@ -232,7 +232,7 @@ def _scored_splits(test: bool) -> tuple[str, ...]:
 
 
 def _score_cache(cfg: Config, save: bool) -> dict[str, Any]:
-    """How training scores its splits: through the study's score cache (``dfmm.score_cache``), with features for
+    """How training scores its splits: through the study's score cache (``dfmm.models.score_cache``), with features for
     the run whose checkpoint is saved, since notebooks 04-06 read that checkpoint's scores and features again."""
     return {"cache_dir": cfg.run_dir / "cache", "features": save}
 
@@ -638,7 +638,7 @@ def train_fusion(fusion: Any, pairs: PairScores, *, epochs: int, lr: float, seed
     """Full-batch Adam on the fusion parameters only (branches frozen) for ``epochs`` steps, keeping the last;
     returns the loss and the weights after each step.
 
-    Not :func:`dfmm.train.fit`: that loop keeps the epoch with the best validation AUC, and these pairs have
+    Not :func:`dfmm.training.loop.fit`: that loop keeps the epoch with the best validation AUC, and these pairs have
     no validation split of their own (the held-out ones choose between fusion variants).
     """
     torch.manual_seed(seed)
@@ -662,7 +662,7 @@ def save_ensemble(
     path: Path, visual_ckpt: Path, text_ckpt: Path, fusion: Any, fusion_meta: dict[str, Any], cfg: Config
 ) -> Path:
     """``multimodal_ensemble.pt``: both branches and the fusion module, tensors only."""
-    from dfmm.checkpoints import load_checkpoint
+    from dfmm.models.checkpoints import load_checkpoint
 
     _, vs, vm = load_checkpoint(visual_ckpt, ("visual_branch",))
     _, ts, tm = load_checkpoint(text_ckpt, ("text_branch",))

@@ -1,7 +1,7 @@
 """What a notebook sees: its config, where its report and figures go, and how it records its numbers.
 
 Every notebook starts with ``ctx = notebook_setup(config_path, params, report_dir)``. Under ``dfmm study`` the
-runner (:mod:`dfmm.study`) injects the resolved config's path and the staging report folder; in JupyterLab the
+runner (:mod:`dfmm.study.runner`) injects the resolved config's path and the staging report folder; in JupyterLab the
 notebook loads ``params`` itself and writes straight into ``reports/NAME``.
 """
 
@@ -32,10 +32,10 @@ class NotebookContext:
 
     def record(self, section: str, values: dict[str, Any]) -> Path:
         """Add this notebook's numbers to the report's ``metrics.json`` (under ``section``), after checking them
-        against the section's contract (:mod:`dfmm.sections`): a malformed section fails here, in its cell."""
+        against the section's contract (:mod:`dfmm.study.sections`): a malformed section fails here, in its cell."""
         import json
 
-        from dfmm.sections import check_section
+        from dfmm.study.sections import check_section
 
         text = dumps_json(values)
         check_section(section, json.loads(text))  # as it will be read back: numpy values are plain JSON by then
@@ -47,7 +47,7 @@ class NotebookContext:
         does not draw it a second time. Returns nothing: a cell that ends with it shows the figure, not a path."""
         import matplotlib.pyplot as plt
 
-        from dfmm.metrics import save_figure
+        from dfmm.analysis.plots import save_figure
 
         path = save_figure(fig, self.figures / f"{name}.png")
         plt.close(fig)

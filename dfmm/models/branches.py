@@ -14,7 +14,7 @@ import torch
 from dfmm.config import Config, Recipe
 from dfmm.models import TextBranch, VisualBranch
 from dfmm.models.metadata import TextMeta, VisualArch
-from dfmm.weights import BackboneInfo, create_text_encoder, create_visual_backbone
+from dfmm.models.weights import BackboneInfo, create_text_encoder, create_visual_backbone
 
 
 def build_visual(cfg: Config) -> tuple[VisualBranch, BackboneInfo]:

@@ -174,7 +174,7 @@ def _row(item: Item, digest: str, **values: Any) -> dict[str, Any]:
 
 
 def _score_images(model: Any, batch: list[Item], digest: str, face_crop: str) -> list[dict]:
-    from dfmm.inference import _visual_logits, face_crop_image
+    from dfmm.serving.inference import _visual_logits, face_crop_image
 
     rule = model.rule("visual")
     rows: dict[int, dict[str, Any]] = {}
@@ -193,7 +193,7 @@ def _score_images(model: Any, batch: list[Item], digest: str, face_crop: str) ->
 
 
 def _score_one(model: Any, kind: str, item: Item, digest: str, options: dict) -> dict:
-    from dfmm.inference import classify_text, classify_video
+    from dfmm.serving.inference import classify_text, classify_video
 
     try:
         if kind == "videos":

@@ -1,6 +1,6 @@
 """The contract of ``metrics.json``: one typed section per notebook, checked when written and when assembled.
 
-Each notebook records one section (``ctx.record("visual", {...})``); :mod:`dfmm.report` and :mod:`dfmm.targets`
+Each notebook records one section (``ctx.record("visual", {...})``); :mod:`dfmm.study.report` and :mod:`dfmm.study.targets`
 read them. The ``TypedDict`` classes below are that contract, in one place: :func:`check_section` validates a
 section against its class (required keys, value types, nested run and metric records) when the notebook records
 it, so a malformed section fails in the notebook's own cell, and :func:`check_sections` runs again when the study

@@ -6,7 +6,7 @@ Wang et al. 2020, "CNN-generated images are surprisingly easy to spot... for now
 whitespace noise for texts. Perturbations are a registry of named functions (``IMAGE_PERTURBATIONS``,
 ``TEXT_PERTURBATIONS``), timm style, so a sweep is a list of names.
 
-Each perturbed split goes through the study's own scoring (``dfmm.evaluate.score_images`` / ``score_texts``, the
+Each perturbed split goes through the study's own scoring (``dfmm.serving.evaluate.score_images`` / ``score_texts``, the
 checkpoint's decision rule and TTA); perturbed images are handed over as losslessly encoded PNG bytes, so the
 perturbation is exactly what is measured. The AUC change against the clean split is a paired bootstrap on the
 same items, resampled by group (``dfmm.metrics.paired_bootstrap``): ``difference`` = AUC clean - AUC perturbed,
@@ -37,8 +37,8 @@ from dfmm.data.labels import FAKE
 from dfmm.data.splits import subset_by_group
 from dfmm.data.text import TextSet
 from dfmm.errors import DataError
-from dfmm.evaluate import score_images, score_texts
 from dfmm.metrics import metrics_with_ci, paired_bootstrap
+from dfmm.serving.evaluate import score_images, score_texts
 
 TYPO_RATE = 0.02  # typos_2pct: the share of characters changed
 CASE_FLIP_P = 0.1  # case_whitespace: the chance that a word's case is changed
@@ -373,7 +373,7 @@ def robustness_sweep(
     groups; ``auc_change["difference"]`` = AUC clean - AUC perturbed (positive: the perturbation costs AUC),
     with its paired interval on the same resamples. ``max_items`` caps each set at a balanced, seeded subset
     (whole groups); the clean row is scored on that same subset. ``cache_dir``: a study's cache, where the score
-    cache (``dfmm.score_cache``) already holds the clean rows when the test split was scored before.
+    cache (``dfmm.models.score_cache``) already holds the clean rows when the test split was scored before.
     """
     options = {
         "seed": seed,
@@ -514,7 +514,7 @@ def robustness_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def plot_robustness(result: dict[str, Any], title: str = "") -> Any:
     """ROC AUC with its 95% bootstrap interval under each perturbation; dashed: the clean AUC (band: its CI)."""
-    from dfmm.metrics import _plt
+    from dfmm.analysis.plots import _plt
 
     plt = _plt()
     names = list(result["perturbations"])

@@ -1,6 +1,6 @@
 """Scoring shared by training and serving: batched prediction, logits to P(fake), and the one decision rule.
 
-Serving (``dfmm.inference``, ``dfmm.evaluate``, ``dfmm score``) and training (``dfmm.train``) both import this
+Serving (``dfmm.serving.inference``, ``dfmm.serving.evaluate``, ``dfmm score``) and training (``dfmm.training.loop``) both import this
 module; it imports neither. ``DecisionRule`` is the only place a checkpoint's temperature and threshold turn a
 logit into a probability and a label: every ``classify_*`` call, the GradCAM target, the video vote, the CLI, the
 notebooks and ``dfmm evaluate`` go through it, so an input near the threshold gets the same label on every path.
@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dfmm.data.labels import NAMES
-from dfmm.score_cache import ScoreCache
+from dfmm.models.score_cache import ScoreCache
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -112,7 +112,7 @@ def predict(
     ``features`` also each item's pooled features (``features``, through the branch's ``scored``).
 
     With ``cache_dir`` the inputs this model has already scored there are read from the score cache
-    (``dfmm.score_cache``: keyed by the model's weights and the input tensor itself) and only the others go
+    (``dfmm.models.score_cache``: keyed by the model's weights and the input tensor itself) and only the others go
     through the model; their scores are added to the cache.
     """
     model.eval()

@@ -1,7 +1,7 @@
 """Speed checks measured in one run, as ratios: the study's notebooks and the ``benchmarks/`` scripts share them.
 
 - :func:`visual_loop_ratio`: the project's training loop reading JPEG files through the real pipeline (decode +
-  card augmentation + ``dfmm.train.fit``) against a plain loop over pre-decoded tensors; same model, batch and
+  card augmentation + ``dfmm.training.loop.fit``) against a plain loop over pre-decoded tensors; same model, batch and
   optimiser. Target >= 0.9.
 - :func:`text_loop_ratio`: the project's loop on length-bucketed, dynamically padded batches against fixed
   padding to ``max_length`` (and random batches padded to their longest text); same model and texts. Target >= 3.
@@ -23,9 +23,9 @@ from dfmm.config import Config, Recipe
 from dfmm.data.images import ImageSet, load_image
 from dfmm.data.text import TextSet
 from dfmm.data.transforms import image_transform
-from dfmm.experiments import image_loader
 from dfmm.models import TextBranch, VisualBranch
-from dfmm.train import bce_loss, fit, make_accelerator
+from dfmm.training.experiments import image_loader
+from dfmm.training.loop import bce_loss, fit, make_accelerator
 
 
 def device_name() -> str:
@@ -118,7 +118,7 @@ def text_loop_ratio(
     max_length: int = 512,
     compare_random: bool = True,
 ) -> dict[str, Any]:
-    """samples/s of ``dfmm.train.fit`` with fixed padding, random dynamic padding and our length buckets.
+    """samples/s of ``dfmm.training.loop.fit`` with fixed padding, random dynamic padding and our length buckets.
 
     ``build`` returns (fresh model with the same init, its tokenizer). The ``n`` texts sit at evenly spaced
     quantiles of the token lengths of all ``texts``, so even a short check has the corpus's length distribution

@@ -1,7 +1,7 @@
 """Scoring a checkpoint on a labelled folder or file: what ``dfmm evaluate`` prints.
 
 Uses the same layouts as the data layer (``real/`` + ``fake/`` folders, JSONL with ``text`` + ``label``), the
-same batched code as training and the checkpoint's decision rule (``dfmm.scoring.DecisionRule``), so the numbers
+same batched code as training and the checkpoint's decision rule (``dfmm.models.scoring.DecisionRule``), so the numbers
 match the notebooks' and the labels match ``classify_*``. Notebook 06 scores through ``score_sets`` (which calls
 ``score_images`` and ``score_texts``) and ``by_aggregation``. An unreadable clip is recorded with its reason and the
 evaluation goes on.
@@ -19,13 +19,13 @@ from dfmm.data.text import TextSet, load_texts
 from dfmm.data.video import list_videos
 from dfmm.errors import CheckpointError, DataError, failure
 from dfmm.metrics import binary_metrics, metrics_with_ci
-from dfmm.scoring import predict
+from dfmm.models.scoring import predict
 
 
 def score_images(model: Any, images: ImageSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, np.ndarray]:
     """P(fake) under the checkpoint's decision rule, labels and dataset indices of every readable image. With
     ``cache_dir`` (a study's ``runs/NAME/cache``) faces this model has scored before are read from the score
-    cache (``dfmm.score_cache``)."""
+    cache (``dfmm.models.score_cache``)."""
     from torch.utils.data import DataLoader
 
     if model.visual is None:
@@ -41,7 +41,7 @@ def score_images(model: Any, images: ImageSet, batch_size: int = 32, cache_dir: 
 
 def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, Any]:
     """P(fake) under the checkpoint's decision rule, labels and indices of every text, and how many were cut.
-    ``cache_dir`` keeps the token ids (``TokenizedTexts``) and the scores (``dfmm.score_cache``) there."""
+    ``cache_dir`` keeps the token ids (``TokenizedTexts``) and the scores (``dfmm.models.score_cache``) there."""
     from torch.utils.data import DataLoader
 
     if model.text is None:
@@ -126,7 +126,7 @@ def score_videos(
 ) -> list[dict[str, Any]]:
     """One row per labelled clip: its score, label, faces found and timings, or the reason it could not be read
     (any failure of one clip, a library's too: ``dfmm.errors.failure``)."""
-    from dfmm.inference import classify_video
+    from dfmm.serving.inference import classify_video
 
     rows = []
     for path, lab in labelled_clips(source) if clips is None else clips:
@@ -163,7 +163,7 @@ def clip_threshold(model: Any, aggregation: str) -> float:
 def by_aggregation(model: Any, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Clip-level metrics of every aggregation rule on the same per-frame scores of the readable clips
     (``score_videos`` rows), each at its ``clip_threshold``."""
-    from dfmm.inference import AGGREGATIONS, aggregate
+    from dfmm.serving.inference import AGGREGATIONS, aggregate
 
     readable = [r for r in rows if "error" not in r]
     out = {}
@@ -198,7 +198,7 @@ def evaluate_videos(
 ) -> dict[str, Any]:
     """Clip-level metrics of the labelled clips under ``source`` (``clips``: its ``labelled_clips``, when the
     caller listed them first)."""
-    from dfmm.inference import check_aggregation
+    from dfmm.serving.inference import check_aggregation
 
     check_aggregation(aggregation)  # before any clip: one bad option, not eleven unreadable clips
     rows = score_videos(model, source, num_frames, aggregation, face_crop, clips)
