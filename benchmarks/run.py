@@ -5,7 +5,7 @@
     make bench [BENCH_ARGS="--size small"]
 
 Runs visual_throughput, text_throughput, inference_latency, score_throughput, bootstrap_cost, augment_cost,
-decoded_cache, cpu_paths and tta_views (``recipe_sweep.py`` trains models: run it on its own). ``--size full`` (the default)
+decoded_cache, cpu_paths, tta_views and refusal_cost (``recipe_sweep.py`` trains models: run it on its own). ``--size full`` (the default)
 uses the sizes in each script's docstring (the GPU ones for the training loops when CUDA is available);
 ``--size small`` shrinks every script to seconds, for a smoke run, and leaves out the video timings. Prints one
 Markdown table (benchmark, figure, ours, plain/anchor, ratio, target) and writes
@@ -284,6 +284,18 @@ def cpu_paths_rows(out: dict, inp: Inputs) -> list[dict]:
     ]  # fmt: skip
 
 
+def refusal_cost_args(inp: Inputs) -> list[str]:
+    return ["--repeats", "2" if inp.small else "5"]
+
+
+def refusal_cost_rows(out: dict, inp: Inputs) -> list[dict]:
+    return [
+        _row(f"s from `dfmm` to its error for a refused input, slowest of {len(out['seconds'])} cases "
+             f"({out['slowest']}; anchor: importing torch)", out["slowest_s"], out["import_torch_s"],
+             round(out["slowest_s"] / out["import_torch_s"], 3), "<= 1 s"),
+    ]  # fmt: skip
+
+
 def tta_views_args(inp: Inputs) -> list[str]:
     model = _need(inp.visual_model, "visual checkpoint", "--visual-model")
     params = [_need(p, "params file", "--params") for p in inp.params]
@@ -339,6 +351,7 @@ BENCHMARKS: dict[str, Bench] = {
     "decoded_cache": Bench(decoded_cache_args, decoded_cache_rows),
     "cpu_paths": Bench(cpu_paths_args, cpu_paths_rows),
     "tta_views": Bench(tta_views_args, tta_views_rows, tta_views_parse),
+    "refusal_cost": Bench(refusal_cost_args, refusal_cost_rows),
 }
 
 

@@ -347,12 +347,13 @@ _CLASSIFY_OPTIONS = {
 def cmd_classify(a: argparse.Namespace) -> Any:
     from dfmm.data.images import IMAGE_EXTENSIONS
     from dfmm.data.video import VIDEO_EXTENSIONS
-    from dfmm.serving.inference import classify_image, classify_multimodal, classify_text, classify_video, load_model
 
     _options_for(a, f"classify {a.modality}", _CLASSIFY_OPTIONS[a.modality])
-    # every input is read or listed before the model loads (10-20 s): a typo costs nothing
+    # every input is read or listed before torch is imported and the model loads (10-20 s): a typo costs nothing
     if a.modality == "multimodal":
         image, text = _multimodal_inputs(a)
+        from dfmm.serving.inference import classify_multimodal, load_model
+
         model, _ = load_model(a.model)
         return classify_multimodal(model, image_path_or_pil=image, text=text, face_crop=a.face_crop)
     if not a.inputs:
@@ -362,6 +363,8 @@ def cmd_classify(a: argparse.Namespace) -> Any:
         texts = _text_inputs(a.inputs, a.text_inputs)
     else:
         files = _expand(a.inputs, IMAGE_EXTENSIONS if a.modality == "image" else VIDEO_EXTENSIONS)
+    from dfmm.serving.inference import classify_image, classify_text, classify_video, load_model
+
     model, _ = load_model(a.model)
     results = []
     if a.modality == "text":
@@ -392,16 +395,17 @@ def cmd_train(a: argparse.Namespace) -> dict[str, Any] | None:
     """One branch, one recipe, through the same code as the notebooks; under ``accelerate launch`` each process
     trains on its shard and only the main process saves and prints."""
     from dfmm.config import load_config
-    from dfmm.data import image_splits, text_splits
-    from dfmm.files import TRAINING_STATES
-    from dfmm.training.experiments import train_text, train_visual, training_state_path
 
-    cfg = load_config(a.params, a.overrides)
+    cfg = load_config(a.params, a.overrides)  # before torch is imported: a bad value costs well under a second
     bc = getattr(cfg, a.branch)
     recipe = a.recipe or bc.report_recipe
     if recipe not in bc.recipes:
         raise DfmmError(f"--recipe {recipe}: not among {a.branch}.recipes {sorted(bc.recipes)}")
     seed = cfg.study.seed if a.seed is None else a.seed
+    from dfmm.data import image_splits, text_splits
+    from dfmm.files import TRAINING_STATES
+    from dfmm.training.experiments import train_text, train_visual, training_state_path
+
     states = cfg.run_dir / TRAINING_STATES
     if not a.resume:  # a fresh start: never continue another attempt's state unasked
         training_state_path(states, a.branch, recipe, seed).unlink(missing_ok=True)
@@ -435,37 +439,43 @@ def _source(a: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> dict[str, Any]:
+    kind, source = _source(a)
+    _options_for(a, f"evaluate --{kind}", _SOURCE_OPTIONS["evaluate"][kind], {"batch_size": 32})
+    # the data is read and checked before torch is imported and the model loads
+    if kind == "images":
+        from dfmm.data.images import load_images
+
+        data: Any = load_images(source)
+    elif kind == "texts":
+        from dfmm.data.text import load_texts
+
+        data = load_texts(source)
+    else:
+        from dfmm.data.video import labelled_clips
+
+        data = labelled_clips(source)
     from dfmm.serving.evaluate import evaluate_images, evaluate_texts, evaluate_videos
     from dfmm.serving.inference import load_model
 
-    kind, source = _source(a)
-    _options_for(a, f"evaluate --{kind}", _SOURCE_OPTIONS["evaluate"][kind], {"batch_size": 32})
-    if kind == "images":  # the data is read and checked before the model loads
-        from dfmm.data.images import load_images
-
-        images = load_images(source)
-        return evaluate_images(load_model(a.model)[0], source, a.batch_size, images=images)
+    if kind == "images":
+        return evaluate_images(load_model(a.model)[0], source, a.batch_size, images=data)
     if kind == "texts":
-        from dfmm.data.text import load_texts
-
-        texts = load_texts(source)
-        return evaluate_texts(load_model(a.model)[0], source, a.batch_size, texts=texts)
-    from dfmm.serving.evaluate import labelled_clips
-
-    clips = labelled_clips(source)
+        return evaluate_texts(load_model(a.model)[0], source, a.batch_size, texts=data)
+    clips = data
     return evaluate_videos(
         load_model(a.model)[0], source, a.num_frames, a.aggregation, face_crop=a.face_crop != "never", clips=clips
     )
 
 
 def cmd_score(a: argparse.Namespace) -> dict[str, Any]:
-    from dfmm.serving.inference import load_model
     from dfmm.serving.score_files import check_can_score, list_items, read_rows, score_to_csv
 
     kind, source = _source(a)
     _options_for(a, f"score --{kind}", _SOURCE_OPTIONS["score"][kind], {"batch_size": 64})
-    items = list_items(kind, source)  # before the model loads: the source and the --out file are checked first
+    items = list_items(kind, source)  # before torch and the model load: the source and --out are checked first
     read_rows(Path(a.out), digest=None)
+    from dfmm.serving.inference import load_model
+
     model, _ = load_model(a.model)
     check_can_score(model, kind)
     return score_to_csv(

@@ -23,7 +23,7 @@ LAYERS = {
     "cli": 6,
     "api": 6,  # dfmm/__init__.py: load_model and classify_* from serving, loaded on first use
 }
-FOUNDATION = {"config", "choices", "errors", "files", "metrics"}
+FOUNDATION = {"config", "params_yaml", "choices", "errors", "files", "metrics"}
 
 
 def _layer(module: str) -> str:

@@ -19,6 +19,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from dfmm.analysis.plots import plot_reliability
 from dfmm.metrics import (
     BOOTSTRAP_METRICS,
     _resample_units,
@@ -31,7 +32,6 @@ from dfmm.metrics import (
     fit_temperature,
     metrics_with_ci,
     paired_bootstrap,
-    plot_reliability,
     reliability_curve,
 )
 

@@ -73,6 +73,14 @@ def _probe(path: str | Path) -> tuple[dict[str, Any], float]:
         container.close()
 
 
+def labelled_clips(source: str | Path) -> list[tuple[Path, int]]:
+    """The labelled clips under ``source`` (``real/`` and ``fake/``), or one ``DataError``."""
+    clips = [(p, lab) for p, lab in list_videos(source) if lab is not None]
+    if not clips:
+        raise DataError(f"{source}: no labelled clips (expected real/ and fake/ folders)")
+    return clips
+
+
 def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0, max_side: int = 0) -> VideoFrames:
     """``num_frames`` RGB frames spread uniformly over the clip, upright (the stream's rotation applied).
 

@@ -16,8 +16,8 @@ import numpy as np
 from dfmm.data.batches import ImageDataset, LengthBucketSampler, ShuffledBatchSampler, TokenizedTexts, collate_images
 from dfmm.data.images import ImageSet, load_images
 from dfmm.data.text import TextSet, load_texts
-from dfmm.data.video import list_videos
-from dfmm.errors import CheckpointError, DataError, failure
+from dfmm.data.video import labelled_clips
+from dfmm.errors import CheckpointError, failure
 from dfmm.metrics import binary_metrics, metrics_with_ci
 from dfmm.models.scoring import predict
 
@@ -106,14 +106,6 @@ def evaluate_texts(model: Any, source: str, batch_size: int = 32, texts: TextSet
     s = score_texts(model, load_texts(source) if texts is None else texts, batch_size)
     out = binary_metrics(s["labels"], s["probs"], model.threshold("text"))
     return {"data": source, "model": model.path, **out, "truncated": s["truncated"]}
-
-
-def labelled_clips(source: str) -> list[tuple[Any, int]]:
-    """The labelled clips under ``source`` (``real/`` and ``fake/``), or one ``DataError``."""
-    clips = [(p, lab) for p, lab in list_videos(source) if lab is not None]
-    if not clips:
-        raise DataError(f"{source}: no labelled clips (expected real/ and fake/ folders)")
-    return clips
 
 
 def score_videos(
