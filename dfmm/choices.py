@@ -12,3 +12,17 @@ FaceCrop = Literal["auto", "always", "never"]  # photos: crop to the largest fac
 
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 FACE_CROPS: tuple[str, ...] = get_args(FaceCrop)
+
+# What a checkpoint may describe, checked when params load (dfmm.config) and again when a checkpoint loads
+# (dfmm.models.metadata), so that training never writes a model that serving refuses: the project's backbones
+# (package:efficientnet-lite0 builds tf_efficientnet_lite0, hub:efficientnet_b0 efficientnet_b0, optionally with a
+# timm weight tag "name.tag"; all-MiniLM-L6-v2 is a bert, roberta-base a roberta) and the input sizes they serve.
+VISUAL_ARCHITECTURES: tuple[str, ...] = ("tf_efficientnet_lite0", "efficientnet_b0")
+TEXT_MODEL_TYPES: tuple[str, ...] = ("bert", "roberta")
+IMAGE_SIZES = (32, 1024)  # visual.image_size, pixels (inclusive)
+MAX_LENGTHS = (8, 4096)  # text.max_length, tokens (inclusive)
+
+
+def visual_architecture(timm_name: str) -> str:
+    """The architecture of a timm model name: ``efficientnet_b0.ra_in1k`` -> ``efficientnet_b0``."""
+    return timm_name.split(".", 1)[0]

@@ -293,8 +293,9 @@ def _gradcam_folder(path: str) -> Path:
             if not p.is_dir():
                 what = "is a file" if p == out else f"{p} is a file"
                 raise DfmmError(f"--gradcam {path}: {what}, expected a folder")
-            if p != out and not os.access(p, os.W_OK | os.X_OK):
-                raise DfmmError(f"--gradcam {path}: cannot create the folder ({p} is not writable)")
+            if not os.access(p, os.W_OK | os.X_OK):
+                what = "the folder is not writable" if p == out else f"cannot create the folder ({p} is not writable)"
+                raise DfmmError(f"--gradcam {path}: {what}")
             break
     return out
 
@@ -311,7 +312,10 @@ def _write_overlay(folder: Path, stem: str, overlay: Any, written: set[Path]) ->
         n += 1
         png = folder / f"{stem}_{n}_gradcam.png"
     written.add(png)
-    Image.fromarray(overlay).save(png)
+    try:
+        Image.fromarray(overlay).save(png)
+    except OSError as e:  # a full disk, a folder made read-only meanwhile
+        raise DfmmError(f"--gradcam {folder}: cannot write {png.name} ({e.strerror or e})") from None
     return png
 
 
@@ -435,7 +439,10 @@ _SOURCE_OPTIONS = {  # evaluate / score: which scoped options each kind of sourc
 
 
 def _source(a: argparse.Namespace) -> tuple[str, str]:
-    return next((k, getattr(a, k)) for k in ("images", "videos", "texts") if getattr(a, k))
+    kind = next(k for k in ("images", "videos", "texts") if getattr(a, k) is not None)
+    if not getattr(a, kind).strip():
+        raise DfmmError(f"--{kind}: empty path")
+    return kind, getattr(a, kind)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> dict[str, Any]:

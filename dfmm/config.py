@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dfmm.choices import AGGREGATIONS
+from dfmm.choices import AGGREGATIONS, IMAGE_SIZES, MAX_LENGTHS, VISUAL_ARCHITECTURES, visual_architecture
 from dfmm.errors import ConfigError
 from dfmm.params_yaml import MAX_DEPTH, _clip, _load_yaml, _read_yaml, _show
 
@@ -314,6 +314,10 @@ def _at_least(n: int, note: str = "") -> tuple[Any, str]:
     return (lambda v: v >= n, f">= {n}{note}")
 
 
+def _int_in(lo: int, hi: int, note: str = "") -> tuple[Any, str]:
+    return (lambda v: lo <= v <= hi, f"an integer in {lo}..{hi}" + (f" ({note})" if note else ""))
+
+
 def _between(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> tuple[Any, str]:
     def valid(v: float) -> bool:
         return (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
@@ -341,7 +345,7 @@ _RANGES = {
     ("data", "synthetic_texts"): _at_least(2, " (one human and one AI text)"),
     ("data", "synthetic_videos"): _at_least(0, " (0 = none)"),
     ("data", "synthetic_image_size"): _at_least(2),
-    ("visual", "image_size"): _at_least(1),
+    ("visual", "image_size"): _int_in(*IMAGE_SIZES, "pixels: what a checkpoint can serve"),
     ("visual", "batch_size"): _at_least(1),
     ("visual", "eval_batch_size"): _at_least(1),
     ("visual", "epochs"): _at_least(1),
@@ -349,7 +353,7 @@ _RANGES = {
     ("visual", "seeds"): _at_least(1),
     ("visual", "gradcam_examples"): _at_least(0),
     ("visual", "speed_check_steps"): _at_least(0, " (0 = skip)"),
-    ("text", "max_length"): _at_least(1),
+    ("text", "max_length"): _int_in(*MAX_LENGTHS, "tokens: what a checkpoint can serve"),
     ("text", "batch_size"): _at_least(1),
     ("text", "epochs"): _at_least(1),
     ("text", "hidden"): _at_least(1),
@@ -419,12 +423,27 @@ def _check_values(cfg: Config, origin: str, overrides: list[str] | None = None) 
                 f"{_show(bc.report_recipe)} is not among {_show(sorted(bc.recipes))}"
             )
     _check_ranges(cfg, origin, overrides)
+    _check_backbone(cfg, origin, overrides or [])
     name = cfg.study.name
     if not _FOLDER_NAME.fullmatch(name):
         got = f" (got {len(name):,} characters)" if len(name) > _FOLDER_NAME_MAX else ""
         raise ConfigError(
             f"{_blame(origin, 'study.name', overrides or [])}: study.name = {_show(name, 80)}; expected a plain "
             f"folder name: 1-{_FOLDER_NAME_MAX} letters, digits, '.', '_' or '-', not starting with '.' or '-'{got}"
+        )
+
+
+def _check_backbone(cfg: Config, origin: str, overrides: list[str]) -> None:
+    """A visual backbone whose architecture a checkpoint may name (``dfmm.choices.VISUAL_ARCHITECTURES``): training
+    must never write a model that loading refuses. A text encoder's type is known once its config is read
+    (``dfmm.models.branches.build_text`` checks it before training)."""
+    spec, v = cfg.visual.backbone, cfg.visual
+    name = spec[4:] if spec.startswith("hub:") else v.timm_name if spec.startswith("file:") else None
+    if name and visual_architecture(name) not in VISUAL_ARCHITECTURES:
+        key = "visual.backbone" if spec.startswith("hub:") else "visual.timm_name"
+        raise ConfigError(
+            f"{_blame(origin, key, overrides)}: {key} names {_show(name, 80)}; a dfmm checkpoint holds one of "
+            f"{', '.join(VISUAL_ARCHITECTURES)} (optionally with a timm weight tag, e.g. efficientnet_b0.ra_in1k)"
         )
 
 

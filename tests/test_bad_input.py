@@ -152,8 +152,24 @@ CASES = [
     cli("cfg-batch-size-zero", _train("visual.batch_size=0"), "visual.batch_size = 0; expected >= 1"),
     cli("cfg-recipe-batch-size", _train("text.recipes.card.batch_size=-4"), "text.recipes.card.batch_size = -4"),
     cli("cfg-num-frames-zero", _train("video.num_frames=0"), "video.num_frames = 0; expected >= 1"),
-    cli("cfg-image-size-zero", _train("visual.image_size=0"), "visual.image_size = 0; expected >= 1"),
-    cli("cfg-max-length-zero", _train("text.max_length=0"), "text.max_length = 0; expected >= 1"),
+    cli("cfg-image-size-zero", _train("visual.image_size=0"), "visual.image_size = 0; expected an integer in 32..1024"),
+    cli("cfg-image-size-huge", _train("visual.image_size=30000"), "visual.image_size = 30000; expected an integer in"),
+    cli("cfg-max-length-zero", _train("text.max_length=0"), "text.max_length = 0; expected an integer in 8..4096"),
+    cli(
+        "cfg-backbone-not-servable",
+        _train("visual.backbone=hub:vit_huge_patch14_224"),
+        "visual.backbone names 'vit_huge_patch14_224'; a dfmm checkpoint holds one of tf_efficientnet_lite0, efficientnet_b0",
+    ),
+    cli(
+        "cfg-file-backbone-timm-name",
+        _train("visual.backbone=file:w.pt", "visual.timm_name=resnet50"),
+        "visual.timm_name names 'resnet50'",
+    ),
+    api(
+        "cfg-hub-backbone-with-tag-ok",
+        lambda t: load_config([DEMO], ["visual.backbone=hub:efficientnet_b0.ra_in1k"]),
+        check=lambda c: c.visual.backbone == "hub:efficientnet_b0.ra_in1k",
+    ),
     cli("cfg-lr-zero", _train("visual.recipes.improved.lr=0"), "visual.recipes.improved.lr = 0.0; expected > 0"),
     cli("cfg-lr-nan", _train("visual.recipes.card.lr=.nan"), "lr = nan; expected a finite number > 0"),
     cli("cfg-fusion-lr-inf", _train("fusion.lr=.inf"), "fusion.lr = inf; expected a finite number > 0"),
@@ -486,6 +502,24 @@ CASES = [
         "opt-aggregation-on-score-images",
         lambda t: ["score", "--model", t.never_loaded, "--images", "x", "--out", "o.csv", "--aggregation", "max"],
         "--aggregation: does not apply to score --images",
+    ),
+    cli(
+        "early-evaluate-empty-path",
+        lambda t: ["evaluate", "--model", t.never_loaded, "--images", ""],
+        "--images: empty path",
+    ),
+    cli(
+        "early-score-out-under-a-file",
+        lambda t: [
+            "score",
+            "--model",
+            t.never_loaded,
+            "--texts",
+            t.file("t.jsonl", _jsonl([{"text": "a b", "label": 0}])),
+            "--out",
+            str(t.tmp / "t.jsonl" / "o.csv"),
+        ],
+        "t.jsonl is a file, expected a folder",
     ),
     # ---- inputs are checked before the model loads (10-20 s), wherever the README says "before any work" (#25)
     cli(

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from dfmm.errors import DataError
-from dfmm.serving.score_files import COLUMNS, file_digest, score_to_csv
+from dfmm.serving.score_files import COLUMNS, file_digest, score_to_csv, text_digest
 
 from .conftest import ROOT
 
@@ -350,8 +350,17 @@ def test_a_text_keeps_its_score_when_rows_are_inserted_or_reordered(tiny_models,
     assert len(rows) == 4 and len({r["content_digest"] for r in rows}) == 4
     added = rows[-1]
     assert added["item"] == f"{data}#0" and added["probability_fake"] not in by_digest.values()
-    for r in rows[:3]:  # the old rows are untouched: each text's score is its own
+    for r in rows[:3]:  # the old rows keep their scores: each text's score is its own
         assert by_digest[r["content_digest"]] == r["probability_fake"]
+    now = [new_first, *reversed(texts)]  # and every row names where its text stands now
+    assert {r["item"]: r["content_digest"] for r in rows} == {f"{data}#{i}": text_digest(t) for i, t in enumerate(now)}
+    # a text edited in place: its old row is dropped and the new text scored, one row per position still
+    now[2] = "An edited line that was not here before."
+    data.write_text("".join(json.dumps({"text": t, "label": 0}) + "\n" for t in now))
+    s = score_to_csv(txt, "texts", str(data), out, progress=False)
+    assert (s["already_scored"], s["rescored_changed"], s["scored"]) == (3, 1, 1)
+    rows = _rows(out)
+    assert {r["item"]: r["content_digest"] for r in rows} == {f"{data}#{i}": text_digest(t) for i, t in enumerate(now)}
 
 
 def test_a_failure_of_any_kind_on_one_item_is_its_error_row(vis, folder, tmp_path, monkeypatch):

@@ -11,7 +11,9 @@ from typing import Any
 
 import torch
 
+from dfmm.choices import TEXT_MODEL_TYPES
 from dfmm.config import Config, Recipe
+from dfmm.errors import ConfigError
 from dfmm.models import TextBranch, VisualBranch
 from dfmm.models.metadata import TextMeta, VisualArch
 from dfmm.models.weights import BackboneInfo, create_text_encoder, create_visual_backbone
@@ -56,6 +58,12 @@ def visual_from_meta(meta: dict[str, Any] | VisualArch, state: dict[str, torch.T
 
 def build_text(cfg: Config) -> tuple[TextBranch, Any, BackboneInfo]:
     encoder, tokenizer, info = create_text_encoder(cfg.text.encoder)
+    model_type = getattr(encoder.config, "model_type", None)
+    if model_type not in TEXT_MODEL_TYPES:  # before training: a checkpoint of it would be refused at load
+        raise ConfigError(
+            f"text.encoder '{cfg.text.encoder}' is a {model_type!r} encoder; a dfmm checkpoint holds one of "
+            f"{', '.join(TEXT_MODEL_TYPES)}"
+        )
     return TextBranch(encoder, cfg.text.hidden, cfg.text.dropout), tokenizer, info
 
 

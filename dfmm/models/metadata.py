@@ -25,18 +25,12 @@ from typing import Any, ClassVar, NoReturn
 
 import torch
 
+from dfmm.choices import IMAGE_SIZES, MAX_LENGTHS, TEXT_MODEL_TYPES, VISUAL_ARCHITECTURES, visual_architecture
 from dfmm.config import RETIRED_AT, RETIRED_RECIPE_FIELDS
 from dfmm.data.faces import CropGeometry
 from dfmm.errors import CheckpointError
 from dfmm.models.scoring import DecisionRule
 
-# The timm architectures the project's backbones give (dfmm.models.weights): package:efficientnet-lite0 builds
-# tf_efficientnet_lite0, hub:efficientnet_b0 (params/sources/hub.yaml) efficientnet_b0. A checkpoint naming any other
-# architecture is refused before timm builds it.
-VISUAL_ARCHITECTURES = ("tf_efficientnet_lite0", "efficientnet_b0")
-# The transformers model types of the project's text encoders: all-MiniLM-L6-v2 (the offline package) is a bert,
-# hub:roberta-base a roberta.
-TEXT_MODEL_TYPES = ("bert", "roberta")
 # hf_config size fields and their bounds (roberta-large: 1024 hidden, 24 layers, 4096 intermediate, 50265 tokens)
 HF_SIZES: dict[str, tuple[int, int]] = {
     "hidden_size": (8, 4096),
@@ -303,7 +297,7 @@ class VisualArch(_Section):
                 )
         if "timm_name" in meta:
             name = meta["timm_name"]
-            if not isinstance(name, str) or name not in VISUAL_ARCHITECTURES:
+            if not isinstance(name, str) or visual_architecture(name) not in VISUAL_ARCHITECTURES:
                 w.bad("timm_name", name, f"one of {', '.join(VISUAL_ARCHITECTURES)}")
             out["timm_name"] = name
         if "dropout" in meta:
@@ -341,7 +335,7 @@ class VisualMeta(VisualArch):
     def _values(cls, meta: Mapping[str, Any], w: _Where) -> dict[str, Any]:
         out = super()._values(meta, w)
         if "image_size" in meta:
-            out["image_size"] = _int(w, "image_size", meta["image_size"], 32, 1024)
+            out["image_size"] = _int(w, "image_size", meta["image_size"], *IMAGE_SIZES)
         if "backbone" in meta:
             b = _object(w, "backbone", meta["backbone"])
             for key in ("mean", "std"):
@@ -479,7 +473,7 @@ class TextMeta(_Section):
                     w.bad(f"special_tokens.{k}", v, "a token of the tokenizer's vocabulary")
             out["special_tokens"] = dict(st)
         if "max_length" in meta:
-            n = _int(w, "max_length", meta["max_length"], 8, 4096)
+            n = _int(w, "max_length", meta["max_length"], *MAX_LENGTHS)
             if "hf_config" in out and n > _position_limit(out["hf_config"]):
                 w.bad("max_length", n, f"at most {_position_limit(out['hf_config'])}, the encoder's position table")
             out["max_length"] = n

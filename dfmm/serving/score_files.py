@@ -59,7 +59,7 @@ def _digest_or_none(path: Path) -> str:
     try:
         return file_digest(path)
     except OSError:
-        return "unreadable:" + hashlib.sha256(str(path).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return "unreadable:" + hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def list_items(kind: str, source: str) -> list[Item]:
@@ -95,14 +95,31 @@ def list_items(kind: str, source: str) -> list[Item]:
     raise DataError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
+def check_out(out: Path) -> None:
+    """``--out`` can be written: not a folder, and its folder exists or can be made (checked before any work)."""
+    if out.is_dir():
+        raise DataError(f"--out {out}: is a folder, expected a CSV file")
+    for p in out.parents:
+        if p.exists():
+            if not p.is_dir():
+                raise DataError(f"--out {out}: {p} is a file, expected a folder")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise DataError(f"--out {out}: {p} is not writable")
+            break
+    if out.exists() and not os.access(out, os.R_OK | os.W_OK):
+        raise DataError(f"--out {out}: not readable and writable")
+
+
 def read_rows(out: Path, digest: str | None) -> list[dict[str, str]]:
     """The rows already in ``out``; a last line cut short (no newline) is removed from the file first. A file that
     is not a score file (of this checkpoint, given its ``digest``) is refused untouched."""
+    check_out(out)
     if not out.exists():
         return []
-    if out.is_dir():
-        raise DataError(f"--out {out}: is a folder, expected a CSV file")
-    data = out.read_bytes()
+    try:
+        data = out.read_bytes()
+    except OSError as e:
+        raise DataError(f"--out {out}: cannot read ({e.strerror or e})") from None
     if not data:
         return []
     header = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
@@ -134,16 +151,35 @@ def read_rows(out: Path, digest: str | None) -> list[dict[str, str]]:
 
 
 def pending(kind: str, items: list[Item], rows: list[dict[str, str]]) -> tuple[list[Item], list[dict[str, str]]]:
-    """(items still to score, rows to keep). A text is done when a row has its digest, wherever it stood; an image
-    or clip when a row has its resolved path and its digest. A row for a path whose content has changed since is
-    dropped and the item scored again."""
+    """(items still to score, rows to keep). An image or clip is done when a row has its resolved path and its
+    digest; a row for a path whose content has changed since is dropped and the item scored again. A text is done
+    when a row has its digest, wherever it stood: the row is renamed to where the text stands now (rows inserted or
+    reordered in the file keep their scores), and a row naming a current position whose text has changed is dropped
+    (the new text there is scored), so every current row of the source has exactly one row."""
     if kind == "texts":
-        done = {r["content_digest"] for r in rows}
-        return [it for it in items if it.digest not in done], rows
+        return _pending_texts(items, rows)
     current = {it.name: it.digest for it in items}
     keep = [r for r in rows if current.get(r["item"], r["content_digest"]) == r["content_digest"]]
     done = {(r["item"], r["content_digest"]) for r in keep}
     return [it for it in items if (it.name, it.digest) not in done], keep
+
+
+def _pending_texts(items: list[Item], rows: list[dict[str, str]]) -> tuple[list[Item], list[dict[str, str]]]:
+    names = {it.name for it in items}
+    free: dict[str, list[str]] = {}  # digest -> the current names of that text not yet given a row, in file order
+    for it in items:
+        free.setdefault(it.digest, []).append(it.name)
+    keep, taken = [], set()
+    for r in rows:
+        places = free.get(r["content_digest"])
+        if places:  # this text is in the source: the row now names where it stands
+            r = {**r, "item": places.pop(0)}
+            taken.add(r["item"])
+            keep.append(r)
+        elif r["item"] not in names:  # another file's row, or a text since removed from this one: left as it is
+            keep.append(r)
+        # else: a row for a position whose text has changed, or a second row of the same text: dropped
+    return [it for it in items if it.name not in taken], keep
 
 
 def _rewrite(out: Path, rows: list[dict[str, str]]) -> None:
@@ -235,9 +271,12 @@ def score_to_csv(
     items = list_items(kind, source) if items is None else items
     rows_before = read_rows(out, digest)
     todo, keep = pending(kind, items, rows_before)
-    if len(keep) < len(rows_before):  # rows of items whose content changed: scored again below
+    if keep != rows_before:  # rows of items whose content changed (scored again below), or texts that moved
         _rewrite(out, keep)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"--out {out}: cannot create its folder ({e.strerror or e})") from None
     new_file = not out.exists() or out.stat().st_size == 0
     t0 = time.perf_counter()
     errors = 0
