@@ -44,6 +44,10 @@ def tiny_overrides(n: int = 48) -> list[str]:
     ]
 
 
+# How the tests run a study or a training as a process: one thread (the resumed and the uninterrupted runs of
+# tests/test_resume.py must agree number for number) and a fixed hash seed.
+PROCESS_ENV = {"OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
 # The one tiny study of the test session (tests/test_study.py, test_browser.py, test_resume.py share it).
 STUDY_TINY = [*tiny_overrides(48), "visual.epochs=2", "text.epochs=2", "fusion.epochs=10", "visual.gradcam_examples=2"]
 
@@ -63,7 +67,8 @@ def tiny_study(tmp_path_factory):
     # number, and a study run inside this session would inherit what earlier tests left in torch's global state
     sets = [x for o in overrides for x in ("-p", o)]
     argv = [sys.executable, "-m", "dfmm.cli", "study", str(ROOT / "params" / "demo.yaml"), *sets]
-    r = subprocess.run([*argv, "--out", str(report), "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    env = {**os.environ, **PROCESS_ENV}
+    r = subprocess.run([*argv, "--out", str(report), "--quiet"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     return SimpleNamespace(report=report, runs=tmp / "runs", tmp=tmp, overrides=overrides)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import ROOT, STUDY_TINY, tiny_overrides
+from .conftest import PROCESS_ENV, ROOT, STUDY_TINY, tiny_overrides
 
 DEMO = str(ROOT / "params" / "demo.yaml")
 TIMING = re.compile(r"^(.*seconds|train_samples_per_s|median_ms_one_image|timings_ms|speed)$")  # wall-clock keys
@@ -30,7 +30,7 @@ def _cli(*args: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    return {**os.environ, **PROCESS_ENV}
 
 
 def _run(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
