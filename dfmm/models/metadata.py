@@ -275,6 +275,17 @@ class _Section:
 
 
 # ------------------------------------------------------------------------------------------------ visual
+class _Ruled:
+    """A branch section's decision rule, from its ``threshold`` and ``temperature`` fields."""
+
+    threshold: float
+    temperature: float
+
+    @property
+    def rule(self) -> DecisionRule:
+        return DecisionRule(self.threshold, self.temperature)
+
+
 @dataclass(frozen=True, kw_only=True)
 class VisualArch(_Section):
     """What builds the visual network: the timm architecture and the head's dropout."""
@@ -317,7 +328,7 @@ class VisualArch(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class VisualMeta(VisualArch):
+class VisualMeta(VisualArch, _Ruled):
     """Everything serving a visual branch reads: the architecture, the input size and normalisation, the recipe's
     test-time augmentation, the face-crop geometry and the decision rule."""
 
@@ -354,10 +365,6 @@ class VisualMeta(VisualArch):
         out |= _rule(w, meta)
         _common(w, meta)
         return out
-
-    @property
-    def rule(self) -> DecisionRule:
-        return DecisionRule(self.threshold, self.temperature)
 
 
 def _face_crop(w: _Where, value: Any) -> CropGeometry:
@@ -429,7 +436,7 @@ def _tokenizer(w: _Where, value: Any) -> Any:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TextMeta(_Section):
+class TextMeta(_Section, _Ruled):
     """Everything building and serving a text branch reads: the transformers config, the tokenizer, the head and
     the decision rule."""
 
@@ -484,10 +491,6 @@ class TextMeta(_Section):
         out |= _rule(w, meta)
         _common(w, meta)
         return out
-
-    @property
-    def rule(self) -> DecisionRule:
-        return DecisionRule(self.threshold, self.temperature)
 
     @property
     def feature_dim(self) -> int:
