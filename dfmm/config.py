@@ -81,10 +81,22 @@ class StudyConfig:
 
 
 @dataclass
+class SourceItem:
+    """One training source of a list in ``data.images`` / ``data.texts`` (``dfmm.data.sources``)."""
+
+    path: str  # a folder, .parquet, .jsonl or .csv file, or hub:<dataset>
+    source: str = ""  # its name in tables and folds (default: from the path)
+    generator: str = ""  # the generator of its fakes, for rows that do not name one
+    family: str = ""  # the generator's family (GAN, diffusion, face swap...)
+    domain: str = ""  # the domain of its rows (news, reviews...), for rows that do not name one
+
+
+@dataclass
 class DataConfig:
-    # A source is "synthetic", "hub:<dataset>", a folder (images: real/ + fake/), a .parquet, .jsonl or .csv file.
-    images: str = "synthetic"
-    texts: str = "synthetic"
+    # A source is "synthetic", "hub:<dataset>", a folder (images: real/ + fake/), a .parquet, .jsonl or .csv file;
+    # images and texts may also list several training sources, each with its name (SourceItem, dfmm.data.sources).
+    images: str | list[SourceItem] = "synthetic"
+    texts: str | list[SourceItem] = "synthetic"
     videos: str = "synthetic"  # folder with real/ and fake/ clips, "synthetic", or "" for none
     cross_images: dict[str, str] = field(default_factory=dict)  # name -> folder/parquet, never trained on
     cross_texts: dict[str, str] = field(default_factory=dict)
@@ -159,6 +171,17 @@ class VideoConfig:
 
 
 @dataclass
+class GeneralizationConfig:
+    """Notebook 07: the held-out-source folds (texts) and the cross-source measures (faces, clips)."""
+
+    fit_texts: int = 2000  # per text source: training texts of the folds' recipes (0 = the whole train split)
+    held_texts: int = 1000  # per text source: the held-out texts each fold scores (0 = the whole test split)
+    min_items: int = 20  # a fold with fewer held-out items of either class reports null, with the reason
+    # fake-only face sets (never trained on): detection rate at the threshold with 5% FPR on validation reals
+    fake_only_images: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     study: StudyConfig = field(default_factory=StudyConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -166,6 +189,7 @@ class Config:
     text: TextConfig = field(default_factory=TextConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
+    generalization: GeneralizationConfig = field(default_factory=GeneralizationConfig)
     sources: list[str] = field(default_factory=list)  # the params files this config came from
 
     # ----- derived locations
@@ -212,7 +236,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             try:
                 return _coerce(value, option, where)
             except ConfigError as e:
-                errors.append(str(e))
+                # the option of the value's own kind explains best (a list's item error, not "expected str")
+                same_kind = isinstance(value, list) == (typing.get_origin(option) is list)
+                errors.insert(0, str(e)) if same_kind else errors.append(str(e))
         raise ConfigError(errors[0])
     if origin is list:
         if not isinstance(value, list):
@@ -363,6 +389,9 @@ _RANGES = {
     ("fusion", "epochs"): _at_least(1),
     ("fusion", "lr"): _POSITIVE,
     ("video", "num_frames"): _at_least(1),
+    ("generalization", "fit_texts"): _at_least(0, _ALL),
+    ("generalization", "held_texts"): _at_least(0, _ALL),
+    ("generalization", "min_items"): _at_least(1),
 }
 _RECIPE_RANGES = {  # the same for every recipe of both branches
     "lr": _POSITIVE,

@@ -376,6 +376,35 @@ def paired_bootstrap(
     }
 
 
+def metric_draws(
+    labels: Any, scores: Any, groups: Any = None, metric: str = "auc", n_resamples: int = 1000, seed: int = 0
+) -> tuple[float, np.ndarray]:
+    """(the metric on all items, its ``n_resamples`` bootstrap draws, NaN where a resample lacks a class), resampled
+    as ``bootstrap_ci`` resamples. Two models scored on the same items with the same seed get the same resamples,
+    so draws can be subtracted (a paired test) or averaged over several test sets (the mean over folds)."""
+    y, p = _as_arrays(labels, scores)
+    unit, n_units, _ = _units(groups, len(y))
+    point = float(_weighted_metrics(y, p, np.ones((1, len(y))), 0.5, (metric,))[metric][0]) if len(y) else math.nan
+    if not n_units:
+        return point, np.full(n_resamples, np.nan)
+    return point, _weighted_metrics(y, p, _resample_weights(unit, n_units, n_resamples, seed), 0.5, (metric,))[metric]
+
+
+def mean_draws(values: Any, groups: Any = None, n_resamples: int = 1000, seed: int = 0) -> tuple[float, np.ndarray]:
+    """(the mean of ``values``, its bootstrap draws), resampled as ``bootstrap_ci`` resamples (by group)."""
+    v = np.asarray(values, dtype=float).ravel()
+    unit, n_units, _ = _units(groups, len(v))
+    if not n_units:
+        return math.nan, np.full(n_resamples, np.nan)
+    w = _resample_weights(unit, n_units, n_resamples, seed)
+    return float(v.mean()), w @ v / w.sum(axis=1)
+
+
+def interval(draws: np.ndarray, level: float = 0.95) -> list[float] | None:
+    """The percentile interval of bootstrap draws (NaN draws left out), or None when none is defined."""
+    return _percentile_ci(np.asarray(draws, dtype=float), level)
+
+
 def metrics_with_ci(
     labels: Any,
     probs: Any,

@@ -100,12 +100,14 @@ def tiny_models(tiny_cfg):
         train_text,
         train_visual,
     )
+    from dfmm.training.reference import fit_ood_reference
 
     cfg = tiny_cfg
     vrun = train_visual(cfg, "improved", image_splits(cfg))
     trun = train_text(cfg, "improved", text_splits(cfg))
-    vpath = promote(vrun, "visual_branch.pt", cfg.run_dir)
-    tpath = promote(trun, "text_branch.pt", cfg.run_dir)
+    # promoted as the study promotes: with the out-of-distribution reference of each branch
+    vpath = promote(vrun, "visual_branch.pt", cfg.run_dir, fit_ood_reference(cfg, "visual", image_splits(cfg)))
+    tpath = promote(trun, "text_branch.pt", cfg.run_dir, fit_ood_reference(cfg, "text", text_splits(cfg)))
     vis, _ = load_model(vpath)
     txt, _ = load_model(tpath)
     b = vis.visual_meta["backbone"]

@@ -32,6 +32,7 @@ from dfmm.data.text import check_text, load_text_file
 from dfmm.errors import CheckpointError, DataError, DfmmError
 from dfmm.models.checkpoints import load_checkpoint, save_checkpoint
 from dfmm.serving.inference import classify_image, classify_text, classify_video, load_model
+from dfmm.serving.score_files import COLUMNS
 
 from .conftest import ROOT
 
@@ -595,6 +596,19 @@ CASES = [
         "written by an older dfmm",
     ),
     cli(
+        "early-score-out-before-ood-columns",
+        lambda t: [
+            "score",
+            "--model",
+            t.never_loaded,
+            "--texts",
+            t.file("t.jsonl", _jsonl([{"text": "a b", "label": 0}])),
+            "--out",
+            t.file("o.csv", b"item,content_digest,probability_fake,label,true_label,face_found,error,model_digest\r\n"),
+        ],
+        "written by an older dfmm without the in_distribution and uncertain columns",
+    ),
+    cli(
         "text-dev-zero",
         lambda t: ["classify", "text", "--file", "/dev/zero", "--model", t.never_loaded],
         "/dev/zero: not a regular file",
@@ -719,7 +733,7 @@ CASES = [
 ]
 
 
-_SCORE_HEADER = b"item,content_digest,probability_fake,label,true_label,face_found,error,model_digest\r\n"
+_SCORE_HEADER = (",".join(COLUMNS) + "\r\n").encode()
 
 
 def _float_tiff(value: float) -> bytes:

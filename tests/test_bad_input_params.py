@@ -175,7 +175,7 @@ CASES = [
     cli(
         "file-unknown-top-level",
         _file("bad.yaml", "foo: 1\n"),
-        "bad.yaml: unknown top-level key 'foo' (known: data, fusion, study, text, video, visual)",
+        "bad.yaml: unknown top-level key 'foo' (known: data, fusion, generalization, study, text, video, visual)",
     ),
     cli("file-top-level-typo", _file("typo.yaml", "stdy: {seed: 1}\n"), "typo.yaml: unknown top-level key 'stdy' (did"),
     cli("file-number-key", _file("num.yaml", "1: 2\nvisual: {epochs: 2}\n"), "num.yaml: unknown top-level key '1'"),

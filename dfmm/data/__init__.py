@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dfmm.data.images import ImageSet, load_images
+from dfmm.data.sources import check_both_classes, pooled_splits
 from dfmm.data.splits import SPLITS, split_by_group, subset_by_group
 from dfmm.data.text import TextSet, load_texts
 from dfmm.errors import DataError
@@ -26,6 +27,7 @@ __all__ = [
     "cross_texts",
     "data_sources",
     "epoch_val_rows",
+    "fake_only_images",
     "image_splits",
     "text_splits",
 ]
@@ -39,8 +41,11 @@ def data_sources(cfg: Config) -> dict[str, str]:
     d = cfg.data
     sources = {"images": d.images, "texts": d.texts, "videos": d.videos}
     for key, src in sources.items():  # fail on a missing folder before writing any demo data
-        if src and src != "synthetic" and not src.startswith("hub:") and not Path(src).exists():
-            raise DataError(f"{_WHAT[key]} not found: {src} (data.{key})")
+        for i, one in enumerate(src if isinstance(src, list) else [src]):
+            path = one if isinstance(one, str) else one.path
+            where = f"data.{key}[{i}]" if isinstance(src, list) else f"data.{key}"
+            if path and path != "synthetic" and not path.startswith("hub:") and not Path(path).exists():
+                raise DataError(f"{_WHAT[key]} not found: {path} ({where})")
     if "synthetic" in sources.values():
         from dfmm.data.synthetic import write_demo_data
 
@@ -62,6 +67,7 @@ def is_synthetic(cfg: Config) -> bool:
 
 def _splits(items: ImageSet | TextSet, cfg: Config, train_limit: int, eval_limit: int) -> dict[str, ImageSet | TextSet]:
     d, seed = cfg.data, cfg.study.seed
+    check_both_classes(items, "data.images" if isinstance(items, ImageSet) else "data.texts")
     split = split_by_group(items.labels, items.groups, d.val_fraction, d.test_fraction, seed)
     out = {}
     for name in SPLITS:
@@ -72,11 +78,17 @@ def _splits(items: ImageSet | TextSet, cfg: Config, train_limit: int, eval_limit
 
 
 def image_splits(cfg: Config) -> dict[str, ImageSet]:
+    """Train/val/test faces: of one source, or of every source ``data.images`` lists (``dfmm.data.sources``)."""
+    if isinstance(cfg.data.images, list):
+        return pooled_splits(cfg, "images", cfg.data.max_images, cfg.data.max_eval_images)[0]
     images = load_images(data_sources(cfg)["images"], cfg.data.hub_split)
     return _splits(images, cfg, cfg.data.max_images, cfg.data.max_eval_images)
 
 
 def text_splits(cfg: Config) -> dict[str, TextSet]:
+    """Train/val/test texts: of one source, or of every source ``data.texts`` lists (``dfmm.data.sources``)."""
+    if isinstance(cfg.data.texts, list):
+        return pooled_splits(cfg, "texts", cfg.data.max_texts, cfg.data.max_eval_texts)[0]
     texts = load_texts(data_sources(cfg)["texts"], cfg.data.hub_split)
     return _splits(texts, cfg, cfg.data.max_texts, cfg.data.max_eval_texts)
 
@@ -101,6 +113,19 @@ def cross_images(cfg: Config) -> dict[str, ImageSet]:
         name: _cross(load_images(src, cfg.data.hub_split), cfg.data.max_cross, cfg.study.seed)
         for name, src in cfg.data.cross_images.items()
     }
+
+
+def fake_only_images(cfg: Config) -> dict[str, ImageSet]:
+    """Fake-only face sets notebook 07 measures (``generalization.fake_only_images``), each capped at ``max_cross``."""
+    out = {}
+    for name, src in cfg.generalization.fake_only_images.items():
+        images = load_images(src, cfg.data.hub_split)
+        if (np.asarray(images.labels) == 0).any():
+            raise DataError(
+                f"generalization.fake_only_images.{name}: {src} holds real images; list it in data.cross_images"
+            )
+        out[name] = _cross(images, cfg.data.max_cross, cfg.study.seed)
+    return out
 
 
 def cross_texts(cfg: Config) -> dict[str, TextSet]:

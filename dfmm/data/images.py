@@ -201,7 +201,8 @@ def _group_column(header: list[str]) -> str | None:
 
 
 def load_image_folder(root: str | Path) -> ImageSet:
-    """``root/real`` and ``root/fake`` (any depth), with an optional ``labels.csv`` giving groups."""
+    """``root/real`` and ``root/fake`` (any depth), with an optional ``labels.csv`` giving groups. A folder with only
+    one of them loads (a fake-only set such as SDFD is a held-out test set); training refuses it (``dfmm.data``)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder not found: {root} — expected folders real/ and fake/")
@@ -209,11 +210,13 @@ def load_image_folder(root: str | Path) -> ImageSet:
     for label, sub in ((REAL, "real"), (FAKE, "fake")):
         d = root / sub
         if not d.is_dir():
-            raise DataError(f"no folder {d} — expected folders real/ and fake/ under {root}")
+            continue  # one class only: a held-out test set (a training source is refused in dfmm.data)
         found = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         if not found:
             raise DataError(f"no images under {d} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
         files[label] = found
+    if not files:
+        raise DataError(f"no folder {root / 'real'} or {root / 'fake'} — expected folders real/ and fake/ under {root}")
     groups_by_file: dict[str, str] = {}
     csv_path = root / "labels.csv"
     if csv_path.is_file():

@@ -97,3 +97,20 @@ def text_from_meta(meta: dict[str, Any] | TextMeta, state: dict[str, torch.Tenso
         tokenizer_object=Tokenizer.from_str(tm.tokenizer_json), model_max_length=tm.max_length, **tm.special_tokens
     )
     return model.eval(), tokenizer
+
+
+def frozen_branch(
+    branch: str, backbone: str, timm_name: str = ""
+) -> tuple[VisualBranch | TextBranch, BackboneInfo, Any]:
+    """(branch, backbone info, tokenizer or None): a branch on the backbone's pretrained weights before any
+    fine-tuning, in eval mode, whose ``scored`` features are the frozen generic features that ``dfmm.models.ood``
+    measures distances on (the head is unused). ``backbone`` is a visual or text backbone spec (``package:...``,
+    ``hub:...``, a folder). A text branch's tokenizer is the fine-tuned branch's (same vocabulary): one tokenisation
+    serves both."""
+    torch.manual_seed(0)  # the unused head: fixed, so the score cache keys the same weights every time
+    if branch == "visual":
+        net, info = create_visual_backbone(backbone, timm_name)
+        net.reset_classifier(0, global_pool="avg")
+        return VisualBranch(net).eval(), info, None
+    encoder, tokenizer, info = create_text_encoder(backbone)
+    return TextBranch(encoder).eval(), info, tokenizer

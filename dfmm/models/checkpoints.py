@@ -18,6 +18,7 @@ import torch
 
 from dfmm.errors import CheckpointError
 from dfmm.models.metadata import EnsembleMeta, TextMeta, VisualMeta, validate
+from dfmm.models.ood import OodReference, references_of, split_state
 
 FORMAT = "dfmm"
 VERSION = 1
@@ -46,7 +47,17 @@ def load_checkpoint(
     path: str | Path, expect: tuple[str, ...] = KINDS
 ) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
     """(kind, state, meta); a missing, foreign, tampered or wrong-kind file, or metadata no model can be built or
-    served with (``validate_meta``), raises a one-line ``CheckpointError``."""
+    served with (``validate_meta``), raises a one-line ``CheckpointError``. The state and metadata describe the
+    model only; ``load_checkpoint_parts`` also returns the out-of-distribution references (``dfmm.models.ood``)."""
+    kind, state, meta, _ = load_checkpoint_parts(path, expect)
+    meta.pop("ood", None)  # its tensors are not in this state: a copy saved from it must not name them
+    return kind, state, meta
+
+
+def load_checkpoint_parts(
+    path: str | Path, expect: tuple[str, ...] = KINDS
+) -> tuple[str, dict[str, torch.Tensor], dict[str, Any], dict[str, OodReference]]:
+    """``load_checkpoint`` plus the checkpoint's OOD references by branch (checked: one line naming the key)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -81,8 +92,27 @@ def load_checkpoint(
     for name, tensor in state.items():
         if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: tensor '{name}' holds non-finite values (NaN or inf)")
+    if not isinstance(meta, dict):
+        validate_meta(path, kind, meta, state)  # its one-line refusal of metadata that is not an object
+    state, ood_state = split_state(state)
+    ood_meta = meta.pop("ood", None)
     validate_meta(path, kind, meta, state)
-    return kind, state, meta
+    refs = references_of({"ood": ood_meta}, ood_state, path)
+    if ood_meta is not None:
+        meta["ood"] = ood_meta
+    return kind, state, meta, refs
+
+
+def attach_references(path: str | Path, refs: dict[str, OodReference]) -> Path:
+    """Rewrite a checkpoint with these out-of-distribution references (replacing any it held), atomically."""
+    kind, state, meta, old = load_checkpoint_parts(path)
+    meta = dict(meta)
+    section: dict[str, Any] = {}
+    for branch, ref in (old | refs).items():
+        section[branch], tensors = ref.to_checkpoint(branch)
+        state = state | tensors
+    meta["ood"] = section
+    return save_checkpoint(path, kind, state, meta)
 
 
 def validate_meta(

@@ -22,26 +22,19 @@ from dfmm.metrics import binary_metrics, metrics_with_ci
 from dfmm.models.scoring import predict
 
 
-def score_images(model: Any, images: ImageSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, np.ndarray]:
-    """P(fake) under the checkpoint's decision rule, labels and dataset indices of every readable image. With
-    ``cache_dir`` (a study's ``runs/NAME/cache``) faces this model has scored before are read from the score
-    cache (``dfmm.models.score_cache``)."""
+def _image_loader(model: Any, images: ImageSet, batch_size: int) -> Any:
     from torch.utils.data import DataLoader
 
     if model.visual is None:
         raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score images")
-    loader = DataLoader(
+    return DataLoader(
         ImageDataset(images, model.transform()),
         batch_sampler=ShuffledBatchSampler(len(images), batch_size, 0, shuffle=False),
         collate_fn=collate_images,
     )
-    p = predict(model.visual, loader, tta=model.visual_spec.tta, cache_dir=cache_dir)
-    return {"probs": model.rule("visual").probability(p["logits"]), "labels": p["labels"], "index": p["index"]}
 
 
-def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, Any]:
-    """P(fake) under the checkpoint's decision rule, labels and indices of every text, and how many were cut.
-    ``cache_dir`` keeps the token ids (``TokenizedTexts``) and the scores (``dfmm.models.score_cache``) there."""
+def _text_loader(model: Any, texts: TextSet, batch_size: int, cache_dir: Any) -> tuple[Any, TokenizedTexts]:
     from torch.utils.data import DataLoader
 
     if model.text is None:
@@ -52,6 +45,36 @@ def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any
         batch_sampler=LengthBucketSampler(tokens.lengths, batch_size, 0, shuffle=False),
         collate_fn=tokens.collate,
     )
+    return loader, tokens
+
+
+def score_images(model: Any, images: ImageSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, np.ndarray]:
+    """P(fake) under the checkpoint's decision rule, labels and dataset indices of every readable image. With
+    ``cache_dir`` (a study's ``runs/NAME/cache``) faces this model has scored before are read from the score
+    cache (``dfmm.models.score_cache``)."""
+    p = predict(model.visual, _image_loader(model, images, batch_size), tta=model.visual_spec.tta, cache_dir=cache_dir)
+    return {"probs": model.rule("visual").probability(p["logits"]), "labels": p["labels"], "index": p["index"]}
+
+
+def frozen_features(
+    model: Any, branch: str, data: ImageSet | TextSet, batch_size: int = 32, cache_dir: Any = None
+) -> dict[str, np.ndarray]:
+    """Features of ``data`` from the branch's backbone before fine-tuning (``frozen_branch``, the features
+    ``dfmm.models.ood`` measures distances on), read through the checkpoint's own preprocessing and the same
+    loaders and score cache as ``score_images`` / ``score_texts``: ``features``, ``labels``, ``index``."""
+    frozen = model.frozen(branch)
+    if branch == "visual":
+        loader = _image_loader(model, data, batch_size)
+    else:
+        loader = _text_loader(model, data, batch_size, cache_dir)[0]
+    p = predict(frozen, loader, features=True, cache_dir=cache_dir, desc="frozen features")
+    return {"features": p["features"], "labels": p["labels"], "index": p["index"]}
+
+
+def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, Any]:
+    """P(fake) under the checkpoint's decision rule, labels and indices of every text, and how many were cut.
+    ``cache_dir`` keeps the token ids (``TokenizedTexts``) and the scores (``dfmm.models.score_cache``) there."""
+    loader, tokens = _text_loader(model, texts, batch_size, cache_dir)
     p = predict(model.text, loader, cache_dir=cache_dir)
     return {
         "probs": model.rule("text").probability(p["logits"]),
@@ -96,16 +119,36 @@ def evaluate_images(model: Any, source: str, batch_size: int = 32, images: Image
     s = score_images(model, images, batch_size)
     out = binary_metrics(s["labels"], s["probs"], model.threshold("visual"))
     out["skipped_unreadable"] = len(images) - len(s["labels"])
-    return {"data": source, "model": model.path, **out}
+    return {"data": source, "model": model.path, **out, "in_distribution": flag_summary(model, "visual", images, s)}
 
 
 def evaluate_texts(model: Any, source: str, batch_size: int = 32, texts: TextSet | None = None) -> dict[str, Any]:
     """Metrics of the texts of ``source`` (``texts``: that source, when the caller loaded it first)."""
     if model.text is None:
         raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score texts")
-    s = score_texts(model, load_texts(source) if texts is None else texts, batch_size)
+    texts = load_texts(source) if texts is None else texts
+    s = score_texts(model, texts, batch_size)
     out = binary_metrics(s["labels"], s["probs"], model.threshold("text"))
-    return {"data": source, "model": model.path, **out, "truncated": s["truncated"]}
+    flags = flag_summary(model, "text", texts, s, batch_size)
+    return {"data": source, "model": model.path, **out, "truncated": s["truncated"], "in_distribution": flags}
+
+
+def flag_summary(
+    model: Any, branch: str, data: ImageSet | TextSet, scores: dict[str, Any], batch_size: int = 32
+) -> dict[str, Any] | None:
+    """How many items the checkpoint's reference (``dfmm.models.ood``) calls unlike its training data, and the
+    accuracy of the labels on all items and on the items it keeps; None without a reference."""
+    from dfmm.models.ood import selective
+
+    if branch not in model.ood:
+        return None
+    ref = model.ood[branch]
+    feats = frozen_features(model, branch, data, batch_size)
+    assert np.array_equal(feats["index"], scores["index"])
+    kept = ref.distances(feats["features"]) <= ref.threshold
+    called = model.rule(branch).is_fake(scores["probs"])
+    out = selective(scores["labels"], called, kept)
+    return {"uncertain": out["n"] - out["kept"], **out, "threshold": ref.threshold}
 
 
 def score_videos(

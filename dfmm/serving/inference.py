@@ -1,8 +1,11 @@
 """The inference API of the data card: ``load_model`` and ``classify_image/text/video/multimodal``.
 
 Each classify call returns a plain dict: ``label`` ("real"/"fake"), ``probability_fake``, per-branch
-``scores``, ``fusion_weights``, ``timings_ms`` and ``model`` (version and config hash). Arrays (GradCAM maps,
-overlays) are the only values that are not JSON-serialisable.
+``scores``, ``fusion_weights``, ``timings_ms``, ``model`` (version and config hash), and whether the input is like
+the training data (``dfmm.models.ood``): ``in_distribution`` (share of in-domain validation items at least as far
+from the training items in frozen generic features; None when the checkpoint stores no reference), ``ood_distance``,
+``uncertain`` (farther than 95% of them) and ``uncertain_reason``. ``label`` is given either way. Arrays (GradCAM
+maps, overlays) are the only values that are not JSON-serialisable.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from dfmm.data.transforms import image_transform
 from dfmm.errors import CheckpointError, DataError
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
 from dfmm.models.branches import text_from_meta, visual_from_meta
-from dfmm.models.checkpoints import load_checkpoint
+from dfmm.models.checkpoints import load_checkpoint_parts
 from dfmm.models.metadata import TextMeta, VisualMeta
+from dfmm.models.ood import OodReference
 from dfmm.models.scoring import DecisionRule
 
 FACE_CROP = FACE_CROPS  # the name older code imports
@@ -46,6 +50,8 @@ class Detector:
     text: TextBranch | None = None
     tokenizer: Any = None
     fusion: FusionEnsemble | None = None
+    ood: dict[str, OodReference] = field(default_factory=dict)  # per branch: the "unlike the training data" reference
+    _frozen: dict[str, Any] = field(default_factory=dict, repr=False)
     _transform: Any = None
     _explainer: Any = field(default=None, repr=False)
     _faces: FaceDetector | None = field(default=None, repr=False)
@@ -103,6 +109,24 @@ class Detector:
             atexit.register(self._explainer.close)
         return self._explainer
 
+    def backbone_spec(self, branch: str) -> str:
+        """The spec of the pretrained backbone the branch was fine-tuned from: its reference's, else its metadata's."""
+        if branch in self.ood:
+            return self.ood[branch].backbone
+        info = self.visual_meta.get("backbone") if branch == "visual" else self.text_meta.get("encoder")
+        if not isinstance(info, dict) or not info.get("spec"):
+            raise CheckpointError(f"{self.path}: the metadata does not name the {branch} branch's pretrained backbone")
+        return str(info["spec"])
+
+    def frozen(self, branch: str) -> Any:
+        """The branch's backbone before fine-tuning (``frozen_branch``), built when first needed."""
+        if branch not in self._frozen:
+            from dfmm.models.branches import frozen_branch
+
+            timm_name = self.visual_spec.timm_name if branch == "visual" else ""
+            self._frozen[branch] = frozen_branch(branch, self.backbone_spec(branch), timm_name)[0]
+        return self._frozen[branch]
+
     def version(self) -> dict[str, Any]:
         import dfmm
 
@@ -119,8 +143,8 @@ def load_model(path: str | Path) -> tuple[Detector, dict[str, Any]]:
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         got = "an empty string" if isinstance(path, str) else type(path).__name__
         raise CheckpointError(f"load_model: expected the path of a checkpoint file (str or Path), got {got}")
-    kind, state, meta = load_checkpoint(path)
-    det = Detector(kind, meta, str(path))
+    kind, state, meta, refs = load_checkpoint_parts(path)
+    det = Detector(kind, meta, str(path), ood=refs)
     try:
         if kind == "visual_branch":
             det.visual = visual_from_meta(meta, state)
@@ -181,13 +205,54 @@ def _fusion_weights(model: Detector) -> dict[str, float] | None:
     return {"visual": float(w[0]), "text": float(w[1])}
 
 
+NO_REFERENCE = {
+    "in_distribution": None,
+    "ood_distance": None,
+    "uncertain": None,
+    "uncertain_reason": "not measured: the checkpoint stores no reference set of training items",
+}
+
+
+@torch.inference_mode()
+def ood_judgements(model: Detector, branch: str, inputs: Any) -> list[dict[str, Any]]:
+    """Per input (an image batch tensor, or a tokenizer's encoding): ``in_distribution``, ``ood_distance``,
+    ``uncertain`` and ``uncertain_reason`` from the checkpoint's reference (``NO_REFERENCE`` without one)."""
+    n = len(inputs) if isinstance(inputs, torch.Tensor) else len(inputs["input_ids"])
+    if branch not in model.ood:
+        return [dict(NO_REFERENCE) for _ in range(n)]
+    frozen = model.frozen(branch)
+    if isinstance(inputs, torch.Tensor):
+        features = frozen.features(inputs)
+    else:
+        features = frozen.features(inputs["input_ids"], inputs["attention_mask"])
+    return model.ood[branch].judge(model.ood[branch].distances(features.float().numpy()))
+
+
+def combined_judgement(judgements: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One judgement for several branches' inputs: the least typical branch decides (lowest ``in_distribution``);
+    uncertain when any branch is, each reason named by its branch."""
+    measured = {b: j for b, j in judgements.items() if j["in_distribution"] is not None}
+    if not measured:
+        return dict(NO_REFERENCE)
+    worst = min(measured.values(), key=lambda j: j["in_distribution"])
+    reasons = [f"{b}: {j['uncertain_reason']}" for b, j in measured.items() if j["uncertain"]]
+    return worst | {"uncertain": bool(reasons), "uncertain_reason": "; ".join(reasons) or None}
+
+
 def _result(
-    p: float, scores: dict[str, float], model: Detector, timings: dict[str, float], rule: DecisionRule, **extra: Any
+    p: float,
+    scores: dict[str, float],
+    model: Detector,
+    timings: dict[str, float],
+    rule: DecisionRule,
+    judgement: dict[str, Any],
+    **extra: Any,
 ) -> dict[str, Any]:
     return {
         "label": rule.label(p),
         "probability_fake": float(p),
         "threshold": rule.threshold,
+        **judgement,
         "scores": scores,
         "fusion_weights": _fusion_weights(model),
         "timings_ms": {k: round(v * 1000, 2) for k, v in timings.items()},
@@ -216,13 +281,23 @@ def forward_batch_size(model: Detector) -> int:
 
 def _visual_logits(model: Detector, images: list[Any], batch_size: int | None = None) -> np.ndarray:
     """Batched logits of images (paths, PIL images or arrays), in order."""
+    return visual_scores(model, images, batch_size, judge=False)[0]
+
+
+def visual_scores(
+    model: Detector, images: list[Any], batch_size: int | None = None, judge: bool = True
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Batched logits of images (paths, PIL images or arrays), in order, and (``judge``) each one's
+    out-of-distribution judgement (``ood_judgements``) from the same input tensors."""
     batch_size = batch_size or forward_batch_size(model)
     tta = model.visual_spec.tta
-    parts = [
-        _visual_forward(model, _image_tensor(model, images[s : s + batch_size]), tta)[0]
-        for s in range(0, len(images), batch_size)
-    ]
-    return torch.cat(parts).numpy() if parts else np.zeros(0)
+    parts, judged = [], []
+    for s in range(0, len(images), batch_size):
+        x = _image_tensor(model, images[s : s + batch_size])
+        parts.append(_visual_forward(model, x, tta)[0])
+        if judge:
+            judged += ood_judgements(model, "visual", x)
+    return (torch.cat(parts).numpy() if parts else np.zeros(0)), judged
 
 
 def face_crop_image(model: Detector, image: Any, face_crop: str = "auto") -> tuple[Any, dict[str, Any]]:
@@ -267,6 +342,7 @@ def classify_image(
     logits, _ = _visual_forward(model, x, model.visual_spec.tta)
     logit = float(logits[0])
     p = float(rule.probability(logit))
+    judgement = ood_judgements(model, "visual", x)[0]
     timings = {"preprocess": t1 - t0, "model": time.perf_counter() - t1}
     extra: dict[str, Any] = {"face": face}
     if return_gradcam:
@@ -284,15 +360,16 @@ def classify_image(
         }
         timings["gradcam"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
-    return _result(p, {"visual": p}, model, timings, rule, **extra)
+    return _result(p, {"visual": p}, model, timings, rule, judgement, **extra)
 
 
 @torch.inference_mode()
-def _text_forward(model: Detector, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _text_forward(model: Detector, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, int, list[dict[str, Any]]]:
+    """(logits, features, padded length, out-of-distribution judgements) of a batch of texts."""
     max_len = model.text_spec.max_length
     enc = model.tokenizer(texts, truncation=True, max_length=max_len, padding=True, return_tensors="pt")
     logits, feats = model.text.scored(enc["input_ids"], enc["attention_mask"])
-    return logits, feats, int(enc["input_ids"].shape[1])
+    return logits, feats, int(enc["input_ids"].shape[1]), ood_judgements(model, "text", enc)
 
 
 def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str, Any]:
@@ -302,7 +379,7 @@ def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str
     text = check_text(text, "text")
     rule = model.rule("text")
     t0 = time.perf_counter()
-    logits, _, n_tokens = _text_forward(model, [text])
+    logits, _, n_tokens, judged = _text_forward(model, [text])
     p = float(rule.probability(logits.numpy())[0])
     timings = {"model": time.perf_counter() - t0}
     extra: dict[str, Any] = {"tokens": n_tokens}
@@ -313,7 +390,7 @@ def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str
         extra["attributions"] = token_attributions(model.text, model.tokenizer, text, model.text_spec.max_length)
         timings["explain"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
-    return _result(p, {"text": p}, model, timings, rule, **extra)
+    return _result(p, {"text": p}, model, timings, rule, judged[0], **extra)
 
 
 def check_aggregation(aggregation: str) -> None:
@@ -397,7 +474,8 @@ def classify_video(
     t1 = time.perf_counter()
     images, owner, records = _frame_inputs(model, clip.frames, face_crop, all_faces)
     t2 = time.perf_counter()
-    item_probs = rule.probability(_visual_logits(model, images, batch_size))
+    item_logits, judged = visual_scores(model, images, batch_size)
+    item_probs = rule.probability(item_logits)
     frame_probs = np.full(len(clip.frames), np.nan)
     for i, q in zip(owner, item_probs, strict=True):
         frame_probs[i] = q if np.isnan(frame_probs[i]) else max(frame_probs[i], q)
@@ -416,6 +494,7 @@ def classify_video(
         model,
         timings,
         rule,
+        clip_judgement(model, judged),
         aggregation=aggregation,
         frames=per_frame,
         video=clip.info,
@@ -429,6 +508,13 @@ def classify_video(
     return result
 
 
+def clip_judgement(model: Detector, judged: list[dict[str, Any]]) -> dict[str, Any]:
+    """A clip's judgement from its frames': the median frame distance, judged like one image's."""
+    if not judged or judged[0]["ood_distance"] is None:
+        return dict(NO_REFERENCE)
+    return model.ood["visual"].judge(np.median([j["ood_distance"] for j in judged]))[0]
+
+
 def classify_multimodal(
     model: Detector, image_path_or_pil: str | Path | Any | None = None, text: str | None = None, face_crop: str = "auto"
 ) -> dict[str, Any]:
@@ -440,14 +526,17 @@ def classify_multimodal(
     scores: dict[str, float] = {}
     lv = lt = fv = ft = None
     extra: dict[str, Any] = {}
+    judged: dict[str, dict[str, Any]] = {}
     if image_path_or_pil is not None:
         _need(model, "visual")
         seen, extra["face"] = face_crop_image(model, image_path_or_pil, face_crop)
-        lv, fv = _visual_forward(model, _image_tensor(model, [seen]), model.visual_spec.tta)
+        x = _image_tensor(model, [seen])
+        lv, fv = _visual_forward(model, x, model.visual_spec.tta)
+        judged["visual"] = ood_judgements(model, "visual", x)[0]
         scores["visual"] = float(model.rule("visual").probability(lv.numpy())[0])
     if text is not None:
         _need(model, "text")
-        lt, ft, _ = _text_forward(model, [check_text(text, "text")])
+        lt, ft, _, (judged["text"],) = _text_forward(model, [check_text(text, "text")])
         scores["text"] = float(model.rule("text").probability(lt.numpy())[0])
     if model.fusion is not None and len(scores) == 2:
         with torch.no_grad():
@@ -458,4 +547,5 @@ def classify_multimodal(
         branch = next(iter(scores))
         rule = model.rule(branch)
         p = scores[branch]
-    return _result(p, scores, model, {"total": time.perf_counter() - t0}, rule, modalities=sorted(scores), **extra)
+    timings = {"total": time.perf_counter() - t0}
+    return _result(p, scores, model, timings, rule, combined_judgement(judged), modalities=sorted(scores), **extra)

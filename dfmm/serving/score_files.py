@@ -27,7 +27,22 @@ from tqdm import tqdm
 
 from dfmm.errors import DataError, failure
 
-COLUMNS = ["item", "content_digest", "probability_fake", "label", "true_label", "face_found", "error", "model_digest"]
+COLUMNS = [
+    "item",
+    "content_digest",
+    "probability_fake",
+    "label",
+    "in_distribution",  # dfmm.models.ood: share of in-domain validation items as far from the training data
+    "uncertain",  # true: unlike the training data (farther than 95% of them); empty: not measured
+    "true_label",
+    "face_found",
+    "error",
+    "model_digest",
+]
+PREVIOUS_HEADERS = {  # headers of older dfmm versions' score files, and what they lack
+    "item,probability_fake,": "content digests",
+    "item,content_digest,probability_fake,label,true_label,": "the in_distribution and uncertain columns",
+}
 KINDS = ("images", "videos", "texts")
 
 
@@ -124,8 +139,8 @@ def read_rows(out: Path, digest: str | None) -> list[dict[str, str]]:
         return []
     header = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
     if header != ",".join(COLUMNS):  # before touching it
-        old = header.startswith("item,probability_fake,")
-        hint = " (written by an older dfmm without content digests: use a new --out file)" if old else ""
+        lacks = next((what for start, what in PREVIOUS_HEADERS.items() if header.startswith(start)), None)
+        hint = f" (written by an older dfmm without {lacks}: use a new --out file)" if lacks else ""
         raise DataError(f"--out {out}: not a dfmm score file (expected the header {','.join(COLUMNS)}){hint}")
     try:
         text = data.decode("utf-8")
@@ -204,13 +219,19 @@ def _row(item: Item, digest: str, **values: Any) -> dict[str, Any]:
     row.update(item=item.name, content_digest=item.digest, model_digest=digest)
     row["true_label"] = "" if item.true_label is None else item.true_label
     row.update({k: ("" if v is None else v) for k, v in values.items()})
-    if isinstance(row["probability_fake"], float):
-        row["probability_fake"] = f"{row['probability_fake']:.6f}"
+    for key in ("probability_fake", "in_distribution"):
+        if isinstance(row[key], float):
+            row[key] = f"{row[key]:.6f}"
     return row
 
 
+def _judged(result: dict[str, Any]) -> dict[str, Any]:
+    """The out-of-distribution columns of a classify result (or an ``ood_judgements`` entry)."""
+    return {"in_distribution": result["in_distribution"], "uncertain": result["uncertain"]}
+
+
 def _score_images(model: Any, batch: list[Item], digest: str, face_crop: str) -> list[dict]:
-    from dfmm.serving.inference import _visual_logits, face_crop_image
+    from dfmm.serving.inference import face_crop_image, visual_scores
 
     rule = model.rule("visual")
     rows: dict[int, dict[str, Any]] = {}
@@ -221,10 +242,10 @@ def _score_images(model: Any, batch: list[Item], digest: str, face_crop: str) ->
             ready.append((i, seen, face))
         except Exception as e:  # noqa: BLE001 - any per-item failure is that item's error row (see failure)
             rows[i] = _row(item, digest, error=failure(e))
-    probs = rule.probability(_visual_logits(model, [seen for _, seen, _ in ready]))
-    for (i, _, face), p in zip(ready, probs, strict=True):
+    logits, judged = visual_scores(model, [seen for _, seen, _ in ready])
+    for (i, _, face), p, j in zip(ready, rule.probability(logits), judged, strict=True):
         found = face.get("face_found")
-        rows[i] = _row(batch[i], digest, probability_fake=float(p), label=rule.label(p), face_found=found)
+        rows[i] = _row(batch[i], digest, probability_fake=float(p), label=rule.label(p), face_found=found, **_judged(j))
     return [rows[i] for i in range(len(batch))]
 
 
@@ -235,9 +256,11 @@ def _score_one(model: Any, kind: str, item: Item, digest: str, options: dict) ->
         if kind == "videos":
             r = classify_video(model, item.what, **options)
             found = not r["no_face"] if r["face_crop"] else None
-            return _row(item, digest, probability_fake=r["probability_fake"], label=r["label"], face_found=found)
+            return _row(
+                item, digest, probability_fake=r["probability_fake"], label=r["label"], face_found=found, **_judged(r)
+            )
         r = classify_text(model, item.what)
-        return _row(item, digest, probability_fake=r["probability_fake"], label=r["label"])
+        return _row(item, digest, probability_fake=r["probability_fake"], label=r["label"], **_judged(r))
     except Exception as e:  # noqa: BLE001 - any per-item failure is that item's error row (see failure)
         return _row(item, digest, error=failure(e))
 

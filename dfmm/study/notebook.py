@@ -41,6 +41,13 @@ class NotebookContext:
         check_section(section, json.loads(text))  # as it will be read back: numpy values are plain JSON by then
         return write_atomic(self.metrics_dir / f"{section}.json", text)
 
+    def read(self, section: str) -> dict[str, Any] | None:
+        """The metrics ``section`` an earlier notebook of this run recorded, or None if it has not run."""
+        import json
+
+        path = self.metrics_dir / f"{section}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
     def save_fig(self, fig: Any, name: str) -> None:
         """Save ``figures/NAME.png`` and show that same PNG in the notebook, so the exported page has every figure
         the report has (embedded, the page stays standalone); then close the figure so that the inline backend

@@ -19,6 +19,7 @@ from dfmm.config import Config, Recipe, load_resolved
 from dfmm.data.synthetic import SYNTHETIC_NOTE
 from dfmm.errors import StudyError
 from dfmm.metrics import BOOTSTRAP_METRICS, seeds_at_half
+from dfmm.study.held_out import held_out_summary
 
 HEADLINE_COLUMNS = (
     ("n", "n"),
@@ -213,6 +214,8 @@ KEY_FIGURES = (  # (glob under figures/, caption) in the order the front page sh
     ("06_cross_source", "Every source side by side"),
     ("*robustness*", "Robustness to perturbations"),
     ("06_video_frames", "P(fake) per video frame"),
+    ("07_text_folds", "Texts: held-out AUC per source, generator and domain"),
+    ("07_ood_flags", "Items flagged as unlike the training data, per source"),
 )
 WITHHELD_NOTE = (
     "These pages were removed from this copy of the report because they show dataset items (faces, texts) that "
@@ -429,6 +432,7 @@ def _result_sections(metrics: dict[str, Any]) -> dict[str, Any]:
         "robustness_columns": ROBUSTNESS_COLUMNS,
         "robustness": robustness_summary(metrics),
         "video": video_summary(metrics),
+        "held_out": held_out_summary(metrics),
     }
 
 
@@ -613,7 +617,28 @@ def readme_results(metrics: dict[str, Any], report: str = "reports/compact/index
     if targets:
         lines += ["", "| " + " | ".join(TARGET_COLUMNS) + " |", "|" + "---|" * len(TARGET_COLUMNS)]
         lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in targets]
+    lines += held_out_lines(metrics)
     return "\n".join([*lines, "", README_END])
+
+
+def held_out_lines(metrics: dict[str, Any]) -> list[str]:
+    """The README's "Where the detector can be trusted" part of the results block (notebook 07), or nothing."""
+    summary = held_out_summary(metrics)
+    if summary is None:
+        return []
+    lines = [
+        "",
+        "### Where the detector can be trusted",
+        "",
+        f"Notebook 07, on sources, generators and domains the models never trained on. Best text recipe on held-out "
+        f"validation: {summary['chosen'] or 'none measured'}; shipped: visual `{summary['shipped'].get('visual')}`, "
+        f"text `{summary['shipped'].get('text')}`.",
+    ]
+    for title, columns, rows in summary["tables"]:
+        if rows:
+            lines += ["", f"{title}:", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
 
 
 def update_readme(readme: str | Path, report_dir: str | Path) -> bool:

@@ -55,7 +55,7 @@ def list_notebooks(root: Path, only: list[str] | None = None) -> list[Path]:
 def preflight(cfg: Config) -> dict[str, Any]:
     """Read every data source once so a missing folder, empty class or unreachable Hub fails before any
     output is written."""
-    from dfmm.data import cross_images, cross_texts, image_splits, text_splits, video_source
+    from dfmm.data import cross_images, cross_texts, fake_only_images, image_splits, text_splits, video_source
     from dfmm.data.video import list_videos
 
     sizes = {
@@ -63,6 +63,7 @@ def preflight(cfg: Config) -> dict[str, Any]:
         "texts": {k: len(v) for k, v in text_splits(cfg).items()},
         "cross_images": {k: len(v) for k, v in cross_images(cfg).items()},
         "cross_texts": {k: len(v) for k, v in cross_texts(cfg).items()},
+        "fake_only_images": {k: len(v) for k, v in fake_only_images(cfg).items()},
     }
     vs = video_source(cfg)
     sizes["videos"] = len(list_videos(vs)) if vs else 0

@@ -96,6 +96,16 @@ class EvaluationSection(TypedDict):  # 06_evaluation
     videos: dict[str, Any] | None
 
 
+class GeneralizationSection(TypedDict):  # 07_generalization
+    texts: dict[str, Any]
+    text_sources: dict[str, Any]
+    faces: list[dict[str, Any]]
+    flags: dict[str, Any]
+    selective: dict[str, Any]
+    clips: list[dict[str, Any]]
+    shipped: dict[str, Any]
+
+
 SECTIONS: dict[str, tuple[str, type]] = {
     "data": ("01_data_exploration", DataSection),
     "visual": ("02_visual_training", VisualSection),
@@ -103,6 +113,7 @@ SECTIONS: dict[str, tuple[str, type]] = {
     "fusion": ("04_fusion", FusionSection),
     "gradcam": ("05_gradcam_analysis", GradcamSection),
     "evaluation": ("06_evaluation", EvaluationSection),
+    "generalization": ("07_generalization", GeneralizationSection),
 }
 
 

@@ -542,14 +542,19 @@ def tfidf_baseline(splits: dict[str, TextSet], extra: dict[str, TextSet] | None 
     return out
 
 
-def promote(run: BranchRun, name: str, run_dir: Path) -> Path:
-    """Copy a recipe's checkpoint to the card's file name (``visual_branch.pt`` / ``text_branch.pt``)."""
+def promote(run: BranchRun, name: str, run_dir: Path, reference: Any = None) -> Path:
+    """Copy a recipe's checkpoint to the card's file name (``visual_branch.pt`` / ``text_branch.pt``), with the
+    out-of-distribution ``reference`` (``dfmm.training.reference.fit_ood_reference``) when one is given."""
     import shutil
+
+    from dfmm.models.checkpoints import attach_references
 
     dst = Path(run_dir) / name
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(run.checkpoint, tmp)
     tmp.replace(dst)
+    if reference is not None:
+        attach_references(dst, {run.branch: reference})
     return dst
 
 
@@ -662,12 +667,16 @@ def save_ensemble(
     path: Path, visual_ckpt: Path, text_ckpt: Path, fusion: Any, fusion_meta: dict[str, Any], cfg: Config
 ) -> Path:
     """``multimodal_ensemble.pt``: both branches and the fusion module, tensors only."""
-    from dfmm.models.checkpoints import load_checkpoint
+    from dfmm.models.checkpoints import attach_references, load_checkpoint_parts
 
-    _, vs, vm = load_checkpoint(visual_ckpt, ("visual_branch",))
-    _, ts, tm = load_checkpoint(text_ckpt, ("text_branch",))
+    _, vs, vm, vrefs = load_checkpoint_parts(visual_ckpt, ("visual_branch",))
+    _, ts, tm, trefs = load_checkpoint_parts(text_ckpt, ("text_branch",))
+    vm.pop("ood", None)
+    tm.pop("ood", None)
     state = {f"visual.{k}": v for k, v in vs.items()}
     state |= {f"text.{k}": v for k, v in ts.items()}
     state |= {f"fusion.{k}": v for k, v in fusion.state_dict().items()}
     meta = {"visual": vm, "text": tm, "fusion": fusion_meta, "config": cfg.to_dict(), "config_digest": cfg.digest()}
-    return save_checkpoint(path, "multimodal_ensemble", state, meta)
+    save_checkpoint(path, "multimodal_ensemble", state, meta)
+    refs = {b: r for b, r in (("visual", vrefs.get("visual")), ("text", trefs.get("text"))) if r is not None}
+    return attach_references(path, refs) if refs else path

@@ -1,0 +1,91 @@
+"""The front page's "Where the detector can be trusted" section: notebook 07's held-out numbers as table rows.
+
+Read by :mod:`dfmm.study.report` (index page and data card) and by ``make readme-results`` (the README section of
+the same name), so the three say the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None else f"{float(v):.3f}"
+
+
+def _ci(ci: Any) -> str:
+    return "" if not ci else f"[{float(ci[0]):.3f}, {float(ci[1]):.3f}]"
+
+
+def held_out_summary(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Rows for the three tables (text folds, face sets, the flag), or None when notebook 07 did not run."""
+    g = metrics.get("generalization")
+    if not g:
+        return None
+    texts = g.get("texts") or {}
+    folds = [
+        (
+            r["model"],
+            r["folds"],
+            str(r["n_folds"]),
+            _num(r["mean_auc"]),
+            _ci(r.get("ci")),
+            "" if "minus_compact" not in r else f"{r['minus_compact']:+.3f} {_ci(r.get('minus_compact_ci'))}",
+        )
+        for r in texts.get("means") or []
+    ]
+    faces = [
+        (
+            r["model"],
+            r["set"],
+            str(r["n"]),
+            _num(r["auc"]),
+            _ci(r["auc_ci"]),
+            _num(r["fakes_detected_at_5fpr"]["rate"]),
+            _ci(r["fakes_detected_at_5fpr"]["ci"]),
+        )
+        for r in g.get("faces") or []
+    ]
+    flags = []
+    selective = {(b, r["set"]): r for b, rows in (g.get("selective") or {}).items() for r in rows}
+    for branch, rows in (g.get("flags") or {}).items():
+        for r in rows:
+            sel = selective.get((branch, "test" if branch == "faces" and r["in_domain"] else r["source"])) or {}
+            flags.append(
+                (
+                    branch,
+                    r["source"] + (" (in-domain test)" if r["in_domain"] else ""),
+                    str(r["n"]),
+                    f"{_num(r['flagged'])} {_ci(r['flagged_ci'])}",
+                    f"{_num(r.get('auroc'))} {_ci(r.get('auroc_ci'))}",
+                    _num(sel.get("accuracy_all")),
+                    _num(sel.get("accuracy_kept")),
+                )
+            )
+    flag_title = (
+        'The "unlike the training data" flag: share of items flagged, how well the distance separates each source '
+        "from the in-domain test items, and the accuracy of the labels on all vs kept items"
+    )
+    return {
+        "tables": [
+            ("Texts, mean over held-out folds", FOLD_COLUMNS, folds),
+            ("Faces, sets never trained on", FACE_COLUMNS, faces),
+            (flag_title, FLAG_COLUMNS, flags),
+        ],
+        "chosen": texts.get("chosen"),
+        "shipped": g.get("shipped") or {},
+        "clips": g.get("clips") or [],
+    }
+
+
+FOLD_COLUMNS = ("model", "folds", "n folds", "mean held-out AUC", "95% CI", "minus compact [95% CI]")
+FACE_COLUMNS = ("model", "face set", "n", "ROC AUC", "95% CI", "fakes detected at 5% FPR", "95% CI")
+FLAG_COLUMNS = (
+    "branch",
+    "source",
+    "n",
+    "flagged [95% CI]",
+    "AUROC vs in-domain [95% CI]",
+    "accuracy, all",
+    "accuracy, kept",
+)

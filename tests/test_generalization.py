@@ -1,0 +1,267 @@
+"""Issue 26: sources as data, held-out folds, the "unlike the training data" reference and the flag it gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dfmm.analysis import generalization as gen
+from dfmm.data.text import TextSet
+from dfmm.errors import CheckpointError, DataError
+from dfmm.models.ood import OodReference, fit_reference, references_of, split_state
+
+
+def _cluster(centre: np.ndarray, n: int, spread: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return centre + spread * rng.standard_normal((n, len(centre)))
+
+
+# --------------------------------------------------------------------------------------------- the reference
+def test_reference_keeps_95_percent_of_validation_and_flags_a_far_source():
+    d = 16
+    home, away = np.eye(d)[0], np.eye(d)[1]
+    ref = fit_reference("spec", _cluster(home, 400, 0.1, 0), _cluster(home, 400, 0.1, 1), k=10)
+    val_kept = (ref.distances(_cluster(home, 400, 0.1, 1)) <= ref.threshold).mean()
+    assert val_kept == pytest.approx(0.95, abs=0.0026)  # the quantile of the same 400 distances
+    fresh = ref.judge(ref.distances(_cluster(home, 200, 0.1, 2)))
+    far = ref.judge(ref.distances(_cluster(away, 200, 0.1, 3)))
+    assert np.mean([j["uncertain"] for j in fresh]) < 0.12
+    assert all(j["uncertain"] and j["in_distribution"] == 0.0 for j in far)
+    assert all("unlike the training data" in j["uncertain_reason"] for j in far)
+    assert all(j["uncertain_reason"] is None for j in fresh if not j["uncertain"])
+
+
+def test_in_distribution_is_the_share_of_validation_items_at_least_as_far():
+    ref = OodReference("spec", np.eye(3, dtype=np.float32), np.array([0.1, 0.2, 0.3, 0.4]), k=1)
+    np.testing.assert_allclose(ref.in_distribution([0.05, 0.2, 0.35, 0.5]), [1.0, 0.75, 0.25, 0.0])
+    assert ref.threshold == 0.4  # 95% of 4 items: the highest
+    # kNN distance: 1 - cosine similarity to the nearest reference row (k = 1)
+    np.testing.assert_allclose(ref.distances(np.array([[1.0, 0, 0], [1.0, 1.0, 0]])), [0.0, 1 - 2**-0.5], rtol=1e-6)
+
+
+def test_reference_round_trips_through_checkpoint_tensors():
+    ref = fit_reference("package:x", _cluster(np.ones(8), 50, 0.3, 0), _cluster(np.ones(8), 30, 0.3, 1), k=5)
+    meta, state = ref.to_checkpoint("visual")
+    model_state, ood_state = split_state({"head.weight": torch.zeros(1), **state})
+    assert list(model_state) == ["head.weight"]
+    back = references_of({"ood": {"visual": meta}}, ood_state, "x.pt")["visual"]
+    assert back.threshold == ref.threshold and back.k == 5 and back.backbone == "package:x"
+    np.testing.assert_allclose(back.distances(ref.reference[:3]), ref.distances(ref.reference[:3]), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("meta", "drop", "expected"),
+    [
+        ({"k": 0}, None, "ood.visual.k = 0"),
+        ({"coverage": 1.5}, None, "ood.visual.coverage = 1.5"),
+        ({"backbone": ""}, None, "ood.visual.backbone"),
+        ({}, "ood.visual.val_distances", "no ood.visual.reference / .val_distances"),
+    ],
+)
+def test_a_bad_reference_is_one_line_naming_the_key(meta, drop, expected):
+    ref = fit_reference("spec", _cluster(np.ones(4), 20, 0.3, 0), _cluster(np.ones(4), 10, 0.3, 1), k=3)
+    m, state = ref.to_checkpoint("visual")
+    state.pop(drop, None)
+    with pytest.raises(CheckpointError, match=expected) as e:
+        references_of({"ood": {"visual": m | meta}}, state, "x.pt")
+    assert "\n" not in str(e.value)
+
+
+def test_checkpoint_keeps_its_reference_apart_from_the_model(tiny_models):
+    from dfmm.models.checkpoints import load_checkpoint, load_checkpoint_parts
+
+    kind, state, meta, refs = load_checkpoint_parts(tiny_models["ensemble"])
+    assert set(refs) == {"visual", "text"}
+    assert not any(k.startswith("ood.") for k in state)
+    assert load_checkpoint(tiny_models["visual"])[1].keys() == load_checkpoint_parts(tiny_models["visual"])[1].keys()
+    assert meta["ood"]["visual"]["threshold"] == pytest.approx(refs["visual"].threshold)
+    assert "ood" not in load_checkpoint(tiny_models["visual"])[2]  # model-only metadata: safe to save a copy of
+
+
+# ---------------------------------------------------------------------------------------- results carry it
+def test_classify_results_carry_the_judgement_of_their_own_frozen_features(tiny_models):
+    from dfmm.data import image_splits, text_splits
+    from dfmm.data.images import load_image
+    from dfmm.serving.inference import classify_image, classify_multimodal, classify_text, load_model
+
+    cfg = tiny_models["cfg"]
+    model, _ = load_model(tiny_models["ensemble"])
+    image, text = image_splits(cfg)["test"].sources[0], text_splits(cfg)["test"].text(0)
+    r = classify_image(model, image)
+    x = torch.stack([model.transform()(load_image(image))])
+    with torch.no_grad():
+        d = model.ood["visual"].distances(model.frozen("visual").features(x).numpy())[0]
+    assert r["ood_distance"] == pytest.approx(d, rel=1e-5)
+    assert r["uncertain"] == (d > model.ood["visual"].threshold)
+    t = classify_text(model, text)
+    assert 0.0 <= t["in_distribution"] <= 1.0 and isinstance(t["uncertain"], bool)
+    both = classify_multimodal(model, image_path_or_pil=image, text=text)
+    assert both["in_distribution"] == min(r["in_distribution"], t["in_distribution"])
+    assert both["uncertain"] == (r["uncertain"] or t["uncertain"])
+    noise = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    assert classify_image(model, noise)["uncertain"] is True  # static is unlike any face it learnt from
+
+
+def test_a_checkpoint_without_reference_says_not_measured(tiny_models, tmp_path):
+    from dfmm.models.checkpoints import load_checkpoint, save_checkpoint
+    from dfmm.serving.inference import classify_text, load_model
+
+    kind, state, meta = load_checkpoint(tiny_models["text"])  # the model without its reference, as before issue 26
+    path = save_checkpoint(tmp_path / "old.pt", kind, state, meta)
+    r = classify_text(load_model(path)[0], "A plain sentence written by someone.")
+    assert r["in_distribution"] is None and r["uncertain"] is None
+    assert r["uncertain_reason"].startswith("not measured")
+
+
+# ------------------------------------------------------------------------------------------ sources, folds
+def _texts(source: str, n: int, generators: list[str], domains: list[str], start: int = 0) -> TextSet:
+    """``n`` human texts of ``source`` and a rewrite of each by every generator (a group), numbered from ``start``."""
+    rows = []
+    for i in range(start, start + n):
+        g = i % len(domains)
+        rows.append((f"{source} human text {i}", 0, "human", domains[g], f"g{i}"))
+        for gen_name in generators:
+            rows.append((f"{source} {gen_name} rewrite {i}", 1, gen_name, domains[g], f"g{i}"))
+    texts, labels, gens, doms, groups = zip(*rows, strict=True)
+    meta = {"generator": list(gens), "domain": list(doms)}
+    return TextSet(list(texts), np.array(labels), list(groups), meta, origin=source)
+
+
+def test_pooled_sources_tag_rows_drop_duplicates_and_keep_groups_apart():
+    a = _texts("a", 6, ["gpt"], ["news"])
+    b = _texts("b", 4, ["llama"], ["yelp"])
+    dup = TextSet(["a  human   text 0", "fresh"], np.array([0, 1]), ["x", "y"], {}, origin="c")
+    fit, held, dropped = gen.pooled_parts({"a": {"fit": a, "held": b}, "c": {"fit": dup, "held": dup}})
+    assert dropped == {"fit": 1, "held": 2}  # "a  human   text 0" is "a human text 0" after whitespace
+    assert set(fit.meta["source"]) == {"a", "c"} and len(fit) == len(a) + 1
+    assert all(g.startswith(s + "/") for g, s in zip(fit.groups, fit.meta["source"], strict=True))
+
+
+def test_folds_hold_out_what_they_name_and_train_without_it():
+    a, b = _texts("a", 40, ["gpt", "llama"], ["news", "law"]), _texts("b", 40, ["davinci"], ["yelp", "arxiv"])
+    fit, _ = gen.pool_texts({"a": a, "b": b})
+    held, _ = gen.pool_texts(
+        {
+            "a": _texts("a", 20, ["gpt", "llama"], ["news", "law"], 1000),
+            "b": _texts("b", 20, ["davinci"], ["yelp", "arxiv"], 1000),
+        }
+    )
+    folds = gen.text_folds(fit, held, trained_on={"a"})
+    kinds = {f.kind for f in folds}
+    assert kinds == {"source", "generator", "domain"}
+    assert len(folds) == 2 + 3 + 4
+    col = {k: (np.asarray(fit.meta[k]), np.asarray(held.meta[k])) for k in ("source", "generator", "domain")}
+    for f in folds:
+        train, test = col[f.kind][0][f.train], col[f.kind][1][f.test]
+        assert f.held_out not in set(train)
+        if f.kind == "generator":
+            assert set(test) == {f.held_out, "human"}
+            assert set(held.labels[f.test][test == "human"]) == {0}
+        else:
+            assert set(test) == {f.held_out}
+    seen = {f.name: f.seen_by_compact for f in folds}
+    assert seen["source: a"] and not seen["source: b"] and seen["generator: gpt"] and not seen["domain: b/yelp"]
+
+
+def test_fold_results_pair_each_recipe_with_the_compact_model():
+    a, b = _texts("a", 40, ["gpt"], ["news"]), _texts("b", 40, ["llama"], ["yelp"])
+    fit, held, _ = gen.pooled_parts({"a": {"fit": a, "held": _texts("a", 30, ["gpt"], ["news"], 1000)},
+                                     "b": {"fit": b, "held": _texts("b", 30, ["llama"], ["yelp"], 1000)}})  # fmt: skip
+    rng = np.random.default_rng(0)
+    ff, hf = rng.standard_normal((len(fit), 8)), rng.standard_normal((len(held), 8))
+    compact = held.labels * 0.5 + 0.25  # a perfect ranking
+    same = {"copy of compact": lambda train, test: compact_of(test)}
+    lookup = {t: p for t, p in zip(held.texts, compact, strict=True)}
+
+    def compact_of(test):
+        return np.array([lookup[t] for t in test["texts"]])
+
+    folds = gen.text_folds(fit, held, {"a"})
+    result = gen.run_text_folds(fit, held, ff, hf, compact, folds, min_items=5, recipes=same)
+    rows = [r for r in result["rows"] if r["model"] == "copy of compact" and r["auc"] is not None]
+    assert rows and all(r["minus_compact"] == 0.0 and r["minus_compact_ci"] == [0.0, 0.0] for r in rows)
+    means = gen.fold_means(result)
+    whole = next(r for r in means if r["model"] == "compact" and r["folds"] == "all")
+    assert whole["mean_auc"] == 1.0 and whole["n_folds"] == len(rows)
+    small = gen.run_text_folds(fit, held, ff, hf, compact, folds, min_items=1000, recipes=same)
+    assert all(r["auc"] is None and "too few held-out items" in r["null_reason"] for r in small["rows"])
+
+
+def test_a_one_class_source_is_refused_for_training_but_loads_for_testing(tmp_path):
+    from PIL import Image
+
+    from dfmm.config import load_config
+    from dfmm.data import image_splits
+    from dfmm.data.images import load_images
+
+    (tmp_path / "fake").mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(tmp_path / "fake" / f"{i}.png")
+    assert load_images(str(tmp_path)).labels.tolist() == [1, 1, 1]
+    cfg = load_config(["params/demo.yaml"], [f"data.images={tmp_path}"])
+    with pytest.raises(DataError, match=r"one class only \(0 real, 3 fake\).*not a training source"):
+        image_splits(cfg)
+    with pytest.raises(DataError, match="text source 'x' has one class only"):
+        gen.check_training_source("x", TextSet(["a", "b"], np.array([1, 1]), ["1", "2"]))
+
+
+def test_detection_rate_and_clip_sources():
+    r = gen.detection_rate([0.9, 0.2, 0.8, 0.7], threshold=0.5)
+    assert r["rate"] == 0.75 and r["ci"][0] <= 0.75 <= r["ci"][1]
+    assert gen.threshold_at_fpr(np.linspace(0, 1, 101), 0.05) == pytest.approx(0.95)
+    assert [gen.clip_source(n) for n in ("004.mp4", "004_982.mp4", "brtujopkby.mp4", "x.mp4")] == [
+        "faceforensics++", "faceforensics++", "dfdc", "other"]  # fmt: skip
+    rows = gen.clips_by_source([
+        {"clip": "004.mp4", "label": 0, "probability_fake": 0.6}, {"clip": "004_982.mp4", "label": 1, "probability_fake": 0.9},
+        {"clip": "abcdefghij.mp4", "label": 0, "probability_fake": 0.1}, {"clip": "klmnopqrst.mp4", "label": 1, "probability_fake": 0.4},
+    ])  # fmt: skip
+    by = {r["source"]: r for r in rows}
+    assert by["dfdc"]["auc"] == 1.0 and by["faceforensics++"]["auc"] == 1.0
+    assert by["pooled"]["auc"] == 0.75  # the FF++ real (0.6) above the DFDC fake (0.4): the level shift
+    assert by["pooled, recentred per source"]["auc"] == 1.0  # minus the other clips' median: the shift is gone
+
+
+def _jsonl(path, rows):
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_a_params_list_of_text_sources_trains_on_all_of_them_split_within_each(tmp_path):
+    from dfmm.config import load_config
+    from dfmm.data import text_splits
+    from dfmm.data.sources import pooled_splits, row_sources
+
+    a = [{"text": f"alpha text {i} {'ai' * (i % 2)}", "label": i % 2, "group": f"g{i // 2}"} for i in range(80)]
+    b = [{"text": f"beta text {i} {'ai' * (i % 2)}", "label": i % 2, "group": f"g{i // 2}"} for i in range(60)]
+    b.append({"text": "alpha   text 0 ", "label": 0, "group": "dup"})  # alpha's first text again, other spacing
+    items = f"[{{path: {_jsonl(tmp_path / 'a.jsonl', a)}, source: a, generator: gpt}}, {{path: {_jsonl(tmp_path / 'b.jsonl', b)}, source: b, domain: news}}]"
+    cfg = load_config(["params/demo.yaml"], [f"data.texts={items}", "data.max_texts=40"])
+    splits, dropped = pooled_splits(cfg, "texts", 40, 0)
+    assert dropped == 1
+    assert text_splits(cfg)["train"].texts == splits["train"].texts
+    train, test = splits["train"], splits["test"]
+    assert sorted(set(row_sources(train))) == ["a", "b"] and len(train) == 40
+    assert row_sources(train).count("a") == row_sources(train).count("b") == 20  # the budget shared equally
+    assert not set(train.groups) & set(test.groups)
+    assert all(g.startswith(s + "/") for g, s in zip(train.groups, row_sources(train), strict=True))
+    gens = dict(zip(row_sources(train), train.meta["generator"], strict=True))
+    assert gens["a"] == "gpt" and set(train.meta["domain"]) == {"", "news"}
+    one_class = _jsonl(tmp_path / "c.jsonl", [{"text": f"only ai {i}", "label": 1} for i in range(10)])
+    bad = load_config(["params/demo.yaml"], [f"data.texts=[{{path: {one_class}, source: c}}]"])
+    with pytest.raises(DataError, match=r"data.texts source 'c': .* one class only \(0 real, 10 fake\)"):
+        text_splits(bad)
+
+
+def test_a_source_list_item_is_checked_like_the_rest_of_the_params():
+    from dfmm.config import load_config
+    from dfmm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.texts\[0\]: unknown key 'pth' \(did you mean 'path'\?\)"):
+        load_config(["params/demo.yaml"], ["data.texts=[{pth: x.jsonl}]"])
+    with pytest.raises(DataError, match=r"text file not found: nowhere.jsonl \(data.texts\[0\]\)"):
+        from dfmm.data import data_sources
+
+        data_sources(load_config(["params/demo.yaml"], ["data.texts=[{path: nowhere.jsonl}]"]))
