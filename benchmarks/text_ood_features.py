@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         "frozen MiniLM centred, kNN-10 cosine": fit_reference("x", ff[ref_rows] - mu, hf[val] - mu).distances(hf - mu),
         "frozen MiniLM, Mahalanobis (Ledoit-Wolf)": LedoitWolf().fit(ff[ref_rows]).mahalanobis(hf),
         "TF-IDF n-grams, kNN-10 cosine": 1 - np.sort((tf_held @ tf_ref.T).toarray(), axis=1)[:, ::-1][:, :10].mean(1),
-        "TF-IDF SVD-256, kNN-10 cosine": fit_reference("x", svd.transform(tf_ref), svd.transform(tf_held[val])).distances(
-            svd.transform(tf_held)
-        ),
+        "TF-IDF SVD-256, kNN-10 cosine": fit_reference(
+            "x", svd.transform(tf_ref), svd.transform(tf_held[val])
+        ).distances(svd.transform(tf_held)),
         "text length (characters)": np.array([len(t) for t in held.texts], dtype=float),
     }
     out = {}

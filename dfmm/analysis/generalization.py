@@ -464,10 +464,17 @@ def clip_source(name: str) -> str:
     return "dfdc" if re.fullmatch(r"[a-z]{10}", stem) else "other"
 
 
+def _flag_share(clips: list[dict[str, Any]]) -> float | None:
+    """Share of clips flagged unlike the training data (None when no clip was measured)."""
+    measured = [c["uncertain"] for c in clips if c.get("uncertain") is not None]
+    return float(np.mean(measured)) if measured else None
+
+
 def clips_by_source(clips: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Clip AUC per source and pooled, the mean P(fake) of real and fake clips per source (the level shift), and
     the pooled AUC after a label-free per-source recentring (each clip's P(fake) minus the median of the other clips
-    of its source): whether removing the level shift repairs the pooled number."""
+    of its source): whether removing the level shift repairs the pooled number; and the share of clips flagged
+    unlike the training data (their median frame distance, ``classify_video``)."""
     ok = [c for c in clips if c.get("probability_fake") is not None and "error" not in c]
     source = np.array([clip_source(c["clip"]) for c in ok])
     y = np.array([c["label"] for c in ok], dtype=int)
@@ -496,6 +503,7 @@ def clips_by_source(clips: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "auc_ci": interval(np.asarray(draws)) if len(draws) else None,
                 "mean_p_real": float(p[real].mean()) if real.any() and scores is p else None,
                 "mean_p_fake": float(p[fake].mean()) if fake.any() and scores is p else None,
+                "flagged": _flag_share([ok[i] for i in np.flatnonzero(mine)]),
             }
         )
     return rows

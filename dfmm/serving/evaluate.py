@@ -178,6 +178,8 @@ def score_videos(
                 "probability_fake": r["probability_fake"],
                 "predicted": r["label"],
                 "frames_with_face": r["frames_with_face"],
+                "in_distribution": r["in_distribution"],
+                "uncertain": r["uncertain"],
                 "frames": len(r["frames"]),
                 "frame_min": min(probs),
                 "frame_max": max(probs),
