@@ -69,7 +69,11 @@ def held_out_summary(metrics: dict[str, Any]) -> dict[str, Any] | None:
     return {
         "tables": [
             ("Texts, mean over held-out folds", FOLD_COLUMNS, folds),
-            ("Faces, sets never trained on", FACE_COLUMNS, faces),
+            (
+                "Faces: the training source's validation and test splits, then the sets never trained on",
+                FACE_COLUMNS,
+                faces,
+            ),
             (flag_title, FLAG_COLUMNS, flags),
         ],
         "chosen": texts.get("chosen"),

@@ -156,6 +156,18 @@ def _flag(branch: str, source: str) -> Callable[[dict[str, Any]], Measured]:
     return get
 
 
+def _minutes(notebook: str) -> Callable[[dict[str, Any]], Measured]:
+    """A notebook's wall minutes in this study (``notebook_seconds``)."""
+
+    def get(metrics: dict[str, Any]) -> Measured:
+        seconds = (metrics.get("notebook_seconds") or {}).get(notebook)
+        if seconds is None:
+            return Measured(None, "not measured in this study")
+        return Measured(seconds / 60, f"{notebook}, wall minutes of this study")
+
+    return get
+
+
 def _mean(key: str, branch: str) -> Callable[[dict[str, Any]], Measured]:
     return lambda m: _seed_mean(m, branch, key)
 
@@ -206,6 +218,7 @@ TARGETS: tuple[Target, ...] = (
     Target("visual", "any", "OOD flag AUROC, LFW FaceSwap", ">=", 0.90, _flag("faces", "lfw_faceswap"), card=False),
     Target("visual", "any", "OOD flag AUROC, SDFD", ">=", 0.90, _flag("faces", "sdfd"), card=False),
     Target("text", "any", "OOD flag AUROC, Raidar", ">=", 0.90, _flag("texts", "raidar_multidomain"), card=False),
+    Target("text", "compact", "notebook 07 minutes", "<=", 25.0, _minutes("07_generalization"), card=False),
 )
 
 
