@@ -453,6 +453,7 @@ def _check_values(cfg: Config, origin: str, overrides: list[str] | None = None) 
             )
     _check_ranges(cfg, origin, overrides)
     _check_backbone(cfg, origin, overrides or [])
+    _check_source_lists(cfg, origin, overrides or [])
     name = cfg.study.name
     if not _FOLDER_NAME.fullmatch(name):
         got = f" (got {len(name):,} characters)" if len(name) > _FOLDER_NAME_MAX else ""
@@ -460,6 +461,23 @@ def _check_values(cfg: Config, origin: str, overrides: list[str] | None = None) 
             f"{_blame(origin, 'study.name', overrides or [])}: study.name = {_show(name, 80)}; expected a plain "
             f"folder name: 1-{_FOLDER_NAME_MAX} letters, digits, '.', '_' or '-', not starting with '.' or '-'{got}"
         )
+
+
+def _check_source_lists(cfg: Config, origin: str, overrides: list[str]) -> None:
+    """A list of training sources names at least one, each a real source (the demo's ``synthetic`` stands alone)."""
+    for key in ("images", "texts"):
+        items = getattr(cfg.data, key)
+        if not isinstance(items, list):
+            continue
+        where = _blame(origin, f"data.{key}", overrides)
+        if not items:
+            raise ConfigError(f"{where}: data.{key} is an empty list; name at least one training source")
+        for i, item in enumerate(items):
+            if item.path in ("", "synthetic"):
+                raise ConfigError(
+                    f"{where}: data.{key}[{i}].path = {_show(item.path)}; a list names real sources "
+                    f"(the demo data is data.{key}: synthetic, alone)"
+                )
 
 
 def _check_backbone(cfg: Config, origin: str, overrides: list[str]) -> None:

@@ -75,7 +75,7 @@ def test_checkpoint_keeps_its_reference_apart_from_the_model(tiny_models):
     assert set(refs) == {"visual", "text"}
     assert not any(k.startswith("ood.") for k in state)
     assert load_checkpoint(tiny_models["visual"])[1].keys() == load_checkpoint_parts(tiny_models["visual"])[1].keys()
-    assert meta["ood"]["visual"]["threshold"] == pytest.approx(refs["visual"].threshold)
+    assert "ood" not in meta  # the references carry it: the metadata describes the model alone
     assert "ood" not in load_checkpoint(tiny_models["visual"])[2]  # model-only metadata: safe to save a copy of
 
 
@@ -265,3 +265,52 @@ def test_a_source_list_item_is_checked_like_the_rest_of_the_params():
         from dfmm.data import data_sources
 
         data_sources(load_config(["params/demo.yaml"], ["data.texts=[{path: nowhere.jsonl}]"]))
+
+
+def test_source_lists_refuse_empty_and_synthetic_items_and_show_relative_paths(tmp_path):
+    from dfmm.config import load_config
+    from dfmm.errors import ConfigError
+    from dfmm.study.report import _shown_sources
+
+    with pytest.raises(ConfigError, match=r"data.texts is an empty list; name at least one training source"):
+        load_config(["params/demo.yaml"], ["data.texts=[]"])
+    with pytest.raises(ConfigError, match=r"data.images\[0\].path = 'synthetic'"):
+        load_config(["params/demo.yaml"], ["data.images=[{path: synthetic}]"])
+    cfg = load_config(["params/compact.yaml", "params/sources/local-pooled.yaml"])
+    shown = _shown_sources(cfg.data.texts)
+    assert shown.startswith("l2r_rewrites (../shared/data/text/l2r_rewrites/data.jsonl), raidar_multidomain (")
+
+
+def test_folds_skip_the_placeholders_of_sources_without_generators_or_domains():
+    a = _texts("a", 30, ["gpt"], ["news"])
+    bare = TextSet([f"b text {i}" for i in range(60)], np.array([0, 1] * 30), [f"g{i // 2}" for i in range(60)])
+    held_a = _texts("a", 30, ["gpt"], ["news"], 1000)
+    held_b = TextSet([f"b held {i}" for i in range(60)], np.array([0, 1] * 30), [f"h{i // 2}" for i in range(60)])
+    fit, held, _ = gen.pooled_parts({"a": {"fit": a, "held": held_a}, "b": {"fit": bare, "held": held_b}})
+    names = [f.name for f in gen.text_folds(fit, held, {"a"})]
+    assert names == ["source: a", "source: b", "generator: gpt", "domain: a/news"]  # no "unknown", no "b/-"
+
+
+def test_a_missing_pretrained_backbone_leaves_the_label_unjudged(tiny_models, monkeypatch):
+    from dfmm.errors import ConfigError
+    from dfmm.serving.inference import classify_text, load_model
+
+    model, _ = load_model(tiny_models["text"])
+
+    def unavailable(branch):
+        raise ConfigError("text.encoder 'package:x' needs the package")
+
+    monkeypatch.setattr(model, "frozen", unavailable)
+    r = classify_text(model, "A sentence someone wrote.")
+    assert r["label"] in ("real", "fake") and r["in_distribution"] is None and r["uncertain"] is None
+    assert r["uncertain_reason"].startswith("not measured: the pretrained backbone")
+
+
+def test_building_a_frozen_branch_leaves_the_global_random_state_alone():
+    from dfmm.models.branches import frozen_branch
+
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    frozen_branch("visual", "package:efficientnet-lite0")
+    assert torch.equal(torch.rand(3), before)

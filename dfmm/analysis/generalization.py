@@ -122,8 +122,8 @@ def text_parts(
         full = load_texts(cfg.data.cross_texts[name], cfg.data.hub_split)
         split = split_by_group(full.labels, full.groups, cfg.data.val_fraction, cfg.data.test_fraction, seed)
         parts[name] = {"fit": capped(full, split.train, g.fit_texts), "held": capped(full, split.test, g.held_texts)}
-    for name, p in parts.items():
-        check_training_source(name, p["fit"])
+    for name in names:  # a one-class cross source stays: its texts are held out, and other sources train
+        check_training_source(name, parts[name]["fit"])
     return parts
 
 
@@ -174,12 +174,12 @@ def text_folds(fit: TextSet, held: TextSet, trained_on: set[str]) -> list[Fold]:
     if len(set(fs)) > 1:
         for s in sorted(set(hs)):
             folds.append(Fold("source", s, np.flatnonzero(fs != s), np.flatnonzero(hs == s), s in trained_on))
-    for gen in sorted(set(hg[held.labels == FAKE])):
+    for gen in sorted(set(hg[held.labels == FAKE]) - {"unknown"}):  # "unknown": the rows of a source without one
         sources = set(hs[hg == gen])
         test = np.flatnonzero((hg == gen) | ((held.labels == REAL) & np.isin(hs, list(sources))))
         folds.append(Fold("generator", gen, np.flatnonzero(fg != gen), test, bool(sources & trained_on)))
     if len(set(hd)) > 1:
-        for d in sorted(set(hd)):
+        for d in sorted(x for x in set(hd) if not x.endswith("/-")):  # "/-": a source without domains
             seen = d.split("/", 1)[0] in trained_on
             folds.append(Fold("domain", d, np.flatnonzero(fd != d), np.flatnonzero(hd == d), seen))
     return folds
@@ -207,7 +207,8 @@ def _log_odds(model: Any, x: Any) -> np.ndarray:
 
 
 def frozen_linear(train: dict[str, Any], test: dict[str, Any]) -> np.ndarray:
-    """Logistic regression on unit-norm frozen features, source- and class-balanced."""
+    """Logistic regression on the frozen features (the branch's mean-pooled encoder output, not normalised),
+    source- and class-balanced."""
     return _log_odds(_logistic(train["features"], train["labels"], train["weights"]), test["features"])
 
 
@@ -429,6 +430,8 @@ def flag_table(
     sources the AUROC of the distance for telling their items from the in-domain test items (bootstrap CI)."""
     from scipy.stats import binomtest
 
+    if reference is None:  # a checkpoint written before the reference existed: nothing to measure
+        return []
     name, feats = in_domain
     d_in = reference.distances(feats)
     rows = []
@@ -573,6 +576,8 @@ def selective_rows(reference: Any, sets: dict[str, dict[str, Any]], threshold: f
     """Per set: accuracy of the model's labels (at ``threshold``) on all items and on the items the flag keeps."""
     from dfmm.models.ood import selective
 
+    if reference is None:
+        return []
     rows = []
     for name, s in sets.items():
         kept = reference.distances(s["features"]) <= reference.threshold

@@ -107,10 +107,11 @@ def frozen_branch(
     measures distances on (the head is unused). ``backbone`` is a visual or text backbone spec (``package:...``,
     ``hub:...``, a folder). A text branch's tokenizer is the fine-tuned branch's (same vocabulary): one tokenisation
     serves both."""
-    torch.manual_seed(0)  # the unused head: fixed, so the score cache keys the same weights every time
-    if branch == "visual":
-        net, info = create_visual_backbone(backbone, timm_name)
-        net.reset_classifier(0, global_pool="avg")
-        return VisualBranch(net).eval(), info, None
-    encoder, tokenizer, info = create_text_encoder(backbone)
-    return TextBranch(encoder).eval(), info, tokenizer
+    with torch.random.fork_rng():  # building draws random initial weights: the caller's random state is left as is
+        torch.manual_seed(0)  # and the unused head is the same every time (the score cache keys the weights)
+        if branch == "visual":
+            net, info = create_visual_backbone(backbone, timm_name)
+            net.reset_classifier(0, global_pool="avg")
+            return VisualBranch(net).eval(), info, None
+        net, tokenizer, info = create_text_encoder(backbone)
+        return TextBranch(net).eval(), info, tokenizer

@@ -50,7 +50,6 @@ def load_checkpoint(
     served with (``validate_meta``), raises a one-line ``CheckpointError``. The state and metadata describe the
     model only; ``load_checkpoint_parts`` also returns the out-of-distribution references (``dfmm.models.ood``)."""
     kind, state, meta, _ = load_checkpoint_parts(path, expect)
-    meta.pop("ood", None)  # its tensors are not in this state: a copy saved from it must not name them
     return kind, state, meta
 
 
@@ -94,13 +93,12 @@ def load_checkpoint_parts(
             raise CheckpointError(f"{path}: tensor '{name}' holds non-finite values (NaN or inf)")
     if not isinstance(meta, dict):
         validate_meta(path, kind, meta, state)  # its one-line refusal of metadata that is not an object
+    if not all(isinstance(k, str) for k in state):
+        raise CheckpointError(f"{path}: checkpoint state has a key that is not a string")
     state, ood_state = split_state(state)
-    ood_meta = meta.pop("ood", None)
+    ood_meta = meta.pop("ood", None)  # the references carry it: meta and state describe the model alone
     validate_meta(path, kind, meta, state)
-    refs = references_of({"ood": ood_meta}, ood_state, path)
-    if ood_meta is not None:
-        meta["ood"] = ood_meta
-    return kind, state, meta, refs
+    return kind, state, meta, references_of({"ood": ood_meta}, ood_state, path)
 
 
 def attach_references(path: str | Path, refs: dict[str, OodReference]) -> Path:

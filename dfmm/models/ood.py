@@ -146,6 +146,7 @@ def fit_reference(
     if len(train) < 2 or len(val) < 1:
         raise ValueError(f"fit_reference: needs >= 2 training and >= 1 validation items, got {len(train)}, {len(val)}")
     rng = np.random.default_rng(seed)
+    max_reference = min(max_reference, MAX_REFERENCE)  # what a checkpoint may hold (from_checkpoint)
     if len(train) > max_reference:
         train = train[np.sort(rng.choice(len(train), max_reference, replace=False))]
     if len(val) > MAX_VALIDATION:

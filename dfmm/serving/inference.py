@@ -217,15 +217,27 @@ NO_REFERENCE = {
 def ood_judgements(model: Detector, branch: str, inputs: Any) -> list[dict[str, Any]]:
     """Per input (an image batch tensor, or a tokenizer's encoding): ``in_distribution``, ``ood_distance``,
     ``uncertain`` and ``uncertain_reason`` from the checkpoint's reference (``NO_REFERENCE`` without one)."""
+    from dfmm.errors import DfmmError
+
     n = len(inputs) if isinstance(inputs, torch.Tensor) else len(inputs["input_ids"])
     if branch not in model.ood:
         return [dict(NO_REFERENCE) for _ in range(n)]
-    frozen = model.frozen(branch)
+    ref = model.ood[branch]
+    try:  # the pretrained backbone comes from its package or the Hub: without it the label stands, unjudged
+        frozen = model.frozen(branch)
+    except (DfmmError, ImportError, OSError) as e:
+        reason = f"not measured: the pretrained backbone {ref.backbone} is not available here ({str(e)[:120]})"
+        return [dict(NO_REFERENCE, uncertain_reason=reason) for _ in range(n)]
     if isinstance(inputs, torch.Tensor):
         features = frozen.features(inputs)
     else:
         features = frozen.features(inputs["input_ids"], inputs["attention_mask"])
-    return model.ood[branch].judge(model.ood[branch].distances(features.float().numpy()))
+    if features.shape[1] != ref.reference.shape[1]:
+        raise CheckpointError(
+            f"{model.path}: ood.{branch}.reference holds {ref.reference.shape[1]}-wide features, the backbone "
+            f"{ref.backbone} gives {features.shape[1]}"
+        )
+    return ref.judge(ref.distances(features.float().numpy()))
 
 
 def combined_judgement(judgements: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -548,12 +548,19 @@ def _recipe_view(branch: str, name: str, r: Recipe, bc: Any) -> dict[str, Any]:
     }
 
 
+def _shown_sources(src: Any) -> str:
+    """One source's path, or a list of training sources as ``name (path), ...``, never absolute machine paths."""
+    if isinstance(src, str):
+        return shown_path(src)
+    return ", ".join(f"{i.source or '?'} ({shown_path(i.path)})" for i in src)
+
+
 def write_data_card(cfg: Config, metrics: dict[str, Any], path: Path) -> Path:
     """``DATA_CARD.md``: data sources and split sizes, labels and splitting, backbones and recipes, the headline
     table with intervals, targets with status, fusion weights and limitations."""
     sizes = metrics.get("data_sizes", {})
     data = [
-        (key, shown_path(src), *(sizes.get(key, {}).get(s, "") for s in ("train", "val", "test")))
+        (key, _shown_sources(src), *(sizes.get(key, {}).get(s, "") for s in ("train", "val", "test")))
         for key, src in (("images", cfg.data.images), ("texts", cfg.data.texts))
     ]
     data += [

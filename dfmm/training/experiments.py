@@ -671,8 +671,6 @@ def save_ensemble(
 
     _, vs, vm, vrefs = load_checkpoint_parts(visual_ckpt, ("visual_branch",))
     _, ts, tm, trefs = load_checkpoint_parts(text_ckpt, ("text_branch",))
-    vm.pop("ood", None)
-    tm.pop("ood", None)
     state = {f"visual.{k}": v for k, v in vs.items()}
     state |= {f"text.{k}": v for k, v in ts.items()}
     state |= {f"fusion.{k}": v for k, v in fusion.state_dict().items()}
