@@ -3,7 +3,7 @@
     python benchmarks/text_ood_features.py [PARAMS...]   (default: params/compact.yaml params/sources/local.yaml)
 
 Reads a finished study's run folder (its ``multimodal_ensemble.pt`` and score cache): the held-out texts of notebook
-07 (``dfmm.analysis.generalization.text_parts``), and prints the AUROC of several distances for telling the held
+07 (``dfmm.analysis.text_folds.text_parts``), and prints the AUROC of several distances for telling the held
 texts of each cross source from the held texts of the training source, the reference being the training source's
 fit texts. Candidates: the shipped flag (kNN cosine on frozen MiniLM mean-pooled features, ``dfmm.models.ood``),
 the same on centred features, a Mahalanobis distance (Ledoit-Wolf covariance), kNN cosine on TF-IDF hashed n-grams
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.preprocessing import normalize
 
-    from dfmm.analysis import generalization as gen
+    from dfmm.analysis import text_folds as folds
     from dfmm.config import load_config
     from dfmm.data import cross_texts, text_splits
     from dfmm.models.ood import auroc, fit_reference
@@ -39,15 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.params)
     model, _ = load_model(cfg.run_dir / "multimodal_ensemble.pt")
     scoring = {"batch_size": cfg.text.batch_size, "cache_dir": cfg.run_dir / "cache"}
-    parts = gen.text_parts(cfg, text_splits(cfg), cross_texts(cfg))
-    fit, held, _ = gen.pooled_parts(parts)
+    parts = folds.text_parts(cfg, text_splits(cfg), cross_texts(cfg))
+    fit, held, _ = folds.pooled_parts(parts)
     ff = frozen_features(model, "text", fit, **scoring)["features"]
     hf = frozen_features(model, "text", held, **scoring)["features"]
     fs, hs = np.asarray(fit.meta["source"]), np.asarray(held.meta["source"])
-    trained = sorted(gen.training_sources(cfg))
+    trained = sorted(folds.training_sources(cfg))
     ref_rows, home = np.isin(fs, trained), np.isin(hs, trained)
     val = np.flatnonzero(home)[: max(1, home.sum() // 3)]  # a third of the home texts set each reference's threshold
-    ngrams_fit, ngrams_held = gen.hashed_ngrams(fit.texts), gen.hashed_ngrams(held.texts)
+    ngrams_fit, ngrams_held = folds.hashed_ngrams(fit.texts), folds.hashed_ngrams(held.texts)
     tfidf = TfidfTransformer(sublinear_tf=True).fit(ngrams_fit[ref_rows])
     tf_ref, tf_held = normalize(tfidf.transform(ngrams_fit[ref_rows])), normalize(tfidf.transform(ngrams_held))
     svd = TruncatedSVD(256, random_state=0).fit(tf_ref)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dfmm.analysis import generalization as gen
+from dfmm.analysis import text_folds as tf
 from dfmm.data.text import TextSet
 from dfmm.errors import CheckpointError, DataError
 from dfmm.models.ood import OodReference, fit_reference, references_of, split_state
@@ -132,7 +133,7 @@ def test_pooled_sources_tag_rows_drop_duplicates_and_keep_groups_apart():
     a = _texts("a", 6, ["gpt"], ["news"])
     b = _texts("b", 4, ["llama"], ["yelp"])
     dup = TextSet(["a  human   text 0", "fresh"], np.array([0, 1]), ["x", "y"], {}, origin="c")
-    fit, held, dropped = gen.pooled_parts({"a": {"fit": a, "held": b}, "c": {"fit": dup, "held": dup}})
+    fit, held, dropped = tf.pooled_parts({"a": {"fit": a, "held": b}, "c": {"fit": dup, "held": dup}})
     assert dropped == {"fit": 1, "held": 2}  # "a  human   text 0" is "a human text 0" after whitespace
     assert set(fit.meta["source"]) == {"a", "c"} and len(fit) == len(a) + 1
     assert all(g.startswith(s + "/") for g, s in zip(fit.groups, fit.meta["source"], strict=True))
@@ -140,14 +141,14 @@ def test_pooled_sources_tag_rows_drop_duplicates_and_keep_groups_apart():
 
 def test_folds_hold_out_what_they_name_and_train_without_it():
     a, b = _texts("a", 40, ["gpt", "llama"], ["news", "law"]), _texts("b", 40, ["davinci"], ["yelp", "arxiv"])
-    fit, _ = gen.pool_texts({"a": a, "b": b})
-    held, _ = gen.pool_texts(
+    fit, _ = tf.pool_texts({"a": a, "b": b})
+    held, _ = tf.pool_texts(
         {
             "a": _texts("a", 20, ["gpt", "llama"], ["news", "law"], 1000),
             "b": _texts("b", 20, ["davinci"], ["yelp", "arxiv"], 1000),
         }
     )
-    folds = gen.text_folds(fit, held, trained_on={"a"})
+    folds = tf.text_folds(fit, held, trained_on={"a"})
     kinds = {f.kind for f in folds}
     assert kinds == {"source", "generator", "domain"}
     assert len(folds) == 2 + 3 + 4
@@ -166,7 +167,7 @@ def test_folds_hold_out_what_they_name_and_train_without_it():
 
 def test_fold_results_pair_each_recipe_with_the_compact_model():
     a, b = _texts("a", 40, ["gpt"], ["news"]), _texts("b", 40, ["llama"], ["yelp"])
-    fit, held, _ = gen.pooled_parts({"a": {"fit": a, "held": _texts("a", 30, ["gpt"], ["news"], 1000)},
+    fit, held, _ = tf.pooled_parts({"a": {"fit": a, "held": _texts("a", 30, ["gpt"], ["news"], 1000)},
                                      "b": {"fit": b, "held": _texts("b", 30, ["llama"], ["yelp"], 1000)}})  # fmt: skip
     rng = np.random.default_rng(0)
     ff, hf = rng.standard_normal((len(fit), 8)), rng.standard_normal((len(held), 8))
@@ -177,14 +178,14 @@ def test_fold_results_pair_each_recipe_with_the_compact_model():
     def compact_of(test):
         return np.array([lookup[t] for t in test["texts"]])
 
-    folds = gen.text_folds(fit, held, {"a"})
-    result = gen.run_text_folds(fit, held, ff, hf, compact, folds, min_items=5, recipes=same)
+    folds = tf.text_folds(fit, held, {"a"})
+    result = tf.run_text_folds(fit, held, ff, hf, compact, folds, min_items=5, recipes=same)
     rows = [r for r in result["rows"] if r["model"] == "copy of compact" and r["auc"] is not None]
     assert rows and all(r["minus_compact"] == 0.0 and r["minus_compact_ci"] == [0.0, 0.0] for r in rows)
-    means = gen.fold_means(result)
+    means = tf.fold_means(result)
     whole = next(r for r in means if r["model"] == "compact" and r["folds"] == "all")
     assert whole["mean_auc"] == 1.0 and whole["n_folds"] == len(rows)
-    small = gen.run_text_folds(fit, held, ff, hf, compact, folds, min_items=1000, recipes=same)
+    small = tf.run_text_folds(fit, held, ff, hf, compact, folds, min_items=1000, recipes=same)
     assert all(r["auc"] is None and "too few held-out items" in r["null_reason"] for r in small["rows"])
 
 
@@ -203,7 +204,7 @@ def test_a_one_class_source_is_refused_for_training_but_loads_for_testing(tmp_pa
     with pytest.raises(DataError, match=r"one class only \(0 real, 3 fake\).*not a training source"):
         image_splits(cfg)
     with pytest.raises(DataError, match="text source 'x' has one class only"):
-        gen.check_training_source("x", TextSet(["a", "b"], np.array([1, 1]), ["1", "2"]))
+        tf.check_training_source("x", TextSet(["a", "b"], np.array([1, 1]), ["1", "2"]))
 
 
 def test_detection_rate_and_clip_sources():
@@ -286,8 +287,8 @@ def test_folds_skip_the_placeholders_of_sources_without_generators_or_domains():
     bare = TextSet([f"b text {i}" for i in range(60)], np.array([0, 1] * 30), [f"g{i // 2}" for i in range(60)])
     held_a = _texts("a", 30, ["gpt"], ["news"], 1000)
     held_b = TextSet([f"b held {i}" for i in range(60)], np.array([0, 1] * 30), [f"h{i // 2}" for i in range(60)])
-    fit, held, _ = gen.pooled_parts({"a": {"fit": a, "held": held_a}, "b": {"fit": bare, "held": held_b}})
-    names = [f.name for f in gen.text_folds(fit, held, {"a"})]
+    fit, held, _ = tf.pooled_parts({"a": {"fit": a, "held": held_a}, "b": {"fit": bare, "held": held_b}})
+    names = [f.name for f in tf.text_folds(fit, held, {"a"})]
     assert names == ["source: a", "source: b", "generator: gpt", "domain: a/news"]  # no "unknown", no "b/-"
 
 

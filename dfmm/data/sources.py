@@ -84,9 +84,14 @@ def row_sources(items: ImageSet | TextSet) -> list[str]:
     return [source_name(items.origin)] * len(items)
 
 
+def text_key(text: str) -> str:
+    """What makes two texts the same one: their words, whitespace normalised."""
+    return " ".join(text.split())
+
+
 def _key(items: ImageSet | TextSet, i: int) -> str:
     if isinstance(items, TextSet):
-        return " ".join(items.text(i).split())
+        return text_key(items.text(i))
     src = items.sources[i]
     data = src if isinstance(src, (bytes, bytearray)) else Path(src).read_bytes()
     return hashlib.sha256(data).hexdigest()

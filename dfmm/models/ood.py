@@ -20,7 +20,6 @@ the model's own tensors (``split_state``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,7 +199,3 @@ def auroc(in_domain: Any, held_out: Any) -> float | None:
     if not len(a) or not len(b):
         return None
     return float(roc_auc_score(np.r_[np.zeros(len(a)), np.ones(len(b))], np.r_[a, b]))
-
-
-def finite(x: float | None) -> float | None:
-    return None if x is None or math.isnan(x) else x

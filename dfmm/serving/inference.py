@@ -27,7 +27,7 @@ from dfmm.data.faces import CropGeometry, Face, FaceDetector, crop_faces
 from dfmm.data.images import load_image
 from dfmm.data.text import check_text
 from dfmm.data.transforms import image_transform
-from dfmm.errors import CheckpointError, DataError
+from dfmm.errors import CheckpointError, DataError, DfmmError
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
 from dfmm.models.branches import text_from_meta, visual_from_meta
 from dfmm.models.checkpoints import load_checkpoint_parts
@@ -217,8 +217,6 @@ NO_REFERENCE = {
 def ood_judgements(model: Detector, branch: str, inputs: Any) -> list[dict[str, Any]]:
     """Per input (an image batch tensor, or a tokenizer's encoding): ``in_distribution``, ``ood_distance``,
     ``uncertain`` and ``uncertain_reason`` from the checkpoint's reference (``NO_REFERENCE`` without one)."""
-    from dfmm.errors import DfmmError
-
     n = len(inputs) if isinstance(inputs, torch.Tensor) else len(inputs["input_ids"])
     if branch not in model.ood:
         return [dict(NO_REFERENCE) for _ in range(n)]
