@@ -10,7 +10,10 @@ from typing import Literal, get_args
 Aggregation = Literal["mean", "max", "median", "vote", "confidence"]  # per-frame P(fake) -> one clip score
 FaceCrop = Literal["auto", "always", "never"]  # photos: crop to the largest face when it helps / always / never
 
+Runtime = Literal["torch", "openvino", "onnxruntime"]  # what runs the branches: PyTorch, or an export folder's graphs
+
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
 FACE_CROPS: tuple[str, ...] = get_args(FaceCrop)
 
 # What a checkpoint may describe, checked when params load (dfmm.config) and again when a checkpoint loads

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from dfmm.choices import AGGREGATIONS, FACE_CROPS
+from dfmm.choices import AGGREGATIONS, FACE_CROPS, RUNTIMES
 from dfmm.errors import DfmmError
 
 
@@ -127,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
         help="videos: crop frames to faces (auto, always) or not (never); default auto",
     )
 
+    e.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="torch (a checkpoint file), or openvino / onnxruntime (a folder written by dfmm export: faster on a CPU)",
+    )
+
     sc = sub.add_parser("score", help="score many items into a CSV, one row each, resumable; print a summary")
     sc.add_argument("--model", required=True)
     g = sc.add_mutually_exclusive_group(required=True)
@@ -139,6 +146,24 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--num-frames", type=_int_at_least(1), help="videos (default 32)")
     sc.add_argument("--aggregation", choices=AGGREGATIONS, help="videos (default mean)")
     sc.add_argument("--quiet", action="store_true", help="no progress bar")
+    sc.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="torch (a checkpoint file), or openvino / onnxruntime (a folder written by dfmm export: faster on a CPU)",
+    )
+
+    x = sub.add_parser(
+        "export", help="write a checkpoint as ONNX graphs for --runtime openvino/onnxruntime; print JSON"
+    )
+    x.add_argument("--model", required=True, help="a dfmm checkpoint (.pt)")
+    x.add_argument("--out", required=True, help="the export folder (new, empty, or an earlier export: replaced)")
+    x.add_argument(
+        "--no-frozen",
+        dest="frozen",
+        action="store_false",
+        help="leave out the frozen backbones of the out-of-distribution references (judged with PyTorch then)",
+    )
 
     c = sub.add_parser("classify", help="classify files; print JSON")
     c.intermixed = True
@@ -166,6 +191,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="video: score every face; a frame takes its most fake one",
+    )
+    c.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="torch (a checkpoint file), or openvino / onnxruntime (a folder written by dfmm export: faster on a CPU)",
     )
     how = c.add_mutually_exclusive_group()
     how.add_argument(
@@ -358,10 +389,12 @@ def cmd_classify(a: argparse.Namespace) -> Any:
         image, text = _multimodal_inputs(a)
         from dfmm.serving.inference import classify_multimodal, load_model
 
-        model, _ = load_model(a.model)
+        model, _ = load_model(a.model, a.runtime)
         return classify_multimodal(model, image_path_or_pil=image, text=text, face_crop=a.face_crop)
     if not a.inputs:
         raise DfmmError(f"classify {a.modality}: give at least one input")
+    if a.gradcam and a.runtime != "torch":
+        raise DfmmError(f"--gradcam needs gradients, which only PyTorch computes: use --runtime torch, not {a.runtime}")
     gradcam_dir = _gradcam_folder(a.gradcam) if a.gradcam else None
     if a.modality == "text":
         texts = _text_inputs(a.inputs, a.text_inputs)
@@ -369,7 +402,7 @@ def cmd_classify(a: argparse.Namespace) -> Any:
         files = _expand(a.inputs, IMAGE_EXTENSIONS if a.modality == "image" else VIDEO_EXTENSIONS)
     from dfmm.serving.inference import classify_image, classify_text, classify_video, load_model
 
-    model, _ = load_model(a.model)
+    model, _ = load_model(a.model, a.runtime)
     results = []
     if a.modality == "text":
         for name, kind, text in texts:
@@ -465,12 +498,17 @@ def cmd_evaluate(a: argparse.Namespace) -> dict[str, Any]:
     from dfmm.serving.inference import load_model
 
     if kind == "images":
-        return evaluate_images(load_model(a.model)[0], source, a.batch_size, images=data)
+        return evaluate_images(load_model(a.model, a.runtime)[0], source, a.batch_size, images=data)
     if kind == "texts":
-        return evaluate_texts(load_model(a.model)[0], source, a.batch_size, texts=data)
+        return evaluate_texts(load_model(a.model, a.runtime)[0], source, a.batch_size, texts=data)
     clips = data
     return evaluate_videos(
-        load_model(a.model)[0], source, a.num_frames, a.aggregation, face_crop=a.face_crop != "never", clips=clips
+        load_model(a.model, a.runtime)[0],
+        source,
+        a.num_frames,
+        a.aggregation,
+        face_crop=a.face_crop != "never",
+        clips=clips,
     )
 
 
@@ -483,7 +521,7 @@ def cmd_score(a: argparse.Namespace) -> dict[str, Any]:
     read_rows(Path(a.out), digest=None)
     from dfmm.serving.inference import load_model
 
-    model, _ = load_model(a.model)
+    model, _ = load_model(a.model, a.runtime)
     check_can_score(model, kind)
     return score_to_csv(
         model,
@@ -499,6 +537,25 @@ def cmd_score(a: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
+    import time
+
+    from dfmm.models.export import export_model
+
+    t0 = time.perf_counter()
+    manifest = export_model(a.model, a.out, frozen=a.frozen)
+    out = Path(a.out)
+    return {
+        "out": str(out),
+        "kind": manifest["kind"],
+        "graphs": {name: g["file"] for name, g in manifest["graphs"].items()},
+        "frozen_missing": manifest["frozen_missing"],
+        "megabytes": round(sum(p.stat().st_size for p in out.iterdir()) / 2**20, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "use": f"dfmm classify image PHOTO --model {out} --runtime openvino",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -508,7 +565,13 @@ def main(argv: list[str] | None = None) -> int:
             out = run_study(args.params, args.overrides, args.out, quiet=args.quiet, resume=args.resume)
             print(f"report: {out / 'index.html'}")
             return 0
-        commands = {"classify": cmd_classify, "train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score}
+        commands = {
+            "classify": cmd_classify,
+            "train": cmd_train,
+            "evaluate": cmd_evaluate,
+            "score": cmd_score,
+            "export": cmd_export,
+        }
         result = commands[args.command](args)
         if result is not None:
             print(_json(result))

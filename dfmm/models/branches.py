@@ -86,17 +86,24 @@ def text_meta(cfg: Config, model: TextBranch, tokenizer: Any, info: BackboneInfo
 def text_from_meta(meta: dict[str, Any] | TextMeta, state: dict[str, torch.Tensor]) -> tuple[TextBranch, Any]:
     """The text branch and its tokenizer a checkpoint describes (``TextMeta``), the state checked against the
     encoder its ``hf_config`` names (on the meta device) before the encoder is built."""
-    from tokenizers import Tokenizer
-    from transformers import AutoModel, PreTrainedTokenizerFast
+    from transformers import AutoModel
 
     tm = TextMeta.from_meta(meta)
     tm.check_state(state)
     model = TextBranch(AutoModel.from_config(tm.config()), tm.hidden, tm.dropout)
     model.load_state_dict(state, strict=False)  # position_ids buffers differ between transformers versions
-    tokenizer = PreTrainedTokenizerFast(
+    return model.eval(), tokenizer_from_meta(tm)
+
+
+def tokenizer_from_meta(meta: dict[str, Any] | TextMeta) -> Any:
+    """The text branch's tokenizer, from the plain-text ``tokenizer.json`` its metadata carries."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    tm = meta if isinstance(meta, TextMeta) else TextMeta.from_meta(meta)
+    return PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(tm.tokenizer_json), model_max_length=tm.max_length, **tm.special_tokens
     )
-    return model.eval(), tokenizer
 
 
 def frozen_branch(

@@ -85,12 +85,18 @@ def in_index_order(parts: dict[str, list[Any]]) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in cat.items()}
 
 
+def _device(model: Any) -> torch.device:
+    """Where the model's inputs go: its parameters' device (a runtime's branch names its own, the CPU)."""
+    return model.device if not isinstance(model, nn.Module) else next(model.parameters()).device
+
+
 def _forward(model: nn.Module, inputs: Any, tta: bool, features: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logits, features or None) of a batch on the CPU; with ``tta`` (images) the logits average those of the
-    mirrored images. ``features`` goes through the branch's ``scored``, whose logits are the same numbers."""
-    if features:
+    mirrored images. ``features`` goes through the branch's ``scored``, whose logits are the same numbers, and so
+    does a branch served by another runtime (``dfmm.serving.runtimes``: not a module, its graph holds the mirror)."""
+    if features or not isinstance(model, nn.Module):
         logits, f = model.scored(**inputs) if isinstance(inputs, dict) else model.scored(inputs, tta=tta)
-        return logits.float().cpu(), f.float().cpu()
+        return logits.float().cpu(), (f.float().cpu() if features else None)
     out = _call(model, inputs).float()
     if tta and isinstance(inputs, torch.Tensor):
         out = 0.5 * (out + _call(model, torch.flip(inputs, dims=[3])).float())
@@ -116,7 +122,9 @@ def predict(
     through the model; their scores are added to the cache.
     """
     model.eval()
-    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    if not isinstance(model, nn.Module) and cache_dir is not None:
+        raise ValueError("predict: the score cache keys PyTorch weights; score an exported branch without cache_dir")
+    device = accelerator.device if accelerator is not None else _device(model)
     mixed = str(accelerator.mixed_precision) if accelerator is not None else "no"
     precision = f"{device.type} {'fp32' if mixed == 'no' else mixed}"  # part of the key: bf16 scores != fp32 ones
     cache = ScoreCache(cache_dir, model, tta, precision) if cache_dir is not None else None

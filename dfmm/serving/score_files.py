@@ -290,7 +290,7 @@ def score_to_csv(
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
     check_can_score(model, kind)
     out = Path(out)
-    digest = file_digest(model.path)
+    digest = model.digest()
     items = list_items(kind, source) if items is None else items
     rows_before = read_rows(out, digest)
     todo, keep = pending(kind, items, rows_before)

@@ -1,0 +1,213 @@
+"""Export folders and CPU runtimes (issue 27): the same scores as PyTorch on every path, one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dfmm.errors import CheckpointError, DataError, DfmmError
+
+from .test_cli import dfmm
+
+RUNTIMES = ["openvino", "onnxruntime"]
+TOLERANCE = 1e-4  # issue 27: each runtime's probabilities equal PyTorch's within this
+
+
+def installed(runtime: str):
+    return pytest.param(
+        runtime,
+        marks=pytest.mark.skipif(
+            __import__("importlib").util.find_spec(runtime) is None, reason=f"{runtime} is not installed"
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_models, tmp_path_factory):
+    """The tiny ensemble exported once (with its frozen backbones), and the torch model it came from."""
+    from dfmm.models.export import export_model
+    from dfmm.serving.inference import load_model
+
+    out = tmp_path_factory.mktemp("export") / "ensemble"
+    manifest = export_model(tiny_models["ensemble"], out)
+    return {"out": out, "manifest": manifest, "torch": load_model(tiny_models["ensemble"])[0]}
+
+
+def _copy(exported, tmp_path):
+    dst = tmp_path / "copy"
+    shutil.copytree(exported["out"], dst)
+    return dst
+
+
+def _manifest_edit(folder, edit):
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_export_folder_holds_every_graph(exported):
+    m = exported["manifest"]
+    assert set(m["graphs"]) == {"visual", "text", "visual_frozen", "text_frozen"}
+    assert m["frozen_missing"] == {} and m["opset"] == 17 and m["kind"] == "multimodal_ensemble"
+    assert m["graphs"]["visual"]["inputs"]["images"] == ["batch", 3, 64, 64]
+    assert m["rules"]["visual"] == exported["torch"].rule("visual").to_dict()
+    assert (exported["out"] / "tensors.safetensors").is_file()
+
+
+@pytest.mark.parametrize("runtime", [installed(r) for r in RUNTIMES])
+def test_runtime_scores_the_test_splits_as_torch(exported, tiny_models, runtime):
+    """The agreement of issue 27 on the tiny trained checkpoints' test splits: probabilities within 1e-4, every
+    label identical, the same out-of-distribution judgements (through dfmm evaluate's batched path)."""
+    from dfmm.data import image_splits, text_splits
+    from dfmm.serving.evaluate import frozen_features, score_images, score_texts
+    from dfmm.serving.inference import load_model
+
+    cfg = tiny_models["cfg"]
+    fast, _ = load_model(exported["out"], runtime)
+    slow = exported["torch"]
+    assert fast.runtime == runtime and fast.rule("visual") == slow.rule("visual")
+    for branch, data, score in (
+        ("visual", image_splits(cfg)["test"], score_images),
+        ("text", text_splits(cfg)["test"], score_texts),
+    ):
+        a, b = score(slow, data, 8), score(fast, data, 8)
+        assert np.array_equal(a["index"], b["index"]) and len(a["probs"]) == len(data)
+        np.testing.assert_allclose(b["probs"], a["probs"], atol=TOLERANCE, rtol=0)
+        rule = slow.rule(branch)
+        assert np.array_equal(rule.is_fake(a["probs"]), rule.is_fake(b["probs"]))
+        fa, fb = frozen_features(slow, branch, data, 8), frozen_features(fast, branch, data, 8)
+        np.testing.assert_allclose(fb["features"], fa["features"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("runtime", [installed(r) for r in RUNTIMES])
+def test_runtime_classify_results_equal_torch(exported, tiny_models, runtime):
+    from dfmm.data import data_sources, video_source
+    from dfmm.serving.inference import classify_image, classify_multimodal, classify_text, classify_video, load_model
+
+    cfg = tiny_models["cfg"]
+    fast, _ = load_model(exported["out"], runtime)
+    slow = exported["torch"]
+    image = sorted(Path(data_sources(cfg)["images"]).rglob("*.jpg"))[0]
+    clip = sorted(video_source(cfg).rglob("*.mp4"))[0]
+    text = "Moreover, it is essential to delve into the multifaceted landscape of this topic."
+    pairs = [
+        (classify_image(slow, image), classify_image(fast, image)),
+        (classify_text(slow, text), classify_text(fast, text)),
+        (classify_multimodal(slow, image, text), classify_multimodal(fast, image, text)),
+        (
+            classify_video(slow, clip, num_frames=4, face_crop=False),
+            classify_video(fast, clip, num_frames=4, face_crop=False),
+        ),
+    ]
+    for a, b in pairs:
+        assert b["probability_fake"] == pytest.approx(a["probability_fake"], abs=TOLERANCE)
+        assert b["label"] == a["label"] and b["uncertain"] == a["uncertain"]
+        assert b["in_distribution"] == pytest.approx(a["in_distribution"], abs=0.01)
+        assert b["model"]["runtime"] == runtime and a["model"]["runtime"] == "torch"
+    assert pairs[2][1]["fusion_weights"] == pytest.approx(pairs[2][0]["fusion_weights"])
+
+
+@pytest.mark.parametrize("runtime", [installed(r) for r in RUNTIMES])
+def test_gradients_are_asked_of_torch(exported, tiny_models, runtime):
+    from dfmm.data import data_sources
+    from dfmm.serving.inference import classify_image, classify_text, load_model
+
+    fast, _ = load_model(exported["out"], runtime)
+    image = sorted(Path(data_sources(tiny_models["cfg"])["images"]).rglob("*.jpg"))[0]
+    with pytest.raises(CheckpointError, match=f"GradCAM needs gradients.*--runtime torch.*under {runtime}"):
+        classify_image(fast, image, return_gradcam=True)
+    with pytest.raises(CheckpointError, match="token attributions needs gradients.*--runtime torch"):
+        classify_text(fast, "some text to explain", explain=True)
+
+
+def _refused(folder, match, runtime="onnxruntime"):
+    from dfmm.serving.inference import load_model
+
+    with pytest.raises(CheckpointError, match=match) as e:
+        load_model(folder, runtime)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
+def test_bad_export_folders_are_refused_in_one_line(exported, tmp_path):
+    folder = _copy(exported, tmp_path)
+    # a graph changed after export
+    with open(folder / "visual.onnx", "ab") as fh:
+        fh.write(b"\0")
+    _refused(folder, "visual.onnx does not match its SHA-256")
+    shutil.copy(exported["out"] / "visual.onnx", folder / "visual.onnx")
+    # the metadata's input size is not the graph's
+    _manifest_edit(folder, lambda m: m["meta"]["visual"].update(image_size=96))
+    _refused(folder, r"visual.onnx: input images \[None, 3, 64, 64\] does not match the metadata's image_size 96")
+    _manifest_edit(folder, lambda m: m["meta"]["visual"].update(image_size=64))
+    _manifest_edit(folder, lambda m: m.update(opset=13))
+    _refused(folder, "opset 13, this dfmm exports and reads opset 17")
+    _manifest_edit(folder, lambda m: m.update(opset=17))
+    _manifest_edit(folder, lambda m: m["rules"].pop("text"))
+    _refused(folder, r"rules.text is missing \(the decision threshold and temperature\)")
+    _manifest_edit(folder, lambda m: m["rules"].update(text={"threshold": 0.123, "temperature": 1.0}))
+    _refused(folder, "rules.text .* differs from the metadata's decision rule")
+    (folder / "manifest.json").unlink()
+    _refused(folder, "no manifest.json: not a dfmm export folder")
+
+
+def test_runtime_and_path_must_match(exported, tiny_models, monkeypatch):
+    from dfmm.serving.inference import load_model
+
+    with pytest.raises(CheckpointError, match="write one first: dfmm export --model"):
+        load_model(tiny_models["visual"], "onnxruntime")
+    with pytest.raises(CheckpointError, match="an export folder runs under --runtime openvino or onnxruntime"):
+        load_model(exported["out"])
+    with pytest.raises(DataError, match="unknown runtime 'tensorrt'; expected one of torch, openvino, onnxruntime"):
+        load_model(tiny_models["visual"], "tensorrt")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    with pytest.raises(DataError, match=r"runtime openvino is not installed: pip install openvino==2026\.4\.1"):
+        load_model(exported["out"], "openvino")
+
+
+def test_export_refuses_a_foreign_folder_and_leaves_nothing_half_written(tiny_models, tmp_path):
+    from dfmm.models.export import export_model
+
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "me.jpg").write_bytes(b"x")
+    with pytest.raises(DfmmError, match="exists and is not an earlier dfmm export"):
+        export_model(tiny_models["visual"], foreign)
+    assert [p.name for p in foreign.iterdir()] == ["me.jpg"]
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        export_model(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
+def test_cli_export_then_classify_and_score_under_a_runtime(tiny_models, tmp_path):
+    from dfmm.data import data_sources
+
+    out = tmp_path / "visual-export"
+    r = dfmm("export", "--model", tiny_models["visual"], "--out", out, "--no-frozen")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["graphs"] == {"visual": "visual.onnx"} and summary["kind"] == "visual_branch"
+    image = sorted(Path(data_sources(tiny_models["cfg"])["images"]).rglob("*.jpg"))[0]
+    a = dfmm("classify", "image", image, "--model", tiny_models["visual"])
+    b = dfmm("classify", "image", image, "--model", out, "--runtime", "onnxruntime")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    pa, pb = json.loads(a.stdout), json.loads(b.stdout)
+    assert pb["probability_fake"] == pytest.approx(pa["probability_fake"], abs=TOLERANCE) and pb["label"] == pa["label"]
+    # without its frozen graph, the runtime model judges the input with the PyTorch backbone: the same judgement
+    assert pb["in_distribution"] == pytest.approx(pa["in_distribution"], abs=0.01)
+    r = dfmm("classify", "image", image, "--model", out, "--runtime", "onnxruntime", "--gradcam", tmp_path / "cams")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--runtime torch" in r.stderr
+    assert not (tmp_path / "cams").exists()
+    folder = data_sources(tiny_models["cfg"])["images"]
+    r = dfmm("score", "--images", folder, "--model", out, "--runtime", "onnxruntime", "--out", tmp_path / "s.csv")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["scored"] == 48
