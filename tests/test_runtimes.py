@@ -211,3 +211,34 @@ def test_cli_export_then_classify_and_score_under_a_runtime(tiny_models, tmp_pat
     r = dfmm("score", "--images", folder, "--model", out, "--runtime", "onnxruntime", "--out", tmp_path / "s.csv")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["scored"] == 48
+
+
+def test_in_background_keeps_order_raises_where_read_and_stops_early():
+    import threading
+    import time
+
+    from dfmm.data.batches import in_background
+
+    assert list(in_background(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("item 2 is unreadable")
+
+    got = []
+    with pytest.raises(ValueError, match="item 2 is unreadable"):
+        for x in in_background(failing()):
+            got.append(x)
+    assert got == [1]
+    produced = []
+
+    def endless():
+        for i in range(10_000):
+            produced.append(i)
+            yield i
+
+    for x in in_background(endless(), depth=2):
+        if x == 3:
+            break
+    time.sleep(0.3)
+    assert len(produced) < 10 and not any(t.name == "dfmm-prefetch" for t in threading.enumerate())

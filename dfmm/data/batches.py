@@ -280,3 +280,48 @@ class LengthBucketSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return max(1, -(-len(self.lengths) // self.batch_size))
+
+
+def in_background(items: Any, depth: int = 2) -> Any:
+    """Iterate ``items`` in a worker thread, ``depth`` items ahead of the caller: the next batches are decoded
+    while the model scores this one (PIL decoding, resizing and the runtimes release the GIL, so two cores are
+    both busy). Items come in order; an exception of the iteration is raised here, where the caller reads it.
+
+    A thread, not a ``DataLoader`` worker process: the items are a few batches of tensors, and a forked process
+    would copy the runtime's thread pools mid-flight.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", done))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            q.put(("error", e))
+
+    worker = threading.Thread(target=produce, name="dfmm-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join(timeout=5)

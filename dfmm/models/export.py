@@ -146,6 +146,8 @@ def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True
                 names = VISUAL_INPUTS
             else:
                 model, tokenizer = text_from_meta(bmeta, part)
+                if hasattr(model.encoder, "set_attn_implementation"):  # ONNX Runtime fuses eager attention into
+                    model.encoder.set_attn_implementation("eager")  # one op; OpenVINO ran it ~10% faster than SDPA
                 mirror, names = None, TEXT_INPUTS
             example = _examples(branch, bmeta, tokenizer)
             path = tmp / f"{branch}.onnx"

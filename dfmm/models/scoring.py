@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from dfmm.data.batches import in_background
 from dfmm.data.labels import NAMES
 from dfmm.models.score_cache import ScoreCache
 
@@ -113,13 +114,15 @@ def predict(
     *,
     features: bool = False,
     cache_dir: Any = None,
+    background: bool = False,
 ) -> dict[str, np.ndarray]:
     """Logits, labels and dataset indices for every readable item of ``loader`` (sorted by index); with
     ``features`` also each item's pooled features (``features``, through the branch's ``scored``).
 
     With ``cache_dir`` the inputs this model has already scored there are read from the score cache
     (``dfmm.models.score_cache``: keyed by the model's weights and the input tensor itself) and only the others go
-    through the model; their scores are added to the cache.
+    through the model; their scores are added to the cache. ``background``: the loader's batches are made in a
+    worker thread while the model scores (``dfmm.data.batches.in_background``); the scores are the same.
     """
     model.eval()
     if not isinstance(model, nn.Module) and cache_dir is not None:
@@ -134,8 +137,11 @@ def predict(
     def forward(inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         return _forward(model, _to(inputs, device), tta, features)
 
-    with autocast:
-        for batch in tqdm(loader, desc=desc, leave=False, mininterval=10, disable=None):
+    items = len(loader.dataset) if hasattr(loader, "dataset") else None
+    batches = in_background(loader) if background else loader
+    with autocast, tqdm(total=items, desc=desc, leave=False, mininterval=10, disable=None, unit="item") as bar:
+        for batch in batches:
+            bar.update(len(batch["index"]) if batch["index"] is not None else len(batch.get("skipped") or ()))
             if batch["inputs"] is None:
                 continue
             logits, feats = (

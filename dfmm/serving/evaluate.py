@@ -52,7 +52,10 @@ def score_images(model: Any, images: ImageSet, batch_size: int = 32, cache_dir: 
     """P(fake) under the checkpoint's decision rule, labels and dataset indices of every readable image. With
     ``cache_dir`` (a study's ``runs/NAME/cache``) faces this model has scored before are read from the score
     cache (``dfmm.models.score_cache``)."""
-    p = predict(model.visual, _image_loader(model, images, batch_size), tta=model.visual_spec.tta, cache_dir=cache_dir)
+    loader = _image_loader(model, images, batch_size)
+    p = predict(
+        model.visual, loader, tta=model.visual_spec.tta, cache_dir=cache_dir, desc="score images", background=True
+    )
     return {"probs": model.rule("visual").probability(p["logits"]), "labels": p["labels"], "index": p["index"]}
 
 
@@ -67,7 +70,7 @@ def frozen_features(
         loader = _image_loader(model, data, batch_size)
     else:
         loader = _text_loader(model, data, batch_size, cache_dir)[0]
-    p = predict(frozen, loader, features=True, cache_dir=cache_dir, desc="frozen features")
+    p = predict(frozen, loader, features=True, cache_dir=cache_dir, desc="frozen features", background=True)
     return {"features": p["features"], "labels": p["labels"], "index": p["index"]}
 
 
@@ -75,7 +78,7 @@ def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any
     """P(fake) under the checkpoint's decision rule, labels and indices of every text, and how many were cut.
     ``cache_dir`` keeps the token ids (``TokenizedTexts``) and the scores (``dfmm.models.score_cache``) there."""
     loader, tokens = _text_loader(model, texts, batch_size, cache_dir)
-    p = predict(model.text, loader, cache_dir=cache_dir)
+    p = predict(model.text, loader, cache_dir=cache_dir, desc="score texts", background=True)
     return {
         "probs": model.rule("text").probability(p["logits"]),
         "labels": p["labels"],

@@ -361,14 +361,26 @@ def visual_scores(
     """Batched logits of images (paths, PIL images or arrays), in order, and (``judge``) each one's
     out-of-distribution judgement (``ood_judgements``) from the same input tensors."""
     batch_size = batch_size or forward_batch_size(model)
+    parts = [_image_tensor(model, images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
+    return tensor_scores(model, torch.cat(parts) if parts else None, batch_size, judge)
+
+
+def tensor_scores(
+    model: Detector, x: torch.Tensor | None, batch_size: int | None = None, judge: bool = True
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """``visual_scores`` of images already made into the model's input tensor (``_image_tensor``), in forward
+    batches of ``forward_batch_size``; ``None`` for no images."""
+    if x is None or not len(x):
+        return np.zeros(0), []
+    batch_size = batch_size or forward_batch_size(model)
     tta = model.visual_spec.tta
     parts, judged = [], []
-    for s in range(0, len(images), batch_size):
-        x = _image_tensor(model, images[s : s + batch_size])
-        parts.append(_visual_forward(model, x, tta)[0])
+    for s in range(0, len(x), batch_size):
+        chunk = x[s : s + batch_size]
+        parts.append(_visual_forward(model, chunk, tta)[0])
         if judge:
-            judged += ood_judgements(model, "visual", x)
-    return (torch.cat(parts).numpy() if parts else np.zeros(0)), judged
+            judged += ood_judgements(model, "visual", chunk)
+    return torch.cat(parts).numpy(), judged
 
 
 def face_crop_image(model: Detector, image: Any, face_crop: str = "auto") -> tuple[Any, dict[str, Any]]:

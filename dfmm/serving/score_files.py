@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
+from dfmm.data.batches import in_background
 from dfmm.errors import DataError, failure
 
 COLUMNS = [
@@ -230,20 +231,35 @@ def _judged(result: dict[str, Any]) -> dict[str, Any]:
     return {"in_distribution": result["in_distribution"], "uncertain": result["uncertain"]}
 
 
-def _score_images(model: Any, batch: list[Item], digest: str, face_crop: str) -> list[dict]:
-    from dfmm.serving.inference import face_crop_image, visual_scores
+def _prepare_images(model: Any, batch: list[Item], face_crop: str) -> tuple[list[Item], Any, list[Any], dict]:
+    """What the model scores for a batch, made in ``in_background``'s worker: each readable image cut to its face
+    (``face_crop``) and turned into the input tensor; an unreadable one gets its error instead."""
+    from dfmm.serving.inference import _image_tensor, face_crop_image
 
-    rule = model.rule("visual")
-    rows: dict[int, dict[str, Any]] = {}
-    ready: list[tuple[int, Any, dict[str, Any]]] = []
+    ready: list[tuple[int, dict[str, Any]]] = []
+    images, errors = [], {}
     for i, item in enumerate(batch):
         try:
             seen, face = face_crop_image(model, item.what, face_crop)
-            ready.append((i, seen, face))
+            x = _image_tensor(model, [seen])
         except Exception as e:  # noqa: BLE001 - any per-item failure is that item's error row (see failure)
-            rows[i] = _row(item, digest, error=failure(e))
-    logits, judged = visual_scores(model, [seen for _, seen, _ in ready])
-    for (i, _, face), p, j in zip(ready, rule.probability(logits), judged, strict=True):
+            errors[i] = failure(e)
+            continue
+        ready.append((i, face))
+        images.append(x)
+    return batch, ready, images, errors
+
+
+def _score_images(model: Any, prepared: tuple[list[Item], Any, list[Any], dict], digest: str) -> list[dict]:
+    import torch
+
+    from dfmm.serving.inference import tensor_scores
+
+    batch, ready, images, errors = prepared
+    rule = model.rule("visual")
+    rows = {i: _row(batch[i], digest, error=e) for i, e in errors.items()}
+    logits, judged = tensor_scores(model, torch.cat(images) if images else None)
+    for (i, face), p, j in zip(ready, rule.probability(logits), judged, strict=True):
         found = face.get("face_found")
         rows[i] = _row(batch[i], digest, probability_fake=float(p), label=rule.label(p), face_found=found, **_judged(j))
     return [rows[i] for i in range(len(batch))]
@@ -311,9 +327,14 @@ def score_to_csv(
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         if new_file:
             writer.writeheader()
-        for batch in _batches(todo, batch_size if kind == "images" else 1):
+        if kind == "images":  # the next batches are decoded and cropped in a worker while the model scores this one
+            work = in_background(_prepare_images(model, b, face_crop) for b in _batches(todo, batch_size))
+        else:
+            work = _batches(todo, 1)
+        for batch in work:
             if kind == "images":
-                rows = _score_images(model, batch, digest, face_crop)
+                rows = _score_images(model, batch, digest)
+                batch = batch[0]
             else:
                 rows = [_score_one(model, kind, it, digest, options) for it in batch]
             text = io.StringIO()
