@@ -429,7 +429,7 @@ def test_clip_without_faces_is_scored_on_whole_frames(vis, tmp_path):
     assert plain["face_crop"] is False and plain["no_face"] is False and plain["frames_with_face"] is None
     assert all(set(f) == {"time_s", "probability_fake"} for f in plain["frames"])
     assert [f["probability_fake"] for f in plain["frames"]] == pytest.approx(probs.tolist(), abs=1e-5)
-    assert plain["timings_ms"]["faces"] == 0.0
+    assert plain["timings_ms"]["detect"] == 0.0
 
 
 def test_video_faces_skip_faceless_frames_and_all_faces_takes_the_most_fake(vis, tmp_path):
@@ -497,11 +497,11 @@ def test_seek_failure_falls_back_to_forward_decoding(drifting_clip, monkeypatch)
     real = video._decode
     calls = []
 
-    def seek_breaks(path, targets, info, seek_gap, max_side):
+    def seek_breaks(path, targets, info, seek_gap, max_side, on_frame=None):
         calls.append(seek_gap)
         if math.isfinite(seek_gap):
             raise DataError(f"{path}: cannot decode frames (avcodec_send_packet() failed after a seek)")
-        return real(path, targets, info, seek_gap, max_side)
+        return real(path, targets, info, seek_gap, max_side, on_frame)
 
     seeking = video.read_frames(drifting_clip, 8, seek_gap=0.2)  # 0.5 s between frames: a seek for every one
     assert seeking.info["read"] == "seek"
@@ -516,6 +516,35 @@ def test_seek_failure_falls_back_to_forward_decoding(drifting_clip, monkeypatch)
     monkeypatch.setattr(video, "_decode", lambda *a: (_ for _ in ()).throw(DataError(f"boom seek_gap={a[3]}")))
     with pytest.raises(DataError, match="boom seek_gap=inf"):
         video.read_frames(drifting_clip, 8)
+
+
+def test_classify_video_drops_frames_streamed_before_seeking_failed(drifting_clip, tiny_models, monkeypatch):
+    """Faces are found and scored while frames decode (read_frames' on_frame); when seeking fails after some frames
+    were streamed, those are dropped and the frames read forward are scored: the same result as a clean read."""
+    import math
+
+    from dfmm.data import video
+    from dfmm.serving.inference import classify_video, load_model
+
+    model, _ = load_model(tiny_models["visual"])
+    clean = classify_video(model, drifting_clip, num_frames=8, face_crop=False)
+    real = video._decode
+
+    def streams_then_breaks(path, targets, info, seek_gap, max_side, on_frame=None):
+        if math.isfinite(seek_gap):
+            for _ in range(5):  # frames that must not be scored
+                on_frame(np.full((64, 64, 3), 255, np.uint8))
+            raise DataError(f"{path}: cannot decode frames (a broken seek)")
+        return real(path, targets, info, seek_gap, max_side, on_frame)
+
+    monkeypatch.setattr(video, "_decode", streams_then_breaks)
+    broken = classify_video(model, drifting_clip, num_frames=8, face_crop=False)
+    assert broken["video"]["read"].startswith("forward") and len(broken["frames"]) == 8
+    assert broken["probability_fake"] == pytest.approx(clean["probability_fake"], abs=1e-6)
+    assert [f["probability_fake"] for f in broken["frames"]] == pytest.approx(
+        [f["probability_fake"] for f in clean["frames"]], abs=1e-6
+    )
+    assert set(broken["timings_ms"]) == {"decode", "detect", "score", "total"}
 
 
 def test_upright_rotates_as_rot90_says():

@@ -53,7 +53,8 @@ def _manifest_edit(folder, edit):
 
 def test_export_folder_holds_every_graph(exported):
     m = exported["manifest"]
-    assert set(m["graphs"]) == {"visual", "text", "visual_frozen", "text_frozen"}
+    mtcnn = {"mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"}
+    assert set(m["graphs"]) == {"visual", "text", "visual_frozen", "text_frozen"} | mtcnn
     assert m["frozen_missing"] == {} and m["opset"] == 17 and m["kind"] == "multimodal_ensemble"
     assert m["graphs"]["visual"]["inputs"]["images"] == ["batch", 3, 64, 64]
     assert m["rules"]["visual"] == exported["torch"].rule("visual").to_dict()
@@ -195,7 +196,8 @@ def test_cli_export_then_classify_and_score_under_a_runtime(tiny_models, tmp_pat
     r = dfmm("export", "--model", tiny_models["visual"], "--out", out, "--no-frozen")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert summary["graphs"] == {"visual": "visual.onnx"} and summary["kind"] == "visual_branch"
+    assert summary["kind"] == "visual_branch" and summary["graphs"]["visual"] == "visual.onnx"
+    assert set(summary["graphs"]) == {"visual", "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"}
     image = sorted(Path(data_sources(tiny_models["cfg"])["images"]).rglob("*.jpg"))[0]
     a = dfmm("classify", "image", image, "--model", tiny_models["visual"])
     b = dfmm("classify", "image", image, "--model", out, "--runtime", "onnxruntime")
@@ -242,3 +244,24 @@ def test_in_background_keeps_order_raises_where_read_and_stops_early():
             break
     time.sleep(0.3)
     assert len(produced) < 10 and not any(t.name == "dfmm-prefetch" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("runtime", [installed(r) for r in RUNTIMES])
+def test_face_detector_under_a_runtime_finds_the_same_faces(exported, runtime):
+    """MTCNN's stages as exported graphs (FaceDetector.use_nets): the same boxes as facenet-pytorch's nets."""
+    from PIL import Image
+
+    from dfmm.data.faces import FaceDetector
+    from dfmm.serving.runtimes import load_export
+
+    from .conftest import shared
+
+    files = sorted(shared("faces", "dfdc", "real").glob("*.jpg"))[:6]
+    frames = [np.asarray(Image.open(f).convert("RGB").resize((320, 320))) for f in files]
+    plain, fast = FaceDetector(), FaceDetector()
+    fast.use_nets(load_export(exported["out"], runtime).face_nets)
+    a, b = plain.detect(frames), fast.detect(frames)
+    assert sum(map(len, a)) >= 3 and [len(x) for x in a] == [len(x) for x in b]
+    for fa, fb in zip(a, b, strict=True):
+        for (box_a, score_a), (box_b, score_b) in zip(fa, fb, strict=True):
+            assert box_b == pytest.approx(box_a, abs=1e-2) and score_b == pytest.approx(score_a, abs=1e-4)

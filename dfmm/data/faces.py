@@ -109,6 +109,16 @@ class FaceDetector:
         self.min_score = min_score
         self.detect_side = detect_side
 
+    NETS = ("pnet", "rnet", "onet")  # MTCNN's three stages: proposals (any size), refinement (24 px), output (48 px)
+
+    def use_nets(self, nets: dict[str, Any]) -> None:
+        """Run MTCNN's stages with other callables of the same inputs and outputs (``dfmm.serving.runtimes``: the
+        nets as exported graphs under OpenVINO or ONNX Runtime; the same boxes within 1e-3 px)."""
+        for name, net in nets.items():
+            if name not in self.NETS:
+                raise ValueError(f"unknown MTCNN stage {name!r}")
+            setattr(self.mtcnn, name, net)
+
     def searchable(self, height: int, width: int) -> bool:
         """Whether MTCNN can search an image of this size (at the detection scale) at all.
 

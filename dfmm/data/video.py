@@ -8,6 +8,7 @@ the frames in between; a clip whose seeks fail is decoded forward instead. Face 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -81,7 +82,13 @@ def labelled_clips(source: str | Path) -> list[tuple[Path, int]]:
     return clips
 
 
-def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0, max_side: int = 0) -> VideoFrames:
+def read_frames(
+    path: str | Path,
+    num_frames: int,
+    seek_gap: float = 1.0,
+    max_side: int = 0,
+    on_frame: Callable[[np.ndarray], None] | None = None,
+) -> VideoFrames:
     """``num_frames`` RGB frames spread uniformly over the clip, upright (the stream's rotation applied).
 
     ``max_side`` > 0 scales frames down (aspect kept) in the same FFmpeg pass that converts them to RGB, which is
@@ -92,6 +99,10 @@ def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0, max_si
     forward from the first frame; a clip whose frames end before its header says (cut or mislabelled files) has
     the frames spread over the part that decodes. Only a clip of which no frame decodes is reported unreadable.
     ``info["read"]`` says which way was used.
+
+    ``on_frame`` is called with each frame of the first (seeking) pass as soon as it is decoded, in order, so that a
+    caller can find faces in the first frames while the next ones decode; when ``info["read"]`` is not ``seek``,
+    the frames returned are not those it was given and it should use the returned ones.
     """
     if num_frames < 1:
         raise DataError(f"num_frames must be at least 1, got {num_frames}")
@@ -105,7 +116,7 @@ def read_frames(path: str | Path, num_frames: int, seek_gap: float = 1.0, max_si
         raise DataError(f"{path}: duration unknown or zero; cannot spread {num_frames} frames over it")
     targets = _spread(num_frames, duration)
     try:
-        frames, times, _ = _decode(path, targets, info, seek_gap, max_side)
+        frames, times, _ = _decode(path, targets, info, seek_gap, max_side, on_frame)
         info["read"] = "seek"
         return VideoFrames(frames, times, info)
     except DataError as e:
@@ -143,7 +154,12 @@ def _packet_duration(path: str | Path) -> float:
 
 
 def _decode(
-    path: str | Path, targets: list[float], info: dict[str, Any], seek_gap: float, max_side: int
+    path: str | Path,
+    targets: list[float],
+    info: dict[str, Any],
+    seek_gap: float,
+    max_side: int,
+    on_frame: Callable[[np.ndarray], None] | None = None,
 ) -> tuple[list[np.ndarray], list[float], float | None]:
     """The frames nearest to ``targets`` (seconds from the stream start) and their times.
 
@@ -174,6 +190,8 @@ def _decode(
                 cache = (position, _upright(rgb, frame))
             frames.append(cache[1])
             times.append(round(position - start, 4))
+            if on_frame is not None:
+                on_frame(cache[1])
 
         # One frame generator per seek: starting a new one after the demuxer reached the end (while the decoder
         # still drains its buffered frames) sends the decoder a second end-of-stream packet, which FFmpeg answers

@@ -9,6 +9,8 @@ carries comes from the runtime:
   ``VisualBranch.scored``); the features are the unmirrored ones the fusion reads.
 - ``text.onnx``: ``input_ids``, ``attention_mask`` (N, L), batch and length dynamic -> ``logits``, ``features``.
 - ``visual_frozen.onnx`` / ``text_frozen.onnx``: the same inputs -> ``features`` of the backbone before fine-tuning.
+- ``mtcnn_pnet.onnx``, ``mtcnn_rnet.onnx``, ``mtcnn_onet.onnx``: the face detector's three stages (with a visual
+  branch), so that face crops are found by the runtime too.
 - ``tensors.safetensors``: the fusion head's weights and the OOD reference tensors (plain tensors, no code).
 - ``manifest.json``: format and version, opset, the checkpoint's metadata (tokenizer, decision rules, crop
   geometry...), each graph's file, SHA-256 and input shape, and each branch's decision rule.
@@ -112,6 +114,39 @@ def _graph_entry(path: Path, branch: str, meta: dict[str, Any], outputs: list[st
     return {"file": path.name, "sha256": sha256(path), "inputs": inputs, "outputs": outputs}
 
 
+MTCNN_INPUTS = {  # the MTCNN stage -> (example input shape, its dynamic axes)
+    "pnet": ((1, 3, 24, 24), {0: "batch", 2: "height", 3: "width"}),
+    "rnet": ((2, 3, 24, 24), {0: "batch"}),
+    "onet": ((2, 3, 48, 48), {0: "batch"}),
+}
+
+
+def _export_face_detector(folder: Path) -> dict[str, Any]:
+    """MTCNN's three stages (facenet-pytorch's weights) as graphs ``mtcnn_<stage>.onnx``, so that a runtime model
+    finds faces with the runtime too; nothing when facenet-pytorch is not installed (faces are then not cropped
+    under any runtime: ``FaceDetector`` says how to install it)."""
+    try:
+        from facenet_pytorch import MTCNN
+    except ImportError:
+        return {}
+    mtcnn = MTCNN()
+    out = {}
+    for stage, (shape, axes) in MTCNN_INPUTS.items():
+        net = getattr(mtcnn, stage).eval()
+        example = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            outputs = [f"out{i}" for i in range(len(net(example)))]
+        path = folder / f"mtcnn_{stage}.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=outputs,
+                              dynamic_axes={"images": axes} | {o: {0: "batch"} for o in outputs},
+                              opset_version=OPSET, dynamo=False)  # fmt: skip
+        out[f"mtcnn_{stage}"] = {"file": path.name, "sha256": sha256(path), "inputs": {"images": list(shape)},
+                                 "outputs": outputs}  # fmt: skip
+    return out
+
+
 def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True) -> dict[str, Any]:
     """Write ``checkpoint`` (any dfmm checkpoint kind) as an export folder ``out`` and return its manifest.
 
@@ -169,6 +204,8 @@ def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True
                     path = tmp / f"{branch}_frozen.onnx"
                     _trace(_Features(net), example, names, ["features"], path)
                     graphs[f"{branch}_frozen"] = _graph_entry(path, branch, bmeta, ["features"])
+        if "visual" in branches:
+            graphs |= _export_face_detector(tmp)
         if kind == "multimodal_ensemble":
             tensors |= {k: v for k, v in state.items() if k.startswith("fusion.")}
         if tensors:

@@ -120,6 +120,19 @@ class ExportedBranch:
         return self
 
 
+class GraphNet(torch.nn.Module):
+    """An MTCNN stage run by a runtime, called as facenet-pytorch calls its nets (tensor in, tuple of tensors out);
+    one placeholder parameter, because facenet-pytorch reads the input dtype from the net's parameters."""
+
+    def __init__(self, graph: Graph) -> None:
+        super().__init__()
+        self.graph = graph
+        self.placeholder = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(o) for o in self.graph(images=_numpy(images, np.float32)))
+
+
 @dataclass
 class Exported:
     """What an export folder holds, checked: the manifest's kind and metadata, the branches, frozen backbones,
@@ -132,6 +145,7 @@ class Exported:
     tensors: dict[str, torch.Tensor]
     ood_meta: dict[str, Any]
     manifest: dict[str, Any]
+    face_nets: dict[str, GraphNet]  # MTCNN's stages (FaceDetector.use_nets); {} for exports without them
 
 
 def _fail(folder: Path, what: str) -> CheckpointError:
@@ -231,10 +245,13 @@ def load_export(folder: str | Path, runtime: str) -> Exported:
         from safetensors.torch import load_file
 
         tensors = load_file(str(_checked_file(folder, manifest["tensors"], "tensors")))
-    branches, frozen = {}, {}
+    branches, frozen, face_nets = {}, {}, {}
     for name, path in paths.items():
         _check_opset(folder, path)
         entry = graphs[name]
+        if name.startswith("mtcnn_"):
+            face_nets[name.removeprefix("mtcnn_")] = GraphNet(Graph(path, runtime, list(entry.get("outputs") or [])))
+            continue
         branch = name.split("_")[0]
         graph = Graph(path, runtime, list(entry.get("outputs") or []))
         _check_inputs(folder, graph, name, sections.get(branch, {}))
@@ -244,4 +261,6 @@ def load_export(folder: str | Path, runtime: str) -> Exported:
             raise _fail(folder, f"{path.name}: mirror_folded={exported.mirror_folded} but the metadata's tta is {tta}")
         (frozen if name.endswith("_frozen") else branches)[branch] = exported
     ood_meta = {b: graphs[b]["ood"] for b in wanted if isinstance(graphs[b].get("ood"), dict)}
-    return Exported(kind, meta, branches, frozen, tensors, ood_meta, manifest)
+    if face_nets and set(face_nets) != {"pnet", "rnet", "onet"}:
+        raise _fail(folder, f"{MANIFEST}: MTCNN graphs {sorted(face_nets)}, expected pnet, rnet and onet")
+    return Exported(kind, meta, branches, frozen, tensors, ood_meta, manifest, face_nets)
