@@ -154,6 +154,17 @@ def test_bad_export_folders_are_refused_in_one_line(exported, tmp_path):
     _refused(folder, r"rules.text is missing \(the decision threshold and temperature\)")
     _manifest_edit(folder, lambda m: m["rules"].update(text={"threshold": 0.123, "temperature": 1.0}))
     _refused(folder, "rules.text .* differs from the metadata's decision rule")
+    _manifest_edit(folder, lambda m: m["rules"].update(text={"threshold": "high", "temperature": 1.0}))
+    _refused(folder, "rules.text .* is not two numbers")
+    _manifest_edit(folder, lambda m: m["rules"].update(text=exported["manifest"]["rules"]["text"]))
+    # a graph replaced by garbage together with its SHA-256: the runtime's refusal, in one line
+    from dfmm.files import file_digest
+
+    (folder / "text.onnx").write_bytes(b"\x08\x07garbage" * 100)
+    _manifest_edit(folder, lambda m: m["graphs"]["text"].update(sha256=file_digest(folder / "text.onnx")))
+    _refused(folder, r"text.onnx: (not an ONNX graph|onnxruntime cannot read this graph)")
+    _manifest_edit(folder, lambda m: m["graphs"].update(evil={"file": "../../etc/passwd", "sha256": "0"}))
+    _refused(folder, "unknown graph 'evil'")
     (folder / "manifest.json").unlink()
     _refused(folder, "no manifest.json: not a dfmm export folder")
 

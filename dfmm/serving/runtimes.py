@@ -28,6 +28,7 @@ from dfmm.files import file_digest as sha256
 from dfmm.models.export import FORMAT, MANIFEST, OPSET, VERSION
 from dfmm.models.scoring import DecisionRule
 
+GRAPHS = ("visual", "text", "visual_frozen", "text_frozen", "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet")
 INSTALL = {  # the exact pins of requirements.txt (make setup installs them; pip install 'dfmm[serving]' elsewhere)
     "openvino": "pip install openvino==2026.4.1",
     "onnxruntime": "pip install onnxruntime==1.31.1",
@@ -193,12 +194,27 @@ def _checked_file(folder: Path, entry: Any, name: str) -> Path:
     return path
 
 
+def _compiled(folder: Path, path: Path, runtime: str, entry: dict[str, Any]) -> Graph:
+    """The graph compiled for ``runtime``, or one line saying that the runtime cannot read it."""
+    outputs = entry.get("outputs")
+    if not isinstance(outputs, list) or not outputs or not all(isinstance(o, str) for o in outputs):
+        raise _fail(folder, f"{MANIFEST}: the {path.name} entry lists no outputs")
+    try:
+        return Graph(path, runtime, outputs)
+    except Exception as e:  # noqa: BLE001 - the runtimes raise their own types for unreadable graphs
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:150]
+        raise _fail(folder, f"{path.name}: {runtime} cannot read this graph ({first})") from None
+
+
 def _check_opset(folder: Path, path: Path) -> None:
     try:
         import onnx
     except ImportError:  # the runtimes read the graph anyway; the manifest's opset was checked
         return
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError and kin
+        raise _fail(folder, f"{path.name}: not an ONNX graph (it does not parse)") from None
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset != OPSET:
         raise _fail(folder, f"{path.name}: graph opset {opset}, the manifest and this dfmm use {OPSET}")
@@ -235,10 +251,15 @@ def load_export(folder: str | Path, runtime: str) -> Exported:
         rule = manifest["rules"].get(branch)
         if not isinstance(rule, dict) or {"threshold", "temperature"} - set(rule):
             raise _fail(folder, f"{MANIFEST}: rules.{branch} is missing (the decision threshold and temperature)")
-        if DecisionRule(float(rule["threshold"]), float(rule["temperature"])) != DecisionRule.from_meta(
-            sections[branch]
-        ):
+        try:
+            given = DecisionRule(float(rule["threshold"]), float(rule["temperature"]))
+        except (TypeError, ValueError):
+            raise _fail(folder, f"{MANIFEST}: rules.{branch} {rule} is not two numbers") from None
+        if given != DecisionRule.from_meta(sections[branch]):
             raise _fail(folder, f"{MANIFEST}: rules.{branch} {rule} differs from the metadata's decision rule")
+    unknown = sorted(set(graphs) - set(GRAPHS))
+    if unknown:
+        raise _fail(folder, f"{MANIFEST}: unknown graph {unknown[0]!r} (expected some of {', '.join(GRAPHS)})")
     paths = {name: _checked_file(folder, entry, f"graphs.{name}") for name, entry in graphs.items()}
     tensors: dict[str, torch.Tensor] = {}
     if manifest.get("tensors") is not None:
@@ -249,11 +270,11 @@ def load_export(folder: str | Path, runtime: str) -> Exported:
     for name, path in paths.items():
         _check_opset(folder, path)
         entry = graphs[name]
+        graph = _compiled(folder, path, runtime, entry)
         if name.startswith("mtcnn_"):
-            face_nets[name.removeprefix("mtcnn_")] = GraphNet(Graph(path, runtime, list(entry.get("outputs") or [])))
+            face_nets[name.removeprefix("mtcnn_")] = GraphNet(graph)
             continue
         branch = name.split("_")[0]
-        graph = Graph(path, runtime, list(entry.get("outputs") or []))
         _check_inputs(folder, graph, name, sections.get(branch, {}))
         exported = ExportedBranch(branch, graph, bool(entry.get("mirror_folded", False)))
         tta = bool(sections.get(branch, {}).get("tta", False))
