@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.metadata
 import json
 import sys
@@ -669,3 +670,25 @@ def test_unknown_face_crop_is_refused(vis, tiny_models, capsys):
     with pytest.raises(SystemExit) as e:
         main(["classify", "image", "x.png", "--model", str(tiny_models["visual"]), "--face-crop", "sometimes"])
     assert e.value.code == 2 and "invalid choice: 'sometimes'" in capsys.readouterr().err
+
+
+def test_dfmm_score_finds_the_faces_of_a_batch_of_photos_in_one_detector_call(tiny_models, tmp_path, monkeypatch):
+    """Issue 27: a folder of photos goes through MTCNN a batch at a time (one call, one batch per image size), and
+    each photo still gets its own face: the second one found none and is scored whole."""
+    from PIL import Image
+
+    from dfmm.serving.inference import load_model
+    from dfmm.serving.score_files import score_to_csv
+
+    model, _ = load_model(tiny_models["visual"])
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        (tmp_path / "photos").mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (200, 160, 3), dtype=np.uint8)).save(tmp_path / "photos" / f"p{i}.png")
+    faces = FakeFaces({i: [([20.0, 30.0, 120.0, 150.0], 0.99)] for i in (0, 2, 3, 4, 5)})
+    model._faces = faces
+    out = tmp_path / "s.csv"
+    s = score_to_csv(model, "images", str(tmp_path / "photos"), out, batch_size=6, face_crop="always", progress=False)
+    assert s["scored"] == 6 and faces.calls == 1
+    rows = sorted(csv.DictReader(open(out)), key=lambda r: r["item"])
+    assert [r["face_found"] for r in rows] == ["True", "False", "True", "True", "True", "True"]

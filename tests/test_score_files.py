@@ -364,17 +364,28 @@ def test_a_text_keeps_its_score_when_rows_are_inserted_or_reordered(tiny_models,
 
 
 def test_a_failure_of_any_kind_on_one_item_is_its_error_row(vis, folder, tmp_path, monkeypatch):
+    import dfmm.data.images
     import dfmm.serving.inference
 
     root, good, bad = folder
-    real = dfmm.serving.inference.face_crop_image
+    real = dfmm.serving.inference.face_crop_images
+    marked = {}
 
-    def flaky(model, image, face_crop="auto"):
-        if str(image).endswith("img_003.png"):
+    def flaky(model, images, face_crop="auto"):  # a library failing on one image fails its whole batch
+        if any(getattr(im, "filename", "").endswith("img_003.png") or id(im) in marked for im in images):
             raise ValueError("torch.cat(): expected a non-empty list of Tensors")  # as a library might
-        return real(model, image, face_crop)
+        return real(model, images, face_crop)
 
-    monkeypatch.setattr(dfmm.serving.inference, "face_crop_image", flaky)
+    real_load = dfmm.data.images.load_image
+
+    def load(image, *a, **k):
+        im = real_load(image, *a, **k)
+        if str(image).endswith("img_003.png"):
+            marked[id(im)] = True
+        return im
+
+    monkeypatch.setattr(dfmm.serving.inference, "face_crop_images", flaky)
+    monkeypatch.setattr(dfmm.data.images, "load_image", load)
     out = tmp_path / "scores.csv"
     s = score_to_csv(vis, "images", str(root), out, batch_size=4, progress=False)
     assert (s["scored"], s["errors"]) == (11, 3)

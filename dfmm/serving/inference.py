@@ -394,20 +394,44 @@ def face_crop_image(model: Detector, image: Any, face_crop: str = "auto") -> tup
     model's input (a face crop already is the right input; a photo of a room is not); ``always`` crops whenever a
     face is found. The face is cut with the checkpoint's crop geometry, the largest face when there are several.
     """
+    _face_crop_mode(face_crop)  # before the image is read
+    return face_crop_images(model, [load_image(image)], face_crop)[0]
+
+
+def _face_crop_mode(face_crop: Any) -> str:
     if not isinstance(face_crop, str) or face_crop not in FACE_CROPS:
         raise DataError(f"unknown face_crop {face_crop!r}; expected one of {', '.join(FACE_CROPS)}")
-    pil = load_image(image)
+    return face_crop
+
+
+def face_crop_images(model: Detector, images: list[Any], face_crop: str = "auto") -> list[tuple[Any, dict[str, Any]]]:
+    """``face_crop_image`` of each loaded image (PIL), the photos to crop going through the face detector in one
+    call (``crop_faces``: one MTCNN batch per image size), as a folder of photos from one camera does."""
+    _face_crop_mode(face_crop)
     size = model.visual_spec.image_size
-    wanted = face_crop == "always" or (face_crop == "auto" and min(pil.size) >= AUTO_CROP_FACTOR * size)
-    if not wanted:
-        return pil, {
-            "cropped": False,
-            "reason": f"face_crop={face_crop}" + (" (input near model size)" if face_crop == "auto" else ""),
-        }
-    faces = crop_faces(model.face_detector(), [np.asarray(pil)], model.crop_geometry())[0]
-    if not faces:
-        return pil, {"cropped": False, "face_found": False, "reason": "no face found: whole image scored"}
-    return faces[0].image, {"cropped": True, "face_found": True, **faces[0].to_dict()}
+    wanted = [
+        face_crop == "always" or (face_crop == "auto" and min(im.size) >= AUTO_CROP_FACTOR * size) for im in images
+    ]
+    out: list[tuple[Any, dict[str, Any]]] = [
+        (
+            im,
+            {
+                "cropped": False,
+                "reason": f"face_crop={face_crop}" + (" (input near model size)" if face_crop == "auto" else ""),
+            },
+        )
+        for im in images
+    ]
+    todo = [i for i, w in enumerate(wanted) if w]
+    if not todo:
+        return out
+    found = crop_faces(model.face_detector(), [np.asarray(images[i]) for i in todo], model.crop_geometry())
+    for i, faces in zip(todo, found, strict=True):
+        if faces:
+            out[i] = (faces[0].image, {"cropped": True, "face_found": True, **faces[0].to_dict()})
+        else:
+            out[i] = (images[i], {"cropped": False, "face_found": False, "reason": "no face found: whole image scored"})
+    return out
 
 
 def classify_image(

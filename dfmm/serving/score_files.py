@@ -232,16 +232,32 @@ def _judged(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prepare_images(model: Any, batch: list[Item], face_crop: str) -> tuple[list[Item], Any, list[Any], dict]:
-    """What the model scores for a batch, made in ``in_background``'s worker: each readable image cut to its face
-    (``face_crop``) and turned into the input tensor; an unreadable one gets its error instead."""
-    from dfmm.serving.inference import _image_tensor, face_crop_image
+    """What the model scores for a batch, made in ``in_background``'s worker: the readable images, those to crop
+    through the face detector in one call (``face_crop_images``), cut to their faces and made into input tensors;
+    an unreadable image gets its error instead."""
+    from dfmm.data.images import load_image
+    from dfmm.serving.inference import _image_tensor, face_crop_images
 
-    ready: list[tuple[int, dict[str, Any]]] = []
-    images, errors = [], {}
+    loaded, errors = {}, {}
     for i, item in enumerate(batch):
         try:
-            seen, face = face_crop_image(model, item.what, face_crop)
-            x = _image_tensor(model, [seen])
+            loaded[i] = load_image(item.what)
+        except Exception as e:  # noqa: BLE001 - any per-item failure is that item's error row (see failure)
+            errors[i] = failure(e)
+    try:
+        seen = dict(zip(loaded, face_crop_images(model, list(loaded.values()), face_crop), strict=True))
+    except Exception:  # noqa: BLE001 - one image failed the batch: each on its own, a failure its error row
+        seen = {}
+        for i, image in loaded.items():
+            try:
+                seen[i] = face_crop_images(model, [image], face_crop)[0]
+            except Exception as e:  # noqa: BLE001 - see failure
+                errors[i] = failure(e)
+    ready: list[tuple[int, dict[str, Any]]] = []
+    images = []
+    for i, (image, face) in seen.items():
+        try:
+            x = _image_tensor(model, [image])
         except Exception as e:  # noqa: BLE001 - any per-item failure is that item's error row (see failure)
             errors[i] = failure(e)
             continue
