@@ -162,7 +162,7 @@ def sequential_video(model, video: str) -> dict:
     import numpy as np
 
     from dfmm.data.video import read_frames
-    from dfmm.serving.inference import _ClipScorer, aggregate
+    from dfmm.serving.video import _ClipScorer, aggregate
 
     totals, p = [], None
     for _ in range(4):

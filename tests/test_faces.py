@@ -470,7 +470,7 @@ def test_cli_video_face_flags(tiny_models, tmp_path, capsys, monkeypatch):
 
     clip = write_clip(tmp_path / "c.mp4", _faceless_frames(20, 64, 64))
     box = ([4.0, 6.0, 52.0, 60.0], 0.99), ([30.0, 30.0, 50.0, 52.0], 0.95)
-    monkeypatch.setattr("dfmm.serving.inference.FaceDetector", lambda: FakeFaces({i: list(box) for i in range(4)}))
+    monkeypatch.setattr("dfmm.serving.detector.FaceDetector", lambda: FakeFaces({i: list(box) for i in range(4)}))
     args = ["classify", "video", str(clip), "--model", str(tiny_models["visual"]), "--num-frames", "4"]
     runs = {}
     for name, extra in {"largest": [], "all": ["--all-faces"], "never": ["--face-crop", "never"]}.items():
