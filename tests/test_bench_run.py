@@ -48,6 +48,7 @@ def _table(stdout: str) -> dict[str, list[list[str]]]:
     return rows
 
 
+@pytest.mark.slow  # a subprocess running every benchmark script at its small size (~16 s)
 def test_smoke_run_prints_a_table_and_writes_the_machine(tmp_path):
     images = _faces(tmp_path / "faces")
     out = tmp_path / "bench.json"

@@ -14,6 +14,7 @@ def dfmm(*args, stdin=None):
                           cwd=ROOT, input=stdin)  # fmt: skip
 
 
+@pytest.mark.slow  # a fresh dfmm process loading torch and a model (~6 s)
 def test_evaluate_images_prints_metrics(tiny_models):
     from dfmm.data import data_sources
 
@@ -25,6 +26,7 @@ def test_evaluate_images_prints_metrics(tiny_models):
     assert out["n"] == 48 and sum(map(sum, out["confusion"])) == 48
 
 
+@pytest.mark.slow  # two fresh dfmm processes (~15 s)
 def test_evaluate_texts_and_classify_stdin(tiny_models):
     from dfmm.data import data_sources
 

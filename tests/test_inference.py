@@ -125,6 +125,7 @@ def test_bad_inputs(tiny_models, tmp_path):
         classify_text(txt, "  \n ")
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch (~7 s)
 def test_api_in_a_fresh_interpreter(tiny_models, tmp_path):
     code = (
         "import json, sys\n"

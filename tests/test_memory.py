@@ -48,6 +48,7 @@ def test_reading_20000_images_holds_no_more_than_5000(tmp_path, monkeypatch):
     _flat("images", small, big, 5_000, 20_000, tmp_path / "cache" / "arrow")
 
 
+@pytest.mark.slow  # 200,000 texts written and read (~13 s)
 def test_reading_200000_texts_holds_no_more_than_50000(tmp_path, monkeypatch):
     monkeypatch.setenv("DFMM_CACHE_DIR", str(tmp_path / "cache"))
     big = write_pile_parquet(tmp_path / "big.parquet", 200_000)

@@ -199,6 +199,7 @@ def test_export_refuses_a_foreign_folder_and_leaves_nothing_half_written(tiny_mo
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
+@pytest.mark.slow  # five fresh dfmm processes: export, classify twice, gradcam, score (~20 s)
 @pytest.mark.skipif(__import__("importlib").util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
 def test_cli_export_then_classify_and_score_under_a_runtime(tiny_models, tmp_path):
     from dfmm.data import data_sources

@@ -136,6 +136,7 @@ def test_rerun_after_a_cut_line_and_lost_rows_scores_each_item_once(vis, folder,
                                                                             abs=2e-6)  # fmt: skip
 
 
+@pytest.mark.slow  # a dfmm score process killed and rerun (~5 s)
 def test_kill_9_then_rerun_scores_every_item_exactly_once(tiny_models, tmp_path, capsys):
     images = tmp_path / "many"
     items = _write_images(images, 200, size=16, seed=5, labelled=False)

@@ -107,6 +107,7 @@ def test_batch_shards_are_disjoint_and_even():
         ShardedBatchSampler(ShuffledBatchSampler(8, 4, seed=0), 2, 2)
 
 
+@pytest.mark.slow  # two training processes per branch (~16 and ~24 s)
 @pytest.mark.parametrize("branch", ["visual", "text"])
 def test_two_processes_train_disjoint_shards_and_save_once(tmp_path, branch):
     """`accelerate launch` / torchrun with 2 CPU processes (gloo): half the batches each, one checkpoint, one JSON.
@@ -136,6 +137,7 @@ def test_two_processes_train_disjoint_shards_and_save_once(tmp_path, branch):
     assert Path(r2["checkpoint"]).is_file() and r2["val"]["n"] == r1["val"]["n"]
 
 
+@pytest.mark.slow  # timed training loops (~6 s)
 def test_speed_checks_report_ratios(tiny_cfg):
     """The notebooks' speed checks run on any data (here tiny synthetic) and return consistent ratios."""
     from dfmm.models.branches import build_text, build_visual
