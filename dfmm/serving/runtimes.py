@@ -1,14 +1,15 @@
 """Running an export folder (``dfmm.models.export``) under OpenVINO or ONNX Runtime.
 
-``load_model(folder, runtime="openvino"|"onnxruntime")`` reads the folder here: every file is checked against the
-manifest (format, version, opset, SHA-256, each graph's input size against the metadata, a decision rule for each
-branch) before any graph is compiled, each refusal one line naming the file and what is wrong. The branches it
+``load_model(folder, runtime="openvino"|"onnxruntime")`` reads the folder here: the manifest (format, version,
+opset, metadata, a decision rule for each branch) and every file's SHA-256 are checked before any graph is
+compiled, then each graph's opset and input size as it is read; each refusal is one line naming the file and what
+is wrong. The branches it
 returns answer ``scored`` / ``features`` like the PyTorch branches (same tensors in, same tensors out), so every
 ``classify_*`` path, ``dfmm score`` and ``dfmm evaluate`` run unchanged on them. Gradients are PyTorch's alone:
 GradCAM and token attributions refuse another runtime in one line.
 
-Both runtimes are told to compute in fp32 (OpenVINO would pick bf16 on CPUs that have it, which moves
-probabilities by ~1e-3) and to serve one request at a time with all cores (``LATENCY``); ONNX Runtime's threads
+Both runtimes are told to compute in fp32 (OpenVINO picks bf16 by default on CPUs that support it, which the
+1e-4 agreement with PyTorch does not allow for) and to serve one request at a time with all cores (``LATENCY``); ONNX Runtime's threads
 do not spin between calls, so the decoding worker of ``dfmm score`` gets the cores while the model waits.
 """
 
