@@ -552,7 +552,8 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
         "frozen_missing": manifest["frozen_missing"],
         "megabytes": round(sum(p.stat().st_size for p in out.iterdir()) / 2**20, 1),
         "seconds": round(time.perf_counter() - t0, 1),
-        "use": f"dfmm classify image PHOTO --model {out} --runtime openvino",
+        "use": f"dfmm classify {'text TEXT' if manifest['kind'] == 'text_branch' else 'image PHOTO'} --model {out} "
+        "--runtime openvino",
     }
 
 

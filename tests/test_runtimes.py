@@ -192,6 +192,10 @@ def test_export_refuses_a_foreign_folder_and_leaves_nothing_half_written(tiny_mo
     with pytest.raises(DfmmError, match="exists and is not an earlier dfmm export"):
         export_model(tiny_models["visual"], foreign)
     assert [p.name for p in foreign.iterdir()] == ["me.jpg"]
+    (foreign / "manifest.json").write_text('{"name": "a web app"}')  # somebody else's manifest: not replaced
+    with pytest.raises(DfmmError, match="exists and is not an earlier dfmm export"):
+        export_model(tiny_models["visual"], foreign)
+    assert sorted(p.name for p in foreign.iterdir()) == ["manifest.json", "me.jpg"]
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
@@ -256,6 +260,13 @@ def test_in_background_keeps_order_raises_where_read_and_stops_early():
             break
     time.sleep(0.3)
     assert len(produced) < 10 and not any(t.name == "dfmm-prefetch" for t in threading.enumerate())
+    # the caller stops while the worker waits on a full queue to hand over its end: closed at once, no thread left
+    g = in_background(iter([1, 2, 3]), depth=1)
+    next(g)
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    g.close()
+    assert time.perf_counter() - t0 < 1 and not any(t.name == "dfmm-prefetch" for t in threading.enumerate())
 
 
 @pytest.mark.parametrize("runtime", [installed(r) for r in RUNTIMES])
@@ -277,3 +288,48 @@ def test_face_detector_under_a_runtime_finds_the_same_faces(exported, runtime):
     for fa, fb in zip(a, b, strict=True):
         for (box_a, score_a), (box_b, score_b) in zip(fa, fb, strict=True):
             assert box_b == pytest.approx(box_a, abs=1e-2) and score_b == pytest.approx(score_a, abs=1e-4)
+
+
+def test_export_into_the_current_folder(tiny_models, tmp_path, monkeypatch):
+    from dfmm.models.export import export_model
+
+    monkeypatch.chdir(tmp_path)
+    manifest = export_model(tiny_models["text"], ".", frozen=False)
+    assert manifest["kind"] == "text_branch" and (tmp_path / "text.onnx").is_file()
+
+
+def test_classify_video_stops_decoding_when_scoring_fails(tiny_models, monkeypatch):
+    """The decoding thread of classify_video ends with the call when a chunk's scoring raises: no decoding goes
+    on behind the caller's back (issue 27's decode-while-scoring pipeline)."""
+    import threading
+    import time
+
+    from dfmm.data import video_source
+    from dfmm.serving import video
+    from dfmm.serving.inference import classify_video, load_model
+
+    model, _ = load_model(tiny_models["visual"])
+    clip = sorted(video_source(tiny_models["cfg"]).rglob("*.mp4"))[0]
+    monkeypatch.setattr(video, "CLIP_CHUNK", 1)
+
+    def broken(self, frames):
+        raise RuntimeError("the model failed on this chunk")
+
+    from dfmm.data import video as frames_module
+
+    real, handed = frames_module.read_frames, []
+
+    def slow_reader(*args, on_frame=None, **kwargs):  # 0.3 s a frame: the failure comes while frames remain
+        def slow(frame):
+            time.sleep(0.3)
+            handed.append(1)
+            on_frame(frame)
+
+        return real(*args, on_frame=slow, **kwargs)
+
+    monkeypatch.setattr(frames_module, "read_frames", slow_reader)
+    monkeypatch.setattr(video._ClipScorer, "add", broken)
+    with pytest.raises(RuntimeError, match="the model failed on this chunk"):
+        classify_video(model, clip, num_frames=8, face_crop=False)
+    assert not any(t.name == "dfmm-decode" for t in threading.enumerate())  # joined before the error came out
+    assert len(handed) < 8  # stopped at the next frame, not after the whole clip

@@ -294,23 +294,26 @@ def in_background(items: Any, depth: int = 2) -> Any:
     import threading
 
     q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
     stop = threading.Event()
+
+    def put(message: tuple[str, Any]) -> bool:
+        """Hand one message over unless the caller has stopped reading (then False)."""
+        while not stop.is_set():
+            try:
+                q.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(("item", item)):
                     return
-            q.put(("end", done))
+            put(("end", None))
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            q.put(("error", e))
+            put(("error", e))
 
     worker = threading.Thread(target=produce, name="dfmm-prefetch", daemon=True)
     worker.start()
@@ -324,4 +327,9 @@ def in_background(items: Any, depth: int = 2) -> Any:
             yield value
     finally:
         stop.set()
+        while True:  # a worker blocked on a full queue sees the stop within 0.1 s
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
         worker.join(timeout=5)

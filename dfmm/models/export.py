@@ -148,6 +148,15 @@ def _export_face_detector(folder: Path) -> dict[str, Any]:
     return out
 
 
+def _is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds a manifest dfmm export wrote (only such a folder is ever replaced)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
 def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True) -> dict[str, Any]:
     """Write ``checkpoint`` (any dfmm checkpoint kind) as an export folder ``out`` and return its manifest.
 
@@ -156,8 +165,8 @@ def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True
     reference's frozen backbone (its pretrained weights must be available here; where they are not, the manifest
     says why and a runtime model builds that backbone with PyTorch when it judges an input).
     """
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+    out = Path(out).resolve()  # "." has no name to write a temporary folder beside
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_export(out))):
         raise DataError(f"--out {out}: exists and is not an earlier dfmm export; choose a new folder")
     kind, state, meta, refs = load_checkpoint_parts(checkpoint)
     sections = {"visual": meta, "text": meta} if kind != "multimodal_ensemble" else meta

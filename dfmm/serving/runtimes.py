@@ -216,6 +216,10 @@ def _check_opset(folder: Path, path: Path) -> None:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - protobuf's DecodeError and kin
         raise _fail(folder, f"{path.name}: not an ONNX graph (it does not parse)") from None
+    from onnx.external_data_helper import uses_external_data
+
+    if any(uses_external_data(t) for t in model.graph.initializer):  # weights in files the manifest does not check
+        raise _fail(folder, f"{path.name}: keeps weights in external files; dfmm exports hold them in the graph")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset != OPSET:
         raise _fail(folder, f"{path.name}: graph opset {opset}, the manifest and this dfmm use {OPSET}")
@@ -266,7 +270,13 @@ def load_export(folder: str | Path, runtime: str) -> Exported:
     if manifest.get("tensors") is not None:
         from safetensors.torch import load_file
 
-        tensors = load_file(str(_checked_file(folder, manifest["tensors"], "tensors")))
+        path = _checked_file(folder, manifest["tensors"], "tensors")
+        try:
+            tensors = load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - safetensors' own error types
+            raise _fail(
+                folder, f"{path.name}: not a readable safetensors file ({str(e).splitlines()[0][:100]})"
+            ) from None
     branches, frozen, face_nets = {}, {}, {}
     for name, path in paths.items():
         _check_opset(folder, path)

@@ -59,6 +59,10 @@ def aggregate(probs: np.ndarray, aggregation: str, rule: DecisionRule | None = N
     return p, rule.label(p)
 
 
+class _Stopped(BaseException):
+    """Raised in the decoding thread when the scoring thread has failed: nothing is left to decode for."""
+
+
 CLIP_CHUNK = 16  # frames per detection and scoring step while the next ones decode (8 and 32 were no faster)
 
 
@@ -118,11 +122,17 @@ def _decode_and_score(video: str | Path, num_frames: int, max_side: int, scorer:
 
     frames: queue.Queue = queue.Queue()
     outcome: dict[str, Any] = {}
+    stop = threading.Event()
+
+    def hand_over(frame: np.ndarray) -> None:
+        if stop.is_set():  # the caller failed: stop decoding (a BaseException passes read_frames' error handling)
+            raise _Stopped
+        frames.put(frame)
 
     def decode() -> None:
         t = time.perf_counter()
         try:
-            outcome["clip"] = read_frames(video, num_frames, max_side=max_side, on_frame=frames.put)
+            outcome["clip"] = read_frames(video, num_frames, max_side=max_side, on_frame=hand_over)
         except BaseException as e:  # noqa: BLE001 - raised below, in the caller's thread
             outcome["error"] = e
         outcome["seconds"] = time.perf_counter() - t
@@ -131,12 +141,15 @@ def _decode_and_score(video: str | Path, num_frames: int, max_side: int, scorer:
     worker = threading.Thread(target=decode, name="dfmm-decode", daemon=True)
     worker.start()
     chunk: list[np.ndarray] = []
-    while (frame := frames.get()) is not None:
-        chunk.append(frame)
-        if len(chunk) == CLIP_CHUNK:
-            scorer.add(chunk)
-            chunk = []
-    worker.join()
+    try:
+        while (frame := frames.get()) is not None:
+            chunk.append(frame)
+            if len(chunk) == CLIP_CHUNK:
+                scorer.add(chunk)
+                chunk = []
+    finally:
+        stop.set()
+        worker.join()
     if "error" in outcome:
         raise outcome["error"]
     clip = outcome["clip"]
