@@ -163,6 +163,17 @@ def test_bad_export_folders_are_refused_in_one_line(exported, tmp_path):
     (folder / "text.onnx").write_bytes(b"\x08\x07garbage" * 100)
     _manifest_edit(folder, lambda m: m["graphs"]["text"].update(sha256=file_digest(folder / "text.onnx")))
     _refused(folder, r"text.onnx: (not an ONNX graph|onnxruntime cannot read this graph)")
+    # weights moved to a file beside the graph, which no SHA-256 covers: refused
+    import onnx
+
+    shutil.copy(exported["out"] / "text.onnx", folder / "text.onnx")
+    graph = onnx.load(str(folder / "text.onnx"))
+    onnx.save_model(graph, str(folder / "text.onnx"), save_as_external_data=True, location="w.bin", size_threshold=0)
+    _manifest_edit(folder, lambda m: m["graphs"]["text"].update(sha256=file_digest(folder / "text.onnx")))
+    _refused(folder, "text.onnx: keeps weights in external files")
+    (folder / "tensors.safetensors").write_bytes(b"not safetensors")
+    _manifest_edit(folder, lambda m: m["tensors"].update(sha256=file_digest(folder / "tensors.safetensors")))
+    _refused(folder, "tensors.safetensors: not a readable safetensors file")
     _manifest_edit(folder, lambda m: m["graphs"].update(evil={"file": "../../etc/passwd", "sha256": "0"}))
     _refused(folder, "unknown graph 'evil'")
     (folder / "manifest.json").unlink()
