@@ -127,12 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         help="videos: crop frames to faces (auto, always) or not (never); default auto",
     )
 
-    e.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        default="torch",
-        help="torch (a checkpoint file), or openvino / onnxruntime (a folder written by dfmm export: faster on a CPU)",
-    )
+    _runtime_option(e)
 
     sc = sub.add_parser("score", help="score many items into a CSV, one row each, resumable; print a summary")
     sc.add_argument("--model", required=True)
@@ -146,12 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--num-frames", type=_int_at_least(1), help="videos (default 32)")
     sc.add_argument("--aggregation", choices=AGGREGATIONS, help="videos (default mean)")
     sc.add_argument("--quiet", action="store_true", help="no progress bar")
-    sc.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        default="torch",
-        help="torch (a checkpoint file), or openvino / onnxruntime (a folder written by dfmm export: faster on a CPU)",
-    )
+    _runtime_option(sc)
 
     x = sub.add_parser(
         "export", help="write a checkpoint as ONNX graphs for --runtime openvino/onnxruntime; print JSON"
@@ -192,12 +182,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="video: score every face; a frame takes its most fake one",
     )
-    c.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        default="torch",
-        help="torch (a checkpoint file), or openvino / onnxruntime (a folder written by dfmm export: faster on a CPU)",
-    )
+    _runtime_option(c)
     how = c.add_mutually_exclusive_group()
     how.add_argument(
         "--file",
@@ -214,6 +199,15 @@ def _parser() -> argparse.ArgumentParser:
         help="text: every input is the text itself, even if a file of that name exists ('-' still reads stdin)",
     )
     return p
+
+
+def _runtime_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="torch (a checkpoint file), or openvino / onnxruntime (a folder written by dfmm export: faster on a CPU)",
+    )
 
 
 # Options that apply to some inputs only: (dest, flag, default). Parsed with default None so that one given where

@@ -14,7 +14,7 @@ import torch
 from dfmm.choices import TEXT_MODEL_TYPES
 from dfmm.config import Config, Recipe
 from dfmm.errors import ConfigError
-from dfmm.models import TextBranch, VisualBranch
+from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
 from dfmm.models.metadata import TextMeta, VisualArch
 from dfmm.models.weights import BackboneInfo, create_text_encoder, create_visual_backbone
 
@@ -54,6 +54,13 @@ def visual_from_meta(meta: dict[str, Any] | VisualArch, state: dict[str, torch.T
     model = VisualBranch(backbone, arch.dropout)
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def fusion_from_meta(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> FusionEnsemble:
+    """The fusion head an ensemble's ``fusion`` metadata describes, with its weights (strict), in eval mode."""
+    fusion = FusionEnsemble(meta["visual_dim"], meta["text_dim"], meta["attention"])
+    fusion.load_state_dict(state, strict=True)
+    return fusion.eval()
 
 
 def build_text(cfg: Config) -> tuple[TextBranch, Any, BackboneInfo]:

@@ -101,6 +101,11 @@ def load_checkpoint_parts(
     return kind, state, meta, references_of({"ood": ood_meta}, ood_state, path)
 
 
+def part_state(state: dict[str, torch.Tensor], part: str) -> dict[str, torch.Tensor]:
+    """The tensors of one module of an ensemble's state (``visual``, ``text``, ``fusion``), its prefix removed."""
+    return {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(part + ".")}
+
+
 def attach_references(path: str | Path, refs: dict[str, OodReference]) -> Path:
     """Rewrite a checkpoint with these out-of-distribution references (replacing any it held), atomically."""
     kind, state, meta, old = load_checkpoint_parts(path)

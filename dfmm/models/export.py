@@ -36,7 +36,7 @@ from torch import nn
 from dfmm.errors import DataError, DfmmError
 from dfmm.files import file_digest as sha256
 from dfmm.models.branches import frozen_branch, text_from_meta, visual_from_meta
-from dfmm.models.checkpoints import load_checkpoint_parts
+from dfmm.models.checkpoints import load_checkpoint_parts, part_state
 from dfmm.models.scoring import DecisionRule
 
 FORMAT = "dfmm-export"
@@ -182,9 +182,7 @@ def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True
         tensors: dict[str, torch.Tensor] = {}
         for branch in branches:
             bmeta = sections[branch]
-            part = (
-                {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(branch + ".")} if prefixed else state
-            )
+            part = part_state(state, branch) if prefixed else state
             if branch == "visual":
                 model, tokenizer = visual_from_meta(bmeta, part), None
                 mirror: bool | None = bool(bmeta.get("tta", False))

@@ -21,11 +21,11 @@ from dfmm.data.images import load_image
 from dfmm.data.transforms import image_transform
 from dfmm.errors import CheckpointError, DataError, DfmmError
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
-from dfmm.models.branches import text_from_meta, tokenizer_from_meta, visual_from_meta
-from dfmm.models.checkpoints import load_checkpoint_parts
+from dfmm.models.branches import fusion_from_meta, text_from_meta, tokenizer_from_meta, visual_from_meta
+from dfmm.models.checkpoints import load_checkpoint_parts, part_state
 from dfmm.models.export import MANIFEST
 from dfmm.models.metadata import TextMeta, VisualMeta
-from dfmm.models.ood import OodReference, references_of
+from dfmm.models.ood import OodReference, references_of, split_state
 from dfmm.models.scoring import DecisionRule
 from dfmm.serving.runtimes import check_runtime, load_export
 
@@ -169,16 +169,9 @@ def load_model(path: str | Path, runtime: str = "torch") -> tuple[Detector, dict
         elif kind == "text_branch":
             det.text, det.tokenizer = text_from_meta(meta, state)
         else:
-            part = {
-                p: {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(p + ".")}
-                for p in ("visual", "text", "fusion")
-            }
-            det.visual = visual_from_meta(meta["visual"], part["visual"])
-            det.text, det.tokenizer = text_from_meta(meta["text"], part["text"])
-            f = meta["fusion"]
-            det.fusion = FusionEnsemble(f["visual_dim"], f["text_dim"], f["attention"])
-            det.fusion.load_state_dict(part["fusion"], strict=True)
-            det.fusion.eval()
+            det.visual = visual_from_meta(meta["visual"], part_state(state, "visual"))
+            det.text, det.tokenizer = text_from_meta(meta["text"], part_state(state, "text"))
+            det.fusion = fusion_from_meta(meta["fusion"], part_state(state, "fusion"))
     except CheckpointError as e:  # a checkpoint this dfmm cannot rebuild, saying why
         raise CheckpointError(f"{path}: {e}") from None
     except (KeyError, RuntimeError, ValueError) as e:
@@ -200,7 +193,7 @@ def _load_export(path: str | Path, runtime: str) -> tuple[Detector, dict[str, An
             f"{path}: --runtime {runtime} runs an export folder; write one first: dfmm export --model {path} --out DIR"
         )
     ex = load_export(path, runtime)
-    refs = references_of({"ood": ex.ood_meta}, {k: v for k, v in ex.tensors.items() if k.startswith("ood.")}, path)
+    refs = references_of({"ood": ex.ood_meta}, split_state(ex.tensors)[1], path)
     det = Detector(ex.kind, ex.meta, str(path), ood=refs, runtime=runtime)
     det.visual, det.text = ex.branches.get("visual"), ex.branches.get("text")
     det._frozen.update(ex.frozen)
@@ -208,16 +201,12 @@ def _load_export(path: str | Path, runtime: str) -> tuple[Detector, dict[str, An
     if det.text is not None:
         det.tokenizer = tokenizer_from_meta(det.text_meta)
     if ex.kind == "multimodal_ensemble":
-        f = ex.meta["fusion"]
-        det.fusion = FusionEnsemble(f["visual_dim"], f["text_dim"], f["attention"])
-        fusion = {k.split(".", 1)[1]: v for k, v in ex.tensors.items() if k.startswith("fusion.")}
         try:
-            det.fusion.load_state_dict(fusion, strict=True)
+            det.fusion = fusion_from_meta(ex.meta["fusion"], part_state(ex.tensors, "fusion"))
         except RuntimeError as e:
             raise CheckpointError(
                 f"{path}: fusion tensors do not match the metadata ({str(e).splitlines()[0][:150]})"
             ) from None
-        det.fusion.eval()
     return det, ex.meta.get("config", {})
 
 
