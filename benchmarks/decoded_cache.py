@@ -27,7 +27,7 @@ from dfmm.config import Config, Recipe
 from dfmm.data.decoded import build_decoded
 from dfmm.data.images import load_image_folder
 from dfmm.models.branches import build_visual
-from dfmm.training.experiments import image_loader
+from dfmm.training.loaders import image_loader
 from dfmm.training.loop import fit, make_accelerator
 from dfmm.training.speed import device_name
 

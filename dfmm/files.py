@@ -15,6 +15,12 @@ from typing import Any
 
 NOTEBOOK_DIR = "notebooks"
 TRAINING_STATES = "resume"  # a run's training states: runs/NAME/resume/BRANCH_RECIPE_seedN.pt
+# A run folder's names (runs/NAME/...), read by the trainers, the notebooks, the tests and `load_model`'s examples
+BRANCH_CHECKPOINTS = {"visual": "visual_branch.pt", "text": "text_branch.pt"}  # the card's file names
+ENSEMBLE_CHECKPOINT = "multimodal_ensemble.pt"  # both branches + the fusion head (notebook 04)
+SCORE_CACHE = "cache"  # runs/NAME/cache: tokens and the score cache (dfmm.models.score_cache)
+METRICS_DIR = "metrics"  # runs/NAME/metrics/SECTION.json: what each notebook recorded
+NOTEBOOK_REPORT = "report"  # runs/NAME/report: a notebook run in JupyterLab writes its figures here
 
 
 def project_root(start: Path | None = None) -> Path:

@@ -86,39 +86,28 @@ def tiny_cfg(tmp_path_factory):
 def tiny_models(tiny_cfg):
     """Visual, text and ensemble checkpoints trained on the tiny synthetic data (about 30 s on 2 cores)."""
     from dfmm.data import image_splits, text_splits
-    from dfmm.data.batches import TokenizedTexts
     from dfmm.models import FusionEnsemble
+    from dfmm.serving.evaluate import score_branch
     from dfmm.serving.inference import load_model
-    from dfmm.training.experiments import (
-        branch_outputs,
-        image_loader,
-        pair_outputs,
-        promote,
-        save_ensemble,
-        text_loader,
-        train_fusion,
-        train_text,
-        train_visual,
-    )
+    from dfmm.training.experiments import promote, train_text, train_visual
+    from dfmm.training.fusion import BranchOutputs, pair_outputs, save_ensemble, train_fusion
     from dfmm.training.reference import fit_ood_reference
 
     cfg = tiny_cfg
     vrun = train_visual(cfg, "improved", image_splits(cfg))
     trun = train_text(cfg, "improved", text_splits(cfg))
     # promoted as the study promotes: with the out-of-distribution reference of each branch
-    vpath = promote(vrun, "visual_branch.pt", cfg.run_dir, fit_ood_reference(cfg, "visual", image_splits(cfg)))
-    tpath = promote(trun, "text_branch.pt", cfg.run_dir, fit_ood_reference(cfg, "text", text_splits(cfg)))
+    vpath = promote(vrun, cfg.checkpoint("visual"), fit_ood_reference(cfg, "visual", image_splits(cfg)))
+    tpath = promote(trun, cfg.checkpoint("text"), fit_ood_reference(cfg, "text", text_splits(cfg)))
     vis, _ = load_model(vpath)
     txt, _ = load_model(tpath)
-    b = vis.visual_meta["backbone"]
-    isplit, tsplit = image_splits(cfg)["val"], text_splits(cfg)["val"]
-    visual = branch_outputs(vis.visual, image_loader(isplit, cfg, mean=b["mean"], std=b["std"], seed=0))
-    tokens = TokenizedTexts(tsplit, txt.tokenizer, cfg.text.max_length)
-    text = branch_outputs(txt.text, text_loader(tokens, 8, seed=0))
+    # the pairs as notebook 04 builds them: each branch's validation outputs through the one scoring path
+    visual = BranchOutputs.of(score_branch(vis, "visual", image_splits(cfg)["val"], 8, features=True))
+    text = BranchOutputs.of(score_branch(txt, "text", text_splits(cfg)["val"], 8, features=True))
     pairs = pair_outputs(visual, text, seed=0, rule="either")
     fusion = FusionEnsemble(pairs.visual_features.shape[1], pairs.text_features.shape[1], attention=True)
     train_fusion(fusion, pairs, epochs=20, lr=0.05, seed=0)
     dims = {"visual_dim": int(pairs.visual_features.shape[1]), "text_dim": int(pairs.text_features.shape[1])}
     meta = {"attention": True, **dims, "pair_rule": "either"}
-    epath = save_ensemble(cfg.run_dir / "multimodal_ensemble.pt", vpath, tpath, fusion, meta, cfg)
+    epath = save_ensemble(cfg.checkpoint("ensemble"), vpath, tpath, fusion, meta, cfg)
     return {"visual": vpath, "text": tpath, "ensemble": epath, "cfg": cfg}

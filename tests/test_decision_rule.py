@@ -174,7 +174,7 @@ def _csv_rows(path):
 @pytest.mark.parametrize("name,temperature,offset,expected", VARIANTS)
 def test_visual_label_agrees_on_every_path(tiny_models, fixed_image, tmp_path, capsys, name, temperature, offset,
                                            expected):  # fmt: skip
-    from dfmm.serving.evaluate import evaluate_images, score_images
+    from dfmm.serving.evaluate import evaluate_images, score_branch, score_images
     from dfmm.serving.inference import aggregate, classify_image, classify_multimodal, load_model
 
     img, z = fixed_image
@@ -199,6 +199,10 @@ def test_visual_label_agrees_on_every_path(tiny_models, fixed_image, tmp_path, c
     s = score_images(model, ImageSet([img], np.array([0]), ["g"], ["img"]))
     assert float(s["probs"][0]) == pytest.approx(p, abs=1e-5)
     labels["score_images + rule"] = rule.label(float(s["probs"][0]))
+    # notebook 04's fusion inputs come from the same function, with features: the same probability and label
+    f = score_branch(model, "visual", ImageSet([img], np.array([0]), ["g"], ["img"]), features=True)
+    assert float(f["probs"][0]) == pytest.approx(float(s["probs"][0]), abs=1e-6) and f["features"].shape[0] == 1
+    labels["score_branch with features"] = rule.label(float(f["probs"][0]))
 
     out = tmp_path / f"{name}.csv"
     summary = _cli_json(capsys, "score", "--model", ckpt, "--images", img, "--out", out, "--quiet")

@@ -72,7 +72,7 @@ def _batches(loader, seed):
 @pytest.mark.parametrize("augment", ["none", "flip", "card"])
 def test_loader_batches_from_the_cache_equal_those_from_the_files(tiny, augment):
     from dfmm.data import image_splits
-    from dfmm.training.experiments import image_loader
+    from dfmm.training.loaders import image_loader
 
     cfg = _cfg(tiny)
     train = image_splits(cfg)["train"]
@@ -151,7 +151,7 @@ def test_an_unreadable_image_is_skipped_and_counted(tmp_path, own_cache):
     good = ~built.unreadable
     np.testing.assert_array_equal(built.pixels[good], _expected(images.subset(np.flatnonzero(good)), 32))
 
-    from dfmm.training.experiments import image_loader
+    from dfmm.training.loaders import image_loader
 
     cfg = Config()
     cfg.visual.image_size, cfg.visual.batch_size = 32, 8
@@ -196,7 +196,7 @@ def test_arrow_sources_are_keyed_by_their_table_and_rows(tmp_path):
 
 
 def test_strong_training_reads_the_files_and_its_evaluation_the_cache(tmp_path):
-    from dfmm.training.experiments import image_loader
+    from dfmm.training.loaders import image_loader
 
     images = load_image_folder(_folder(tmp_path / "faces"))
     cfg = Config()

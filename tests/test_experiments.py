@@ -8,7 +8,8 @@ import torch
 
 from dfmm.metrics import mean_std
 from dfmm.models import FusionEnsemble
-from dfmm.training.experiments import BranchOutputs, BranchRun, SeedRuns, pair_outputs, train_fusion, train_seeds
+from dfmm.training.experiments import BranchRun, SeedRuns, train_seeds
+from dfmm.training.fusion import BranchOutputs, pair_outputs, train_fusion
 
 
 def _run(seed: int, auc: float) -> BranchRun:
@@ -32,13 +33,14 @@ def test_train_seeds_trains_each_seed_once_and_saves_and_tests_only_the_first(ti
 
     calls = []
 
-    def fake_train(cfg, recipe, splits, *, seed, save, states, test):
+    def fake_train(spec, cfg, recipe, splits, *, seed, save, states, test):
+        assert spec is experiments.VISUAL
         assert states == cfg.run_dir / "resume"  # every seed's training can be resumed
         assert test == save  # the replicates are scored on validation only
         calls.append((recipe, seed, save))
         return _run(seed, 0.7 + seed / 10)
 
-    monkeypatch.setattr(experiments, "train_visual", fake_train)
+    monkeypatch.setattr(experiments, "train_branch", fake_train)
     cfg = tiny_cfg
     trained = train_seeds(cfg, "visual", "card", {})
     assert calls == [("card", cfg.study.seed + i, i == 0) for i in range(cfg.visual.seeds)]

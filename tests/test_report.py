@@ -71,7 +71,6 @@ def _metrics() -> dict:
                 "how": "improved, val, mean of 3 seeds",
                 "status": "met, within noise",
                 "note": "",
-                "met": True,
             },
             {
                 "branch": "visual",
@@ -82,7 +81,6 @@ def _metrics() -> dict:
                 "how": "improved, val",
                 "status": "met",
                 "note": "no CI",
-                "met": True,
             },
             {
                 "branch": "text",
@@ -93,7 +91,6 @@ def _metrics() -> dict:
                 "how": "not measured in this study",
                 "status": "not measured",
                 "note": "",
-                "met": None,
             },
         ],
     }
@@ -109,16 +106,13 @@ def test_target_rows_show_status_interval_and_seed_spread():
         "met, within noise",
         "improved, val, mean of 3 seeds",
     )
-    assert rows[1][2:] == ("0.770", "–", "met", "improved, val; no CI")
-    assert rows[2][2:5] == ("–", "–", "not measured")
-    # a report written before ``status``: read from ``met``
-    old = {"targets": [{"branch": "v", "target": "t", "measured": 0.5, "met": False, "how": "h"}]}
-    assert target_rows(old) == [("v", "t", "0.500", "–", "NO", "h")]
+    assert (rows[1].measured, rows[1].sd, rows[1].status, rows[1].how) == ("0.770", "–", "met", "improved, val; no CI")
+    assert (rows[2].measured, rows[2].sd, rows[2].status) == ("–", "–", "not measured")
 
 
 def test_headline_cells_carry_intervals_seed_spread_and_reasons():
     rows, notes = headline_table(_metrics())
-    cells = {m: [c[0] for c in cs] for m, _, cs in rows}
+    cells = {row.model: [c.text for c in row.cells] for row in rows}
     # n, accuracy, balanced acc., AUC, TPR at 5% FPR, EER, ECE, AP
     test = cells["visual / improved"]
     assert test[:4] == ["2400", "0.702 [0.684, 0.720]", "0.702 [0.680, 0.719]", "0.770 [0.750, 0.790]"]
@@ -128,9 +122,10 @@ def test_headline_cells_carry_intervals_seed_spread_and_reasons():
     cross = cells["cross-dataset / celebdf"]
     assert cross[3] == "–" and cross[7] == "–" and cross[4] == "–"  # NaN, null (NaN read back), absent
     assert notes == ["no interval: every resample had one class only", "one class only (n real=0, n fake=40)"]
-    by_model = {m: cs for m, _, cs in rows}
-    assert by_model["cross-dataset / celebdf"][3][1:] == ("one class only (n real=0, n fake=40)", 2)
-    assert by_model["cross-dataset / celebdf"][4][1:] == ("", 0)  # no value and no reason: no footnote
+    by_model = {row.model: row for row in rows}
+    auc, tpr = by_model["cross-dataset / celebdf"].cell("auc"), by_model["cross-dataset / celebdf"].cell("tpr_at_5fpr")
+    assert (auc.reason, auc.footnote) == ("one class only (n real=0, n fake=40)", 2) and auc.marked == "– [2]"
+    assert (tpr.reason, tpr.footnote) == ("", 0) and tpr.marked == "–"  # no value and no reason: no footnote
     assert headline_table(_metrics()) == (rows, notes)  # deterministic
 
 
@@ -167,16 +162,16 @@ def _preds(n: int, seed: int) -> dict:
 
 @pytest.mark.parametrize("calibrate", [True, False])
 def test_score_adds_seeded_group_intervals(calibrate):
-    from dfmm.training.experiments import _score, _split_groups
+    from dfmm.training.rule_fitting import fit_rule_and_score, split_groups
 
     class Split:
         def __init__(self, n: int) -> None:
             self.groups = [f"g{i // 3}" for i in range(n)]  # three items a group
 
     preds = {"val": _preds(300, 1), "test": _preds(200, 2)}
-    groups = _split_groups({"val": Split(310), "test": Split(210)}, preds)
+    groups = split_groups({"val": Split(310), "test": Split(210)}, preds)
     assert list(groups["val"][:2]) == [f"g{preds['val']['index'][0] // 3}", f"g{preds['val']['index'][1] // 3}"]
-    rule, scores = _score(preds, calibrate, groups)
+    rule, scores = fit_rule_and_score(preds, calibrate, groups)
     threshold = rule.threshold
     for split in ("val", "test"):
         s = scores[split]
@@ -190,8 +185,8 @@ def test_score_adds_seeded_group_intervals(calibrate):
             assert at_half["ci"]["threshold"] == 0.5 and at_half["ci"]["auc"] == s["ci"]["auc"]  # same resamples
             lo, hi = at_half["ci"]["accuracy"]
             assert lo <= at_half["accuracy"] <= hi
-    assert dumps_json(_score(preds, calibrate, groups)[1]) == dumps_json(scores)  # bit-identical rerun
-    items = _score(preds, calibrate)[1]["val"]["ci"]
+    assert dumps_json(fit_rule_and_score(preds, calibrate, groups)[1]) == dumps_json(scores)  # bit-identical rerun
+    items = fit_rule_and_score(preds, calibrate)[1]["val"]["ci"]
     assert items["resampled"] == "items" and items["auc"] != scores["val"]["ci"]["auc"]
 
 
@@ -199,7 +194,7 @@ def test_calibration_fits_a_temperature_on_validation_and_reports_test_ece():
     """Overconfident logits (3x the true log-odds): the temperature found on val is near 3, the test ECE drops, and
     the threshold lives on the calibrated scale (the same decisions as the raw scale's cut, ``at_0.5`` unchanged)."""
     from dfmm.models.scoring import sigmoid
-    from dfmm.training.experiments import _score
+    from dfmm.training.rule_fitting import fit_rule_and_score
 
     rng = np.random.default_rng(0)
 
@@ -209,19 +204,19 @@ def test_calibration_fits_a_temperature_on_validation_and_reports_test_ece():
         return {"logits": 3.0 * z, "labels": y, "index": np.arange(n)}
 
     preds = {"val": split(4000), "test": split(4000)}
-    rule, scores = _score(preds, True)
+    rule, scores = fit_rule_and_score(preds, True)
     assert 2.6 < rule.temperature < 3.4
     cal = scores["test"]["calibration"]
     assert cal["temperature"] == rule.temperature and cal["ece_after"] < 0.5 * cal["ece_before"]
     assert cal["brier_after"] < cal["brier_before"]
     raw_half = ((sigmoid(preds["test"]["logits"]) >= 0.5) == (preds["test"]["labels"] == 1)).mean()
     assert scores["test"]["at_0.5"]["accuracy"] == pytest.approx(raw_half)
-    plain_rule, plain = _score(preds, False)
+    plain_rule, plain = fit_rule_and_score(preds, False)
     assert plain_rule.temperature == 1.0 and plain_rule.threshold == 0.5 and "calibration" not in plain["test"]
 
 
 def test_paired_comparison_needs_the_same_items():
-    from dfmm.training.experiments import compare_on_test
+    from dfmm.training.comparisons import compare_on_test
 
     y = np.array([0, 1] * 50)
     good = {"labels": y, "probs": y * 0.6 + 0.2}
@@ -243,7 +238,7 @@ def test_json_writer_turns_nan_into_null(tmp_path):
     assert read["test"]["auc"] is None
     # what reads it back takes null where NaN was
     rows, _ = headline_table({"visual": {"recipes": {"r": read}}})
-    assert [c[0] for c in rows[0][2]][:4] == ["3", "–", "–", "–"]
+    assert [c.text for c in rows[0].cells][:4] == ["3", "–", "–", "–"]
 
 
 def _robustness() -> dict:
@@ -284,7 +279,7 @@ def test_front_pages_list_the_robustness_sweep_and_the_format_control(tmp_path):
     m["evaluation"] |= _robustness()
     r = robustness_summary(m)
     sweep = m["evaluation"]["robustness"]
-    assert [(b, n) for b, n, *_ in r["rows"]] == [
+    assert [(row.branch, row.perturbation) for row in r["rows"]] == [
         ("visual", "clean"),
         ("visual", "jpeg_30"),
         ("visual", "blur_2"),
@@ -295,11 +290,11 @@ def test_front_pages_list_the_robustness_sweep_and_the_format_control(tmp_path):
     ]
     jpeg = sweep["visual"]["perturbations"]["jpeg_30"]
     lo, hi = jpeg["metrics"]["ci"]["auc"]
-    assert r["rows"][1][2] == f"{jpeg['metrics']['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
+    assert r["rows"][1].auc == f"{jpeg['metrics']['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
     d, (dlo, dhi) = jpeg["auc_change"]["difference"], jpeg["auc_change"]["ci"]
-    assert r["rows"][1][3] == f"{d:.3f} [{dlo:.3f}, {dhi:.3f}]" and d > 0 and r["rows"][1][5] == "yes"
-    assert r["rows"][3][3] == "0.000 [0.000, 0.000]" and r["rows"][3][5] == "no"  # png: the same scores
-    assert [row[1] for row in r["format_rows"]] == ["clean", "png", "jpeg_95"]
+    assert r["rows"][1].change == f"{d:.3f} [{dlo:.3f}, {dhi:.3f}]" and d > 0 and r["rows"][1].excludes_zero == "yes"
+    assert r["rows"][3].change == "0.000 [0.000, 0.000]" and r["rows"][3].excludes_zero == "no"  # png: same scores
+    assert [row.perturbation for row in r["format_rows"]] == ["clean", "png", "jpeg_95"]
     assert r["sizes"] == [("visual", 120), ("text", 120)] and r["resamples"] == "1,000" and r["unit"] == "group"
     assert r["formats"] == "real: JPEG 60; fake: PNG 60"
     assert r["interpretation"].startswith("Lossless PNG re-encode (no pixel changed): AUC change exactly 0")
@@ -308,9 +303,9 @@ def test_front_pages_list_the_robustness_sweep_and_the_format_control(tmp_path):
     html, md = index.read_text(), card.read_text()
     assert '<a href="#robustness">Robustness</a>' in html and '<h2 id="robustness">Robustness</h2>' in html
     assert "<th>" + "</th><th>".join(ROBUSTNESS_COLUMNS) + "</th>" in html
-    assert "<td>visual</td><td><code>jpeg_30</code></td><td>" + r["rows"][1][2] in html
+    assert "<td>visual</td><td><code>jpeg_30</code></td><td>" + r["rows"][1].auc in html
     assert "## Robustness" in md and "| " + " | ".join(ROBUSTNESS_COLUMNS) + " |" in md
-    assert f"| text | `truncate_64` | {r['rows'][-1][2]} | {r['rows'][-1][3]} |" in md
+    assert f"| text | `truncate_64` | {r['rows'][-1].auc} | {r['rows'][-1].change} |" in md
     for page in (html, md):
         assert "Format control" in page and r["interpretation"] in page and "real: JPEG 60; fake: PNG 60" in page
     # every number on both pages is in metrics.json (the config adds only its settings)

@@ -173,7 +173,8 @@ def test_study_notebooks_read_what_training_scored(tiny_models):
     from dfmm.data.batches import TokenizedTexts
     from dfmm.serving.evaluate import score_images, score_texts
     from dfmm.serving.inference import load_model
-    from dfmm.training.experiments import branch_outputs, image_loader, text_loader
+    from dfmm.training.baselines import branch_outputs
+    from dfmm.training.loaders import image_loader, text_loader
 
     cfg = tiny_models["cfg"]
     cache = cfg.run_dir / "cache"

@@ -56,7 +56,7 @@ def test_dfdc_split_has_no_pair_leakage():
 
 
 def test_fusion_pairs_take_each_text_from_its_own_index_when_splits_differ_in_size():
-    from dfmm.training.experiments import BranchOutputs, pair_outputs
+    from dfmm.training.fusion import BranchOutputs, pair_outputs
 
     # 6 images, 4 texts: the text arrays must be indexed by the text permutation, never the image one
     vy, ty = np.array([0, 1, 0, 1, 0, 1.0]), np.array([1, 1, 0, 0.0])
@@ -76,7 +76,7 @@ def test_fusion_variant_is_chosen_on_held_out_validation_pairs():
     import torch
 
     from dfmm.models import FusionEnsemble
-    from dfmm.training.experiments import PairScores, fused_probs, split_pairs
+    from dfmm.training.fusion import PairScores, fused_probs, split_pairs
 
     n = 50
     i = np.arange(n)

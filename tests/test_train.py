@@ -9,7 +9,8 @@ import torch
 
 from dfmm.config import Recipe
 from dfmm.data import image_splits, text_splits
-from dfmm.training.experiments import tfidf_baseline, train_visual
+from dfmm.training.baselines import tfidf_baseline
+from dfmm.training.experiments import train_visual
 from dfmm.training.loop import bce_loss, make_optimizer, make_schedule
 
 
@@ -162,7 +163,8 @@ def test_text_speed_sample_follows_the_length_quantiles():
 
 def _tiny_fit_setup(tiny_cfg):
     from dfmm.models.branches import build_visual
-    from dfmm.training.experiments import _seed_all, image_loader
+    from dfmm.training.experiments import _seed_all
+    from dfmm.training.loaders import image_loader
 
     _seed_all(3)
     model, info = build_visual(tiny_cfg)
@@ -178,7 +180,7 @@ def test_fit_resumed_after_an_epoch_ends_with_the_same_tensors(tiny_cfg, tmp_pat
     import shutil
 
     import dfmm.training.loop as train_mod
-    from dfmm.training.loop import fit
+    from dfmm.training.loop import ResumeState, fit
 
     recipe = Recipe(optimizer="adamw", lr=1e-3, schedule="cosine", warmup_fraction=0.2, head_lr_mult=10.0)
     saved = train_mod.save_training_state
@@ -190,13 +192,13 @@ def test_fit_resumed_after_an_epoch_ends_with_the_same_tensors(tiny_cfg, tmp_pat
     monkeypatch.setattr(train_mod, "save_training_state", keep_each_epoch)
     state = tmp_path / "state.pt"
     model, train, val = _tiny_fit_setup(tiny_cfg)
-    whole = fit(model, train, val, recipe, 3, state_path=state, fingerprint="a")
+    whole = fit(model, train, val, recipe, 3, resume=ResumeState(state, "a"))
     whole_weights = {k: v.clone() for k, v in model.state_dict().items()}
 
     shutil.copy(tmp_path / "epoch1.pt", state)
     model, train, val = _tiny_fit_setup(tiny_cfg)
     torch.manual_seed(123)  # whatever the RNG holds now, the saved states win
-    resumed = fit(model, train, val, recipe, 3, state_path=state, fingerprint="a")
+    resumed = fit(model, train, val, recipe, 3, resume=ResumeState(state, "a"))
     assert resumed.best_epoch == whole.best_epoch
     strip = [{k: v for k, v in h.items() if k not in ("epoch_seconds", "train_samples_per_s")} for h in whole.history]
     assert [
@@ -207,7 +209,7 @@ def test_fit_resumed_after_an_epoch_ends_with_the_same_tensors(tiny_cfg, tmp_pat
 
     shutil.copy(tmp_path / "epoch1.pt", state)
     model, train, val = _tiny_fit_setup(tiny_cfg)
-    other = fit(model, train, val, recipe, 1, state_path=state, fingerprint="b")  # another run's state: not used
+    other = fit(model, train, val, recipe, 1, resume=ResumeState(state, "b"))  # another run's state: not used
     assert [h["epoch"] for h in other.history] == [1]
     assert train_mod.load_training_state(state, "b")["epoch"] == 1
     assert train_mod.load_training_state(state, "a") is None

@@ -52,6 +52,29 @@ def text_lengths(texts: TextSet) -> dict[str, np.ndarray]:
     return {NAMES[k]: words[texts.labels == k] for k in NAMES}
 
 
+def text_length_figure(sets: dict[str, TextSet]) -> tuple[Any, dict[str, dict[str, float]]]:
+    """One histogram of words per text per named set, human vs AI, and each class's median and 90th percentile
+    (``NAME:human`` / ``NAME:ai``): a length difference between classes is a shortcut a detector can learn."""
+    from dfmm.analysis.plots import _plt
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 3.2), squeeze=False)
+    stats = {}
+    for ax, (name, texts) in zip(axes[0], sets.items(), strict=True):
+        for cls, words in text_lengths(texts).items():
+            who = "human" if cls == "real" else "AI"
+            ax.hist(words, bins=40, alpha=0.6, label=f"{who} (median {np.median(words):.0f})")
+            stats[f"{name}:{who.lower()}"] = {
+                "median_words": float(np.median(words)),
+                "p90_words": float(np.percentile(words, 90)),
+            }
+        ax.set_xlabel("words per text")
+        ax.set_title(name)
+        ax.legend()
+    fig.tight_layout()
+    return fig, stats
+
+
 def _digest(source: Any) -> str:
     if isinstance(source, dict):
         source = source.get("bytes") or source.get("path")

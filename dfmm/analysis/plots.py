@@ -132,3 +132,69 @@ def plot_reliability(curves: dict[str, tuple[Any, Any]], title: str = "Reliabili
     axn.set_ylabel("items")
     fig.tight_layout()
     return fig
+
+
+def plot_length_vs_score(words: Any, probs: Any, labels: Any) -> Any:
+    """P(AI) against words per text (log scale), human and AI texts in two colours: does length decide?"""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for lab, name in ((0, "human"), (1, "AI")):
+        m = np.asarray(labels) == lab
+        ax.scatter(np.asarray(words)[m], np.asarray(probs)[m], s=6, alpha=0.5, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("words")
+    ax.set_ylabel("P(AI)")
+    ax.legend()
+    return fig
+
+
+def plot_fusion_weights(histories: dict[str, list[dict[str, float]]]) -> Any:
+    """Each fusion variant's weight on the visual branch after every training step."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, h in histories.items():
+        ax.plot([r["epoch"] for r in h], [r["w_visual"] for r in h], label=f"{name}: w_visual")
+    ax.set_xlabel("step")
+    ax.set_ylabel("weight on the visual branch")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    return fig
+
+
+def plot_auc_intervals(rows: dict[str, dict[str, Any]]) -> Any:
+    """ROC AUC with its 95% bootstrap interval per named set, one line each; names containing ``(test)`` are the
+    in-domain test splits (blue), the others cross sources (red); the dashed line is chance."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    for y, (name, m) in enumerate(rows.items()):
+        lo, hi = (m.get("ci") or {}).get("auc") or (m["auc"], m["auc"])
+        colour = "C0" if "(test)" in name else "C3"
+        ax.errorbar(m["auc"], y, xerr=[[m["auc"] - lo], [hi - m["auc"]]], fmt="o", color=colour, capsize=3)
+    ax.axvline(0.5, color="grey", lw=0.6, ls="--")
+    ax.set_yticks(range(len(rows)), list(rows))
+    ax.set_xlim(0.3, 1.0)
+    ax.set_xlabel("ROC AUC with 95% bootstrap CI (blue: in-domain test, red: cross source; dashed: chance)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_clip_frames(clips: list[dict[str, Any]], threshold: float, face_crop: bool) -> Any:
+    """P(fake) per sampled frame over time, one row per clip (``dfmm.serving.evaluate.score_videos`` rows), fake clips
+    red and real ones blue, the visual threshold dashed; a frame without a score is a gap."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(clips), 1, figsize=(7, 0.9 * len(clips) + 0.6), sharex=True, squeeze=False)
+    for ax, r in zip(axes[:, 0], clips, strict=True):
+        if "error" in r:
+            ax.set_title(f"{r['clip']}: unreadable", fontsize=7, loc="left")
+            continue
+        t = [f["time_s"] for f in r["per_frame"]]
+        q = [np.nan if f["probability_fake"] is None else f["probability_fake"] for f in r["per_frame"]]
+        ax.plot(t, q, "r.-" if r["label"] else "b.-", lw=1, ms=3)
+        ax.axhline(threshold, color="grey", lw=0.6, ls="--")
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0, 1])
+        faces = f", face in {r['frames_with_face']}/{r['frames']} frames" if face_crop else ""
+        ax.set_title(f"{r['clip']} ({'fake' if r['label'] else 'real'}){faces}", fontsize=7, loc="left")
+    axes[-1, 0].set_xlabel("time (s); P(fake) per frame, dashed: threshold; red = fake clips, blue = real")
+    fig.tight_layout()
+    return fig

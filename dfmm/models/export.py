@@ -140,11 +140,22 @@ def _export_face_detector(folder: Path) -> dict[str, Any]:
         path = folder / f"mtcnn_{stage}.onnx"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=outputs,
-                              dynamic_axes={"images": axes} | {o: {0: "batch"} for o in outputs},
-                              opset_version=OPSET, dynamo=False)  # fmt: skip
-        out[f"mtcnn_{stage}"] = {"file": path.name, "sha256": sha256(path), "inputs": {"images": list(shape)},
-                                 "outputs": outputs}  # fmt: skip
+            torch.onnx.export(
+                net,
+                (example,),
+                str(path),
+                input_names=["images"],
+                output_names=outputs,
+                dynamic_axes={"images": axes} | {o: {0: "batch"} for o in outputs},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        out[f"mtcnn_{stage}"] = {
+            "file": path.name,
+            "sha256": sha256(path),
+            "inputs": {"images": list(shape)},
+            "outputs": outputs,
+        }
     return out
 
 

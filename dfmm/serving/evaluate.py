@@ -48,15 +48,35 @@ def _text_loader(model: Any, texts: TextSet, batch_size: int, cache_dir: Any) ->
     return loader, tokens
 
 
+def score_branch(
+    model: Any,
+    branch: str,
+    data: ImageSet | TextSet,
+    batch_size: int = 32,
+    cache_dir: Any = None,
+    *,
+    features: bool = False,
+) -> dict[str, Any]:
+    """The one way a study, ``dfmm evaluate`` and ``dfmm score`` score a labelled set with a loaded model: each
+    readable item through the branch's ``scored`` (the visual one with its mirrored view when the recipe uses it),
+    batched, in dataset order. Returns ``logits``, ``probs`` (P(fake) under the checkpoint's decision rule, as
+    ``classify_*`` give it), ``labels``, ``index`` (dataset positions of the scored rows), with ``features`` each
+    item's pooled features, and for texts ``truncated``. With ``cache_dir`` (a study's ``runs/NAME/cache``) items
+    this model has scored before are read from the score cache (``dfmm.models.score_cache``)."""
+    if branch == "visual":
+        loader, tokens, net, tta = _image_loader(model, data, batch_size), None, model.visual, model.visual_spec.tta
+    else:
+        loader, tokens = _text_loader(model, data, batch_size, cache_dir)
+        net, tta = model.text, False
+    what = "images" if branch == "visual" else "texts"
+    p = predict(net, loader, tta=tta, cache_dir=cache_dir, desc=f"score {what}", features=features, background=True)
+    out = {**p, "probs": model.rule(branch).probability(p["logits"])}
+    return out | ({"truncated": tokens.truncated()} if tokens is not None else {})
+
+
 def score_images(model: Any, images: ImageSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, np.ndarray]:
-    """P(fake) under the checkpoint's decision rule, labels and dataset indices of every readable image. With
-    ``cache_dir`` (a study's ``runs/NAME/cache``) faces this model has scored before are read from the score
-    cache (``dfmm.models.score_cache``)."""
-    loader = _image_loader(model, images, batch_size)
-    p = predict(
-        model.visual, loader, tta=model.visual_spec.tta, cache_dir=cache_dir, desc="score images", background=True
-    )
-    return {"probs": model.rule("visual").probability(p["logits"]), "labels": p["labels"], "index": p["index"]}
+    """:func:`score_branch` on images: ``logits``, ``probs``, ``labels``, ``index``."""
+    return score_branch(model, "visual", images, batch_size, cache_dir)
 
 
 def frozen_features(
@@ -75,16 +95,9 @@ def frozen_features(
 
 
 def score_texts(model: Any, texts: TextSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, Any]:
-    """P(fake) under the checkpoint's decision rule, labels and indices of every text, and how many were cut.
-    ``cache_dir`` keeps the token ids (``TokenizedTexts``) and the scores (``dfmm.models.score_cache``) there."""
-    loader, tokens = _text_loader(model, texts, batch_size, cache_dir)
-    p = predict(model.text, loader, cache_dir=cache_dir, desc="score texts", background=True)
-    return {
-        "probs": model.rule("text").probability(p["logits"]),
-        "labels": p["labels"],
-        "index": p["index"],
-        "truncated": tokens.truncated(),
-    }
+    """:func:`score_branch` on texts: ``logits``, ``probs``, ``labels``, ``index`` and how many were cut
+    (``truncated``); ``cache_dir`` also keeps the token ids (``TokenizedTexts``)."""
+    return score_branch(model, "text", texts, batch_size, cache_dir)
 
 
 def score_sets(

@@ -2,7 +2,8 @@
 
 Every notebook starts with ``ctx = notebook_setup(config_path, params, report_dir)``. Under ``dfmm study`` the
 runner (:mod:`dfmm.study.runner`) injects the resolved config's path and the staging report folder; in JupyterLab the
-notebook loads ``params`` itself and writes straight into ``reports/NAME``.
+notebook loads ``params`` itself and writes its figures under ``runs/NAME/report`` (never into a committed report:
+``dfmm study`` alone writes ``reports/NAME``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dfmm.config import Config, load_config, load_resolved
-from dfmm.files import dumps_json, project_root, write_atomic
+from dfmm.files import METRICS_DIR, NOTEBOOK_REPORT, dumps_json, project_root, write_atomic
 
 
 @dataclass
@@ -120,7 +121,8 @@ def notebook_setup(
     report_dir: str | None = None,
 ) -> NotebookContext:
     """First call of every notebook. Under ``dfmm study`` it reads the resolved config; in JupyterLab it loads
-    ``params`` itself (relative to the project root) and writes straight into ``reports/NAME``."""
+    ``params`` itself (relative to the project root) and writes its figures under ``runs/NAME/report``, so that a
+    session in JupyterLab never changes a committed report (``report_dir`` chooses another folder)."""
     import matplotlib
 
     if not os.environ.get("MPLBACKEND") and "ipykernel" not in str(matplotlib.get_backend()):
@@ -128,9 +130,9 @@ def notebook_setup(
     os.chdir(project_root())
     _quiet_notebook(under_study=config_path is not None)
     cfg = load_resolved(config_path) if config_path else load_config(list(params))
-    rdir = Path(report_dir) if report_dir else cfg.report_dir
+    rdir = Path(report_dir) if report_dir else cfg.run_dir / NOTEBOOK_REPORT
     rdir.mkdir(parents=True, exist_ok=True)
-    return NotebookContext(cfg, rdir, cfg.run_dir / "metrics")
+    return NotebookContext(cfg, rdir, cfg.run_dir / METRICS_DIR)
 
 
 __all__ = ["NotebookContext", "notebook_setup"]

@@ -27,6 +27,7 @@ from typing import Any
 from dfmm.config import Config, load_config
 from dfmm.errors import DfmmError, StudyError
 from dfmm.files import (
+    METRICS_DIR,
     NOTEBOOK_DIR,
     TRAINING_STATES,
     code_digest,
@@ -242,7 +243,7 @@ def run_study(
         _empty_run_folder(run_dir)
     staging = run_dir / STAGING
     staging.mkdir(parents=True, exist_ok=True)
-    metrics_dir = run_dir / "metrics"
+    metrics_dir = run_dir / METRICS_DIR
     executed_dir = run_dir / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
     config_path = cfg.save(run_dir / "config.json")

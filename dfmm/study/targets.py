@@ -185,7 +185,7 @@ TARGETS: tuple[Target, ...] = (
         "<=",
         150.0,
         _path("gradcam", "median_ms_one_image", how="notebook 05, median after warm-up"),
-    ),  # fmt: skip
+    ),
     Target("text", "compact", "balanced accuracy", ">=", 0.80, _mean("balanced_accuracy", "text")),
     Target("text", "compact", "ROC AUC", ">=", 0.88, _mean("auc", "text")),
     Target("text", "full", "balanced accuracy", ">=", 0.92, _mean("balanced_accuracy", "text")),
@@ -193,7 +193,7 @@ TARGETS: tuple[Target, ...] = (
     Target("text", "any", "AUC above the TF-IDF floor", ">", 0.0, _beats_floor),
     Target(
         "text", "any", "bucketed / fixed-padding speed", ">=", 3.0, _path("text", "speed", "ratio", how="notebook 03")
-    ),  # fmt: skip
+    ),
     Target(
         "text",
         "any",
@@ -257,10 +257,18 @@ def check_targets(cfg: Config, metrics: dict[str, Any]) -> list[dict[str, Any]]:
         if t.budget not in ("any", cfg.study.budget) or not _applies(cfg, t):
             continue
         m = t.get(metrics)
-        met = None if m.value is None or math.isnan(m.value) else bool(OPS[t.op](m.value, t.value))
         state, note = status(m.value, m.ci, t.op, t.value)
-        rows.append({
-            "branch": t.branch, "budget": cfg.study.budget, "target": f"{t.name} {t.op} {t.value:g}",
-            "measured": m.value, "std": m.std, "ci": m.ci, "how": m.how, "status": state, "note": note, "met": met,
-        })  # fmt: skip
+        rows.append(
+            {
+                "branch": t.branch,
+                "budget": cfg.study.budget,
+                "target": f"{t.name} {t.op} {t.value:g}",
+                "measured": m.value,
+                "std": m.std,
+                "ci": m.ci,
+                "how": m.how,
+                "status": state,
+                "note": note,
+            }
+        )
     return rows

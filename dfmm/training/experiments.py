@@ -1,51 +1,43 @@
-"""One experiment per call: train a branch with a recipe, score it, save its checkpoint; plus the baselines.
+"""One experiment per call: train a branch with a recipe, score it with its decision rule, save its checkpoint.
 
 Notebooks 02 and 03 call :func:`train_seeds` for each recipe (:func:`train_visual` / :func:`train_text` once
-per seed); :func:`visual_linear_probe` (frozen features + logistic regression, as in UniversalFakeDetect) and
-:func:`tfidf_baseline` (word 1-2-grams + logistic regression) are the floors a fine-tuned branch must beat.
-Notebook 04 joins the branches' held-out outputs into image-text pairs (:class:`PairScores`) and fits the fusion.
+per seed) and :func:`promote` the shipped recipe's checkpoint to the card's file name. The floors a branch must beat
+are in :mod:`dfmm.training.baselines`, the paired comparisons in :mod:`dfmm.training.comparisons`, the loaders in
+:mod:`dfmm.training.loaders` and the fusion (notebook 04) in :mod:`dfmm.training.fusion`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch import nn
+from torch.utils.data import DataLoader
 
 from dfmm.config import Config, Recipe
 from dfmm.data import epoch_val_rows
 from dfmm.data.batches import (
-    GroupBatchSampler,
-    ImageDataset,
-    LengthBucketSampler,
-    ShuffledBatchSampler,
     TokenizedTexts,
-    collate_images,
 )
 from dfmm.data.faces import training_crop_geometry
 from dfmm.data.images import ImageSet
 from dfmm.data.text import TextSet
-from dfmm.data.transforms import image_transform
 from dfmm.files import TRAINING_STATES
 from dfmm.metrics import (
-    best_threshold,
-    binary_metrics,
-    bootstrap_ci,
-    fit_temperature,
     mean_std,
-    metrics_with_ci,
-    paired_bootstrap,
 )
 from dfmm.models.branches import build_text, build_visual, text_meta, visual_meta
 from dfmm.models.checkpoints import save_checkpoint
-from dfmm.models.scoring import DecisionRule, predict, sigmoid
-from dfmm.training.loop import TrainResult, fit, make_accelerator
+from dfmm.models.scoring import DecisionRule, predict
+from dfmm.models.weights import BackboneInfo
+from dfmm.training.loaders import image_loader, text_loader
+from dfmm.training.loop import ResumeState, fit, make_accelerator
+from dfmm.training.rule_fitting import fit_rule_and_score, split_groups
 
 
 @dataclass
@@ -83,6 +75,11 @@ class BranchRun:
             **self.extra,
         }
 
+    @property
+    def rule(self) -> DecisionRule:
+        """The decision rule (temperature, threshold) fitted on this run's validation scores, as its checkpoint serves."""
+        return DecisionRule(self.extra.get("threshold", 0.5), self.extra.get("temperature", 1.0))
+
     def describe(self) -> str:
         """One line for a notebook: the validation metrics, best epoch, time and unreadable training items."""
         v = self.val
@@ -99,364 +96,203 @@ def _seed_all(seed: int) -> None:
     set_seed(seed)
 
 
-def image_loader(
-    images: ImageSet,
-    cfg: Config,
-    *,
-    mean: Any,
-    std: Any,
-    seed: int,
-    train: bool = False,
-    augment: str = "none",
-    pairs: bool = False,
-    batch_size: int = 0,
-    cache: bool | None = None,
-    rows: np.ndarray | None = None,
-) -> DataLoader:
-    """Batches of ``images`` normalised with the backbone's ``mean``/``std``. Training batches (``train``) are
-    shuffled each epoch from ``seed``, augmented (``augment``) and, with ``pairs``, keep each group whole; others
-    come in dataset order, unaugmented. ``batch_size`` 0 is ``visual.batch_size`` for training and
-    ``visual.eval_batch_size`` for scoring. ``cache`` (None: ``visual.cache`` is
-    ``decoded``) reads the pixels from the decoded-image cache (``dfmm.data.decoded``), built first when missing;
-    a ``strong`` training loader reads the files all the same. ``rows`` (evaluation only): just these items, read
-    through the whole set's dataset (and cache), their ``index`` still positions in ``images``."""
-    if rows is not None and train:
-        raise ValueError("rows selects evaluation items; a training loader takes its items from images")
-    augment = augment if train else "none"
-    ds: Any = None
-    use_cache = cfg.visual.cache == "decoded" if cache is None else cache
-    if use_cache:
-        from dfmm.data.decoded import decoded_dataset
-
-        ds = decoded_dataset(images, cfg.visual.image_size, mean, std, augment)
-    if ds is None:
-        ds = ImageDataset(images, image_transform(cfg.visual.image_size, mean, std, augment))
-    if rows is not None:
-        ds = Subset(ds, np.asarray(rows, dtype=int).tolist())
-    bs = batch_size or (cfg.visual.batch_size if train else cfg.visual.eval_batch_size)
-    if train and pairs:
-        sampler: Any = GroupBatchSampler(ds.groups, bs, seed)
-    else:
-        sampler = ShuffledBatchSampler(len(ds), bs, seed, shuffle=train)
-    return DataLoader(
-        ds,
-        batch_sampler=sampler,
-        collate_fn=collate_images,
-        num_workers=cfg.study.num_workers,
-        persistent_workers=cfg.study.num_workers > 0,
-    )
-
-
 def _balance(labels: np.ndarray) -> float | None:
     """The fake class's loss weight that makes each class contribute half (None when a class is missing)."""
     n_fake, n_real = int(labels.sum()), int((labels == 0).sum())
     return n_real / n_fake if n_fake and n_real else None
 
 
-def train_visual(
-    cfg: Config,
-    recipe_name: str,
-    splits: dict[str, ImageSet],
-    *,
-    seed: int | None = None,
-    save: bool = True,
-    states: Path | None = None,
-    test: bool = True,
-) -> BranchRun:
-    """Fine-tune the visual branch with one recipe; score val and test; save ``visual_<recipe>.pt``.
+class BuiltBranch(NamedTuple):
+    """A freshly built branch: the model, its backbone's description and (text) its tokenizer."""
 
-    With ``states`` (a folder) the training saves its state there after every epoch and resumes from the one
-    it finds (:func:`training_state`). ``test=False`` scores validation only (``train_seeds``' replicate
-    seeds: the study reports their validation numbers, never their test numbers)."""
-    recipe: Recipe = cfg.visual.recipes[recipe_name]
-    seed = cfg.study.seed if seed is None else seed
-    t0 = time.perf_counter()
-    _seed_all(seed)
+    model: nn.Module
+    info: BackboneInfo
+    tokenizer: Any = None
+
+
+@dataclass
+class BranchLoaders:
+    """What one training reads: shuffled training batches, the validation rows that choose the epoch, a loader
+    per split to score afterwards, and what the branch records about them (text: how many texts were cut)."""
+
+    train: DataLoader
+    select: DataLoader
+    scored: Callable[[str], DataLoader]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    """What differs between training the visual and the text branch; :func:`train_branch` does the rest.
+
+    ``build`` makes the pretrained model, ``loaders`` its batches for a recipe and seed, ``meta`` its checkpoint
+    metadata (the decision rule is added to it), ``mirrored`` whether the recipe's ``tta`` (the mirrored view) is
+    scored, ``extra`` what a run records besides the device and rule (given the loaders and the loss weight)."""
+
+    name: str
+    build: Callable[[Config], BuiltBranch]
+    loaders: Callable[[Config, Recipe, dict[str, Any], BuiltBranch, int], BranchLoaders]
+    meta: Callable[[Config, BuiltBranch, str, dict[str, Any]], dict[str, Any]]
+    extra: Callable[[BranchLoaders, float | None], dict[str, Any]]
+    mirrored: bool = False
+
+
+def _build_visual(cfg: Config) -> BuiltBranch:
     model, info = build_visual(cfg)
-    model = model.to(memory_format=torch.channels_last)
-    acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
-    norm = {"mean": info.mean, "std": info.std, "seed": seed}
-    scoring = _score_cache(cfg, save)
+    return BuiltBranch(model.to(memory_format=torch.channels_last), info)
+
+
+def _visual_loaders(
+    cfg: Config, recipe: Recipe, splits: dict[str, ImageSet], built: BuiltBranch, seed: int
+) -> BranchLoaders:
+    mean, std = built.info.mean, built.info.std
     train = image_loader(
         splits["train"],
         cfg,
-        **norm,
+        mean=mean,
+        std=std,
+        seed=seed,
         train=True,
         augment=recipe.augment,
         pairs=recipe.pair_batches,
         batch_size=recipe.batch_size,
     )
-    select = image_loader(
-        splits["val"], cfg, **norm, rows=epoch_val_rows(splits["val"], cfg.data.epoch_val_images, cfg.study.seed)
-    )
-    pos_weight = _balance(train.dataset.labels) if recipe.balanced else None
-    result = fit(
-        model,
-        train,
-        select,
-        recipe,
-        cfg.visual.epochs,
-        accelerator=acc,
-        pos_weight=pos_weight,
-        desc=f"visual {recipe_name}",
-        cache_dir=scoring["cache_dir"],
-        **training_state(states, cfg, "visual", recipe_name, seed, splits),
-    )
-    model = acc.unwrap_model(model)
-    preds = {}
-    for split in _scored_splits(test):
-        loader = image_loader(splits[split], cfg, **norm)
-        preds[split] = predict(model, loader, acc, tta=recipe.tta, desc=f"score {split}", **scoring)
-    rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
-    ckpt = ""
-    if save and acc.is_main_process:
-        path = cfg.run_dir / f"visual_{recipe_name}.pt"
-        geometry = training_crop_geometry(splits["train"], seed=cfg.study.seed)
-        meta = {**visual_meta(cfg, info, recipe_name), **rule.to_dict(), "face_crop": geometry.to_meta()}
-        ckpt = str(save_checkpoint(path, "visual_branch", model.state_dict(), meta))
-    return BranchRun(
-        branch="visual",
-        recipe=recipe_name,
-        seed=seed,
-        backbone=info.to_dict(),
-        train_size=len(splits["train"]),
-        skipped=result.skipped,
-        checkpoint=ckpt,
-        **_outcome(result, scores, preds, t0),
-        extra=_device_and_rule(result, rule),
-    )
+    rows = epoch_val_rows(splits["val"], cfg.data.epoch_val_images, cfg.study.seed)
+    select = image_loader(splits["val"], cfg, mean=mean, std=std, seed=seed, rows=rows)
+    return BranchLoaders(train, select, lambda split: image_loader(splits[split], cfg, mean=mean, std=std, seed=seed))
 
 
-def _scored_splits(test: bool) -> tuple[str, ...]:
-    return ("val", "test") if test else ("val",)
-
-
-def _score_cache(cfg: Config, save: bool) -> dict[str, Any]:
-    """How training scores its splits: through the study's score cache (``dfmm.models.score_cache``), with features for
-    the run whose checkpoint is saved, since notebooks 04-06 read that checkpoint's scores and features again."""
-    return {"cache_dir": cfg.run_dir / "cache", "features": save}
-
-
-def _outcome(result: TrainResult, scores: dict[str, Any], preds: dict[str, Any], t0: float) -> dict[str, Any]:
-    """The ``BranchRun`` fields that training and scoring give, alike for both branches."""
-    return {
-        "history": result.history,
-        "best_epoch": result.best_epoch,
-        "val": scores["val"],
-        "test": scores.get("test", {}),
-        "predictions": preds,
-        "seconds": time.perf_counter() - t0,
-    }
-
-
-def _device_and_rule(result: TrainResult, rule: DecisionRule) -> dict[str, Any]:
-    return {"device": result.device, "mixed_precision": result.mixed_precision, **rule.to_dict()}
-
-
-def _score(
-    preds: dict[str, dict[str, np.ndarray]], calibrate: bool, groups: dict[str, np.ndarray] | None = None
-) -> tuple[DecisionRule, dict[str, dict[str, Any]]]:
-    """The decision rule and the metrics of val and test under it, each with ``ci``: 95% percentile bootstrap
-    intervals at the rule's threshold (``metrics_with_ci``, seed 0, so a rerun is bit-identical).
-
-    With ``calibrate`` the rule is fitted on validation data only: a temperature (Guo et al., "On Calibration of
-    Modern Neural Networks", ICML 2017: one scalar minimising the validation NLL) and then the threshold with the
-    best balanced accuracy on the temperature-scaled validation scores. Test data only scores;
-    ``scores["test"]["calibration"]`` holds its ECE and Brier score before and after the temperature. Accuracies at
-    0.5 (``at_0.5``, what the targets read) do not depend on the temperature. Without ``calibrate`` the rule is
-    plain: temperature 1, threshold 0.5.
-
-    ``groups`` maps a split to one group id per row of ``preds[split]`` (see ``_split_groups``): a group (a real
-    face and the fakes made from its video, a human text and its rewrites) is resampled as a whole. Bootstrapping
-    happens here, once per run, never per epoch.
-    """
-    rule = DecisionRule()
-    if calibrate:
-        temperature = fit_temperature(preds["val"]["labels"], preds["val"]["logits"])
-        val_probs = DecisionRule(temperature=temperature).probability(preds["val"]["logits"])
-        rule = DecisionRule(best_threshold(preds["val"]["labels"], val_probs), temperature)
-    probs = {s: rule.probability(p["logits"]) for s, p in preds.items()}
-    g = groups or {}
-    scores = {
-        s: {**metrics_with_ci(preds[s]["labels"], probs[s], rule.threshold, g.get(s), seed=0), **rule.to_dict()}
-        for s in preds
-    }
-    if calibrate:  # val accuracy at a threshold picked on val is optimistic: keep the figures at 0.5 too
-        for s in preds:
-            at_half = binary_metrics(preds[s]["labels"], probs[s], 0.5)
-            scores[s]["at_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy")}
-            scores[s]["at_0.5"]["ci"] = bootstrap_ci(preds[s]["labels"], probs[s], 0.5, g.get(s), seed=0)
-        if "test" in preds:
-            raw = binary_metrics(preds["test"]["labels"], sigmoid(preds["test"]["logits"]), rule.threshold)
-            scores["test"]["calibration"] = {
-                "temperature": rule.temperature,
-                "ece_before": raw["ece"],
-                "ece_after": scores["test"]["ece"],
-                "brier_before": raw["brier"],
-                "brier_after": scores["test"]["brier"],
-            }
-    return rule, scores
-
-
-def compare_on_test(
-    name_a: str, a: dict[str, np.ndarray], name_b: str, b: dict[str, np.ndarray], groups: Any = None
+def _visual_checkpoint_meta(
+    cfg: Config, built: BuiltBranch, recipe_name: str, splits: dict[str, ImageSet]
 ) -> dict[str, Any]:
-    """Paired bootstrap of the test ROC AUC difference a - b on the same items (``paired_bootstrap``, resampled by
-    group), for the comparisons the study makes: improved - card, a branch - its floor, fusion - best branch.
-
-    ``a`` and ``b`` hold ``labels`` and ``probs`` in the same item order (both in dataset order, as ``predict``
-    and the baselines return them); differing labels mean they are not the same items, which is an error.
-    """
-    ya, yb = np.asarray(a["labels"]).astype(int), np.asarray(b["labels"]).astype(int)
-    if ya.shape != yb.shape or not np.array_equal(ya, yb):
-        raise ValueError(f"{name_a} and {name_b} were not scored on the same items")
-    out = paired_bootstrap(ya, a["probs"], b["probs"], metric="auc", groups=groups, seed=0)
-    return {**out, "a": name_a, "b": name_b, "auc_a": out["a"], "auc_b": out["b"], "split": "test"}
+    geometry = training_crop_geometry(splits["train"], seed=cfg.study.seed)  # how serving crops faces like these
+    return visual_meta(cfg, built.info, recipe_name) | {"face_crop": geometry.to_meta()}
 
 
-def run_scores(run: BranchRun, split: str = "test") -> dict[str, np.ndarray]:
-    """A run's ``labels`` and ``probs`` on a split under its own decision rule, in dataset order."""
-    p = run.predictions[split]
-    rule = DecisionRule(run.extra.get("threshold", 0.5), run.extra.get("temperature", 1.0))
-    return {"labels": p["labels"], "probs": rule.probability(p["logits"]), "index": p["index"]}
+def _build_text(cfg: Config) -> BuiltBranch:
+    model, tokenizer, info = build_text(cfg)
+    return BuiltBranch(model, info, tokenizer)
 
 
-def _split_groups(splits: dict[str, Any], preds: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Each scored split's group ids aligned with its predictions (``predict`` keeps dataset indices in ``index``
-    and skips unreadable items), for the group bootstrap in ``_score``."""
-    return {s: np.asarray(splits[s].groups)[np.asarray(p["index"], dtype=int)] for s, p in preds.items()}
-
-
-class BranchOutputs(NamedTuple):
-    """A branch's outputs on a split, row i = item i: what the fusion is fitted on."""
-
-    features: np.ndarray
-    logits: np.ndarray
-    labels: np.ndarray
-
-
-def branch_outputs(model: Any, loader: DataLoader, tta: bool = False, cache_dir: Any = None) -> BranchOutputs:
-    """(features, logits, labels) of every readable item in dataset order, through the branch's ``scored`` (as
-    ``classify_multimodal`` serves them: with ``tta`` the visual logits average the mirrored view). With
-    ``cache_dir`` (the study's cache) what training already scored with these weights is read, not recomputed."""
-    out = predict(model, loader, tta=tta, desc="features", features=True, cache_dir=cache_dir)
-    return BranchOutputs(out["features"], out["logits"], out["labels"])
-
-
-def visual_linear_probe(cfg: Config, splits: dict[str, ImageSet]) -> dict[str, Any]:
-    """Frozen pretrained features + logistic regression (UniversalFakeDetect's recipe): is fine-tuning worth it?"""
-    from sklearn.linear_model import LogisticRegressionCV
-
-    t0 = time.perf_counter()
-    _seed_all(cfg.study.seed)
-    model, info = build_visual(cfg)
-    model = model.to(memory_format=torch.channels_last).eval()
-    feats = {}
-    for split in ("train", "val", "test"):
-        loader = image_loader(splits[split], cfg, mean=info.mean, std=info.std, seed=cfg.study.seed)
-        feats[split] = branch_outputs(model, loader)
-    clf = LogisticRegressionCV(Cs=8, max_iter=2000, cv=3, scoring="roc_auc")
-    clf.fit(feats["train"].features, feats["train"].labels)
-    out = {"backbone": info.to_dict(), "train_size": len(splits["train"]), "seconds": 0.0}
-    for split in ("val", "test"):
-        out[split] = binary_metrics(feats[split].labels, clf.predict_proba(feats[split].features)[:, 1])
-    test = feats["test"]
-    out["scores"] = {"labels": test.labels, "probs": clf.predict_proba(test.features)[:, 1]}  # in dataset order
-    out["seconds"] = round(time.perf_counter() - t0, 1)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------- text
-def text_loader(
-    tokens: TokenizedTexts,
-    batch_size: int,
-    *,
-    seed: int,
-    train: bool = False,
-    workers: int = 0,
-    rows: np.ndarray | None = None,
-) -> DataLoader:
-    """Length-bucketed batches of tokenised texts: shuffled each epoch from ``seed`` when ``train``, else in
-    length order. ``rows`` (evaluation only): just these texts, their ``index`` still positions in ``tokens``."""
-    if rows is not None and train:
-        raise ValueError("rows selects evaluation items; a training loader takes its items from tokens")
-    dataset, lengths = tokens, tokens.lengths
-    if rows is not None:
-        rows = np.asarray(rows, dtype=int)
-        dataset, lengths = Subset(tokens, rows.tolist()), tokens.lengths[rows]
-    return DataLoader(
-        dataset,
-        batch_sampler=LengthBucketSampler(lengths, batch_size, seed, shuffle=train),
-        collate_fn=tokens.collate,
-        num_workers=workers,
+def _text_loaders(
+    cfg: Config, recipe: Recipe, splits: dict[str, TextSet], built: BuiltBranch, seed: int
+) -> BranchLoaders:
+    tokens = {
+        s: TokenizedTexts(splits[s], built.tokenizer, cfg.text.max_length, cfg.cache_dir)
+        for s in ("train", "val", "test")
+    }
+    bs = recipe.batch_size or cfg.text.batch_size
+    loaders = {
+        s: text_loader(tokens[s], bs if s == "train" else cfg.text.batch_size, seed=seed, train=s == "train")
+        for s in tokens
+    }
+    rows = epoch_val_rows(splits["val"], cfg.data.epoch_val_texts, cfg.study.seed)
+    select = text_loader(tokens["val"], cfg.text.batch_size, seed=seed, rows=rows)
+    truncated = {s: tokens[s].truncated() for s in tokens}
+    return BranchLoaders(
+        loaders["train"], select, loaders.__getitem__, {"truncated": truncated, "max_length": cfg.text.max_length}
     )
 
 
-def train_text(
+def _text_checkpoint_meta(cfg: Config, built: BuiltBranch, recipe_name: str, splits: dict[str, TextSet]) -> dict:
+    return text_meta(cfg, built.model, built.tokenizer, built.info, recipe_name)
+
+
+VISUAL = BranchSpec(
+    "visual", _build_visual, _visual_loaders, _visual_checkpoint_meta, lambda loaders, pos_weight: {}, mirrored=True
+)
+TEXT = BranchSpec(
+    "text",
+    _build_text,
+    _text_loaders,
+    _text_checkpoint_meta,
+    lambda loaders, pos_weight: loaders.extra | {"pos_weight": pos_weight},
+)
+BRANCHES = {"visual": VISUAL, "text": TEXT}
+
+
+def train_branch(
+    spec: BranchSpec,
     cfg: Config,
     recipe_name: str,
-    splits: dict[str, TextSet],
+    splits: dict[str, Any],
     *,
     seed: int | None = None,
     save: bool = True,
     states: Path | None = None,
     test: bool = True,
 ) -> BranchRun:
-    """Fine-tune the text branch with one recipe; score val and test; save ``text_<recipe>.pt`` (``states`` and
-    ``test``: as :func:`train_visual`)."""
-    recipe: Recipe = cfg.text.recipes[recipe_name]
+    """Fine-tune a branch (``spec``: :data:`VISUAL` or :data:`TEXT`) with one recipe; score val and test with the
+    decision rule fitted on val; save ``<branch>_<recipe>.pt``.
+
+    With ``states`` (a folder) the training saves its state there after every epoch and resumes from the one
+    it finds (:func:`training_state`). ``test=False`` scores validation only (``train_seeds``' replicate
+    seeds: the study reports their validation numbers, never their test numbers). ``save`` also keeps each scored
+    item's features in the score cache, since notebooks 04-07 read the saved checkpoint's features again."""
+    branch = getattr(cfg, spec.name)
+    recipe: Recipe = branch.recipes[recipe_name]
     seed = cfg.study.seed if seed is None else seed
     t0 = time.perf_counter()
     _seed_all(seed)
-    model, tokenizer, info = build_text(cfg)
-    cache = cfg.run_dir / "cache"
-    tokens = {s: TokenizedTexts(splits[s], tokenizer, cfg.text.max_length, cache) for s in ("train", "val", "test")}
-    bs = recipe.batch_size or cfg.text.batch_size
-    loaders = {
-        s: text_loader(tokens[s], bs if s == "train" else cfg.text.batch_size, seed=seed, train=s == "train")
-        for s in tokens
-    }
-    chosen = epoch_val_rows(splits["val"], cfg.data.epoch_val_texts, cfg.study.seed)
-    loaders["select"] = text_loader(tokens["val"], cfg.text.batch_size, seed=seed, rows=chosen)
-    labels = splits["train"].labels
-    pos_weight = _balance(labels) if recipe.balanced else None
+    built = spec.build(cfg)
+    loaders = spec.loaders(cfg, recipe, splits, built, seed)
+    pos_weight = _balance(splits["train"].labels) if recipe.balanced else None
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
-    scoring = _score_cache(cfg, save)
     result = fit(
-        model,
-        loaders["train"],
-        loaders["select"],
+        built.model,
+        loaders.train,
+        loaders.select,
         recipe,
-        cfg.text.epochs,
+        branch.epochs,
         accelerator=acc,
         pos_weight=pos_weight,
-        desc=f"text {recipe_name}",
-        cache_dir=scoring["cache_dir"],
-        **training_state(states, cfg, "text", recipe_name, seed, splits),
+        desc=f"{spec.name} {recipe_name}",
+        cache_dir=cfg.cache_dir,
+        resume=training_state(states, cfg, spec.name, recipe_name, seed, splits),
     )
-    model = acc.unwrap_model(model)
-    preds = {s: predict(model, loaders[s], acc, desc=f"score {s}", **scoring) for s in _scored_splits(test)}
-    rule, scores = _score(preds, recipe.calibrate, _split_groups(splits, preds))
+    model = acc.unwrap_model(built.model)
+    tta = recipe.tta and spec.mirrored
+    preds = {
+        s: predict(model, loaders.scored(s), acc, tta=tta, desc=f"score {s}", cache_dir=cfg.cache_dir, features=save)
+        for s in _scored_splits(test)
+    }
+    rule, scores = fit_rule_and_score(preds, recipe.calibrate, split_groups(splits, preds))
     ckpt = ""
     if save and acc.is_main_process:
-        meta = {**text_meta(cfg, model, tokenizer, info, recipe_name), **rule.to_dict()}
-        ckpt = str(save_checkpoint(cfg.run_dir / f"text_{recipe_name}.pt", "text_branch", model.state_dict(), meta))
-    truncated = {s: tokens[s].truncated() for s in tokens}
+        meta = spec.meta(cfg, built, recipe_name, splits) | rule.to_dict()
+        path = cfg.run_dir / f"{spec.name}_{recipe_name}.pt"
+        ckpt = str(save_checkpoint(path, f"{spec.name}_branch", model.state_dict(), meta))
     return BranchRun(
-        branch="text",
+        branch=spec.name,
         recipe=recipe_name,
         seed=seed,
-        backbone=info.to_dict(),
+        history=result.history,
+        best_epoch=result.best_epoch,
+        val=scores["val"],
+        test=scores.get("test", {}),
+        backbone=built.info.to_dict(),
         train_size=len(splits["train"]),
+        seconds=time.perf_counter() - t0,
+        skipped=result.skipped,
         checkpoint=ckpt,
-        **_outcome(result, scores, preds, t0),
-        extra={
-            "truncated": truncated,
-            "max_length": cfg.text.max_length,
-            "pos_weight": pos_weight,
-            **_device_and_rule(result, rule),
-        },
+        predictions=preds,
+        extra=spec.extra(loaders, pos_weight)
+        | {"device": result.device, "mixed_precision": result.mixed_precision, **rule.to_dict()},
     )
+
+
+def train_visual(cfg: Config, recipe_name: str, splits: dict[str, ImageSet], **how: Any) -> BranchRun:
+    """:func:`train_branch` of the visual branch (``how``: its keywords)."""
+    return train_branch(VISUAL, cfg, recipe_name, splits, **how)
+
+
+def train_text(cfg: Config, recipe_name: str, splits: dict[str, TextSet], **how: Any) -> BranchRun:
+    """:func:`train_branch` of the text branch (``how``: its keywords)."""
+    return train_branch(TEXT, cfg, recipe_name, splits, **how)
+
+
+def _scored_splits(test: bool) -> tuple[str, ...]:
+    return ("val", "test") if test else ("val",)
 
 
 @dataclass
@@ -489,13 +325,15 @@ def train_seeds(cfg: Config, branch: str, recipe_name: str, splits: dict[str, An
     scores were never reported; skipping them saves about 3 minutes of the compact study). Every training keeps its
     state in ``runs/NAME/resume/`` so that an interrupted notebook, rerun, resumes each one where it stopped (a
     finished one returns at once); ``dfmm study`` empties that folder unless ``--resume``."""
-    train = {"visual": train_visual, "text": train_text}[branch]
+    spec = BRANCHES[branch]
     bc = getattr(cfg, branch)
     n = bc.recipes[recipe_name].seeds or bc.seeds
     states = cfg.run_dir / TRAINING_STATES
     return SeedRuns(
         [
-            train(cfg, recipe_name, splits, seed=cfg.study.seed + i, save=i == 0, states=states, test=i == 0)
+            train_branch(
+                spec, cfg, recipe_name, splits, seed=cfg.study.seed + i, save=i == 0, states=states, test=i == 0
+            )
             for i in range(n)
         ]
     )
@@ -507,174 +345,29 @@ def training_state_path(states: Path, branch: str, recipe_name: str, seed: int) 
 
 def training_state(
     states: Path | None, cfg: Config, branch: str, recipe_name: str, seed: int, splits: dict[str, Any]
-) -> dict[str, Any]:
-    """``fit``'s ``state_path`` and ``fingerprint`` for one training: a state is resumed only by the same config,
-    dfmm code, branch, recipe, seed and split sizes."""
+) -> ResumeState | None:
+    """Where one training keeps its state (None: nowhere) and its fingerprint: a state is resumed only by the same
+    config, dfmm code, branch, recipe, seed and split sizes."""
     if states is None:
-        return {}
+        return None
     from dfmm.files import code_digest, digest_of
 
     sizes = {k: len(v) for k, v in splits.items()}
-    return {
-        "state_path": training_state_path(states, branch, recipe_name, seed),
-        "fingerprint": digest_of([cfg.digest(), code_digest(), branch, recipe_name, seed, sizes]),
-    }
+    fingerprint = digest_of([cfg.digest(), code_digest(), branch, recipe_name, seed, sizes])
+    return ResumeState(training_state_path(states, branch, recipe_name, seed), fingerprint)
 
 
-def tfidf_baseline(splits: dict[str, TextSet], extra: dict[str, TextSet] | None = None) -> dict[str, Any]:
-    """Word 1-2-gram TF-IDF + class-balanced logistic regression on the same training texts: the floor."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    t0 = time.perf_counter()
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=200_000, sublinear_tf=True)
-    x = vec.fit_transform(splits["train"].texts)
-    clf = LogisticRegression(C=10.0, max_iter=3000, class_weight="balanced")
-    clf.fit(x, splits["train"].labels)
-    out: dict[str, Any] = {"train_size": len(splits["train"])}
-    for name, ts in {"val": splits["val"], "test": splits["test"], **(extra or {})}.items():
-        out[name] = binary_metrics(ts.labels, clf.predict_proba(vec.transform(ts.texts))[:, 1])
-    out["scores"] = {
-        "labels": splits["test"].labels,
-        "probs": clf.predict_proba(vec.transform(splits["test"].texts))[:, 1],
-    }
-    out["seconds"] = round(time.perf_counter() - t0, 1)
-    return out
-
-
-def promote(run: BranchRun, name: str, run_dir: Path, reference: Any = None) -> Path:
-    """Copy a recipe's checkpoint to the card's file name (``visual_branch.pt`` / ``text_branch.pt``), with the
-    out-of-distribution ``reference`` (``dfmm.training.reference.fit_ood_reference``) when one is given."""
+def promote(run: BranchRun, dst: Path, reference: Any = None) -> Path:
+    """Copy a recipe's checkpoint to ``dst`` (the card's file name: ``cfg.checkpoint("visual")`` / ``("text")``),
+    with the out-of-distribution ``reference`` (``dfmm.training.reference.fit_ood_reference``) when one is given."""
     import shutil
 
     from dfmm.models.checkpoints import attach_references
 
-    dst = Path(run_dir) / name
+    dst = Path(dst)
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(run.checkpoint, tmp)
     tmp.replace(dst)
     if reference is not None:
         attach_references(dst, {run.branch: reference})
     return dst
-
-
-# --------------------------------------------------------------------------------------------------- fusion
-def make_pairs(n_images: int, n_texts: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pair held-out images with held-out texts of the same split, each item used once, in a seeded order."""
-    rng = np.random.default_rng(seed)
-    n = min(n_images, n_texts)
-    return rng.permutation(n_images)[:n], rng.permutation(n_texts)[:n]
-
-
-@dataclass
-class PairScores:
-    """Image-text pairs of held-out items: each part's branch features, logits and label, and the pair's label."""
-
-    visual_features: np.ndarray
-    visual_logits: np.ndarray
-    visual_labels: np.ndarray
-    text_features: np.ndarray
-    text_logits: np.ndarray
-    text_labels: np.ndarray
-    labels: np.ndarray  # the pair's: fake (1) or real (0) under the pair rule
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def rows(self, index: np.ndarray) -> PairScores:
-        """The pairs at ``index``."""
-        return PairScores(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
-
-    def mix(self) -> dict[str, int]:
-        """How many pairs join each kind of image with each kind of text."""
-        return pair_mix(self.visual_labels, self.text_labels)
-
-    def fusion_inputs(self) -> tuple[torch.Tensor, ...]:
-        """(visual logits, text logits, visual features, text features): the fusion module's arguments."""
-        arrays = (self.visual_logits, self.text_logits, self.visual_features, self.text_features)
-        return tuple(torch.as_tensor(a, dtype=torch.float32) for a in arrays)
-
-
-def pair_outputs(visual: BranchOutputs, text: BranchOutputs, seed: int, rule: str) -> PairScores:
-    """Held-out outputs of images and texts (``branch_outputs``) joined into pairs by ``make_pairs``.
-
-    The splits may differ in size: each item is used at most once, ``min(n_images, n_texts)`` pairs.
-    """
-    ii, ti = make_pairs(len(visual.labels), len(text.labels), seed)
-    return PairScores(
-        visual_features=visual.features[ii],
-        visual_logits=visual.logits[ii],
-        visual_labels=visual.labels[ii],
-        text_features=text.features[ti],
-        text_logits=text.logits[ti],
-        text_labels=text.labels[ti],
-        labels=pair_labels(visual.labels[ii], text.labels[ti], rule),
-    )
-
-
-def split_pairs(pairs: PairScores, fraction: float, seed: int) -> tuple[PairScores, PairScores]:
-    """(fit, select): the pairs split at random, ``fraction`` of them (at least one) held out to choose among
-    fitted fusion variants, so that the test pairs score the chosen one and choose nothing."""
-    n = len(pairs)
-    order = np.random.default_rng(seed).permutation(n)
-    k = min(n - 1, max(1, round(n * fraction)))
-    return pairs.rows(order[k:]), pairs.rows(order[:k])
-
-
-def fused_probs(fusion: Any, pairs: PairScores) -> np.ndarray:
-    """P(fake) of each pair from a fitted fusion module."""
-    with torch.no_grad():
-        return torch.sigmoid(fusion(*pairs.fusion_inputs())).numpy()
-
-
-def pair_labels(image_labels: np.ndarray, text_labels: np.ndarray, rule: str) -> np.ndarray:
-    """``either``: a pair is fake if either part is fake; ``both``: only if both are."""
-    a, b = image_labels.astype(bool), text_labels.astype(bool)
-    return (a | b if rule == "either" else a & b).astype(np.float32)
-
-
-def pair_mix(image_labels: np.ndarray, text_labels: np.ndarray) -> dict[str, int]:
-    a, b = image_labels.astype(int), text_labels.astype(int)
-    names = ("real", "fake")
-    return {f"image_{names[i]}_text_{names[j]}": int(((a == i) & (b == j)).sum()) for i in (0, 1) for j in (0, 1)}
-
-
-def train_fusion(fusion: Any, pairs: PairScores, *, epochs: int, lr: float, seed: int) -> list[dict[str, float]]:
-    """Full-batch Adam on the fusion parameters only (branches frozen) for ``epochs`` steps, keeping the last;
-    returns the loss and the weights after each step.
-
-    Not :func:`dfmm.training.loop.fit`: that loop keeps the epoch with the best validation AUC, and these pairs have
-    no validation split of their own (the held-out ones choose between fusion variants).
-    """
-    torch.manual_seed(seed)
-    vl, tl, vf, tf = pairs.fusion_inputs()
-    y = torch.as_tensor(pairs.labels, dtype=torch.float32)
-    opt = torch.optim.Adam(fusion.parameters(), lr=lr, weight_decay=1e-4)
-    history = []
-    for epoch in range(1, epochs + 1):
-        fusion.train()
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(fusion(vl, tl, vf, tf), y)
-        loss.backward()
-        opt.step()
-        w = fusion.weights().detach().numpy()
-        history.append({"epoch": epoch, "loss": float(loss.detach()), "w_visual": float(w[0]), "w_text": float(w[1])})
-    fusion.eval()
-    return history
-
-
-def save_ensemble(
-    path: Path, visual_ckpt: Path, text_ckpt: Path, fusion: Any, fusion_meta: dict[str, Any], cfg: Config
-) -> Path:
-    """``multimodal_ensemble.pt``: both branches and the fusion module, tensors only."""
-    from dfmm.models.checkpoints import attach_references, load_checkpoint_parts
-
-    _, vs, vm, vrefs = load_checkpoint_parts(visual_ckpt, ("visual_branch",))
-    _, ts, tm, trefs = load_checkpoint_parts(text_ckpt, ("text_branch",))
-    state = {f"visual.{k}": v for k, v in vs.items()}
-    state |= {f"text.{k}": v for k, v in ts.items()}
-    state |= {f"fusion.{k}": v for k, v in fusion.state_dict().items()}
-    meta = {"visual": vm, "text": tm, "fusion": fusion_meta, "config": cfg.to_dict(), "config_digest": cfg.digest()}
-    save_checkpoint(path, "multimodal_ensemble", state, meta)
-    refs = {b: r for b, r in (("visual", vrefs.get("visual")), ("text", trefs.get("text"))) if r is not None}
-    return attach_references(path, refs) if refs else path

@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -198,6 +198,13 @@ def load_training_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
     return state
 
 
+class ResumeState(NamedTuple):
+    """Where :func:`fit` keeps its state after every epoch, and the digest a saved state must carry to be resumed."""
+
+    path: Path
+    fingerprint: str
+
+
 def fit(
     model: nn.Module,
     train_loader: Any,
@@ -208,16 +215,15 @@ def fit(
     accelerator: Any = None,
     pos_weight: float | None = None,
     desc: str = "train",
-    state_path: Path | None = None,
-    fingerprint: str = "",
+    resume: ResumeState | None = None,
     cache_dir: Path | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``epochs``; keep the weights of the best validation epoch (ROC AUC).
 
-    With ``state_path`` the loop saves, after every epoch, what it needs to go on: model, optimiser, schedule,
-    the best epoch so far, every random state and the sampler's epoch. A run that finds a state there with the
-    same ``fingerprint`` (the caller's digest of config, code and data) starts after that epoch; on CPU it
-    ends with the same tensors and metrics as a run never interrupted.
+    With ``resume`` the loop saves, after every epoch, to ``resume.path`` what it needs to go on: model, optimiser,
+    schedule, the best epoch so far, every random state and the sampler's epoch. A run that finds a state there with
+    the same ``resume.fingerprint`` (the caller's digest of config, code and data) starts after that epoch; on CPU
+    it ends with the same tensors and metrics as a run never interrupted.
     """
     accelerator = accelerator or make_accelerator()
     train_loader = shard_for_processes(train_loader, accelerator)
@@ -228,6 +234,7 @@ def fit(
     unwrapped = accelerator.unwrap_model(model)
     result = TrainResult(device=str(accelerator.device), mixed_precision=str(accelerator.mixed_precision))
     done = 0
+    state_path, fingerprint = resume if resume is not None else (None, "")
     saved = load_training_state(state_path, fingerprint) if state_path is not None else None
     if saved is not None:
         unwrapped.load_state_dict(saved["model"])

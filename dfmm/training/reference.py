@@ -20,7 +20,7 @@ from dfmm.models.scoring import predict
 
 def frozen_split_features(cfg: Config, branch: str, items: Any, cache_dir: Path) -> Any:
     """Frozen generic features (rows in dataset order) of an ImageSet or TextSet, as the study's loaders read it."""
-    from dfmm.training.experiments import image_loader, text_loader
+    from dfmm.training.loaders import image_loader, text_loader
 
     spec = cfg.visual.backbone if branch == "visual" else cfg.text.encoder
     model, info, tokenizer = frozen_branch(branch, spec, cfg.visual.timm_name)
@@ -35,7 +35,7 @@ def frozen_split_features(cfg: Config, branch: str, items: Any, cache_dir: Path)
 def fit_ood_reference(cfg: Config, branch: str, splits: dict[str, Any]) -> OodReference:
     """The branch's reference: frozen features of its training split (at most ``MAX_REFERENCE``, seeded) and the
     distances of its validation split."""
-    cache = cfg.run_dir / "cache"
+    cache = cfg.cache_dir
     train = frozen_split_features(cfg, branch, splits["train"], cache)
     val = frozen_split_features(cfg, branch, splits["val"], cache)
     spec = cfg.visual.backbone if branch == "visual" else cfg.text.encoder

@@ -24,7 +24,7 @@ from dfmm.data.images import ImageSet, load_image
 from dfmm.data.text import TextSet
 from dfmm.data.transforms import image_transform
 from dfmm.models import TextBranch, VisualBranch
-from dfmm.training.experiments import image_loader
+from dfmm.training.loaders import image_loader
 from dfmm.training.loop import bce_loss, fit, make_accelerator
 
 
@@ -97,10 +97,15 @@ def visual_loop_ratio(
     result = fit(build(), loader, val, Recipe(), 1, accelerator=acc, desc="speed check")
     ours = result.history[0]["train_samples_per_s"]
     return {
-        "device": device_name(), "batch": batch, "steps": steps, "workers": workers,
-        "mixed_precision": str(acc.mixed_precision), "plain_img_s": round(plain, 1), "ours_img_s": round(ours, 1),
+        "device": device_name(),
+        "batch": batch,
+        "steps": steps,
+        "workers": workers,
+        "mixed_precision": str(acc.mixed_precision),
+        "plain_img_s": round(plain, 1),
+        "ours_img_s": round(ours, 1),
         "ratio": round(ours / plain, 3),
-    }  # fmt: skip
+    }
 
 
 def length_quantile_sample(lengths: np.ndarray, n: int) -> np.ndarray:
@@ -151,11 +156,17 @@ def text_loop_ratio(
 
     samples_per_s(loader(ShuffledBatchSampler(min(n, 2 * batch), batch, 0)))  # warm-up
     out: dict[str, Any] = {
-        "device": device_name(), "n": n, "batch": batch, "max_length": max_length,
-        "median_tokens": float(np.median(lengths)), "p90_tokens": float(np.percentile(lengths, 90)),
-        "pool": len(pool), "pool_median_tokens": float(np.median(pool)), "pool_p90_tokens": float(np.percentile(pool, 90)),
+        "device": device_name(),
+        "n": n,
+        "batch": batch,
+        "max_length": max_length,
+        "median_tokens": float(np.median(lengths)),
+        "p90_tokens": float(np.percentile(lengths, 90)),
+        "pool": len(pool),
+        "pool_median_tokens": float(np.median(pool)),
+        "pool_p90_tokens": float(np.percentile(pool, 90)),
         "cut_at_max": tokens.truncated(),
-    }  # fmt: skip
+    }
     for name, train in loaders.items():
         sps = samples_per_s(train)
         out[f"{name}_samples_s"] = round(sps, 2)
@@ -164,3 +175,55 @@ def text_loop_ratio(
     if compare_random:
         out["ratio_dynamic_random"] = round(out["dynamic_random_samples_s"] / out["fixed_samples_s"], 2)
     return out
+
+
+def visual_speed_check(cfg: Config, train: ImageSet, backbone: dict[str, Any]) -> dict[str, Any] | None:
+    """Notebook 02's check: :func:`visual_loop_ratio` on the training split with the study's batch, steps, image
+    size, workers and the backbone's normalisation; None when ``visual.speed_check_steps`` is 0."""
+    from dfmm.models.branches import build_visual
+
+    if not cfg.visual.speed_check_steps:
+        return None
+    return visual_loop_ratio(
+        train,
+        lambda: build_visual(cfg)[0].to(memory_format=torch.channels_last),
+        batch=cfg.visual.batch_size,
+        steps=cfg.visual.speed_check_steps,
+        size=cfg.visual.image_size,
+        workers=cfg.study.num_workers,
+        mean=tuple(backbone["mean"]),
+        std=tuple(backbone["std"]),
+    )
+
+
+def text_speed_check(cfg: Config, train: TextSet) -> dict[str, Any] | None:
+    """Notebook 03's check: :func:`text_loop_ratio` on ``text.speed_check_texts`` training texts at the study's
+    batch and ``max_length``; None when that is 0."""
+    from dfmm.models.branches import build_text
+
+    if not cfg.text.speed_check_texts:
+        return None
+    return text_loop_ratio(
+        train,
+        lambda: build_text(cfg)[:2],
+        n=cfg.text.speed_check_texts,
+        batch=cfg.text.batch_size,
+        max_length=cfg.text.max_length,
+        compare_random=False,
+    )
+
+
+def describe_speed(speed: dict[str, Any] | None) -> str:
+    """One line for a notebook: the speed check's two rates and their ratio (either branch's)."""
+    if speed is None:
+        return "speed check skipped (0 steps / texts in the params)"
+    if "ours_img_s" in speed:
+        return (
+            f"ours {speed['ours_img_s']} img/s vs plain {speed['plain_img_s']} img/s: ratio {speed['ratio']:.2f} "
+            f"({speed['steps']} batches of {speed['batch']}, {speed['device']})"
+        )
+    return (
+        f"bucketed {speed['ours_bucketed_samples_s']} vs fixed-{speed['max_length']} {speed['fixed_samples_s']} "
+        f"samples/s: {speed['ratio']:.2f}x ({speed['n']} texts, median {speed['median_tokens']:.0f} tokens, "
+        f"{speed['device']})"
+    )
