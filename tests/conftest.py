@@ -15,10 +15,32 @@ SHARED = (ROOT / ".." / "shared" / "data").resolve()
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("MPLBACKEND", "Agg")
-# the Arrow cache of data sources (dfmm.data.arrow): one per test session, not the user's ~/.cache/dfmm
-if "DFMM_CACHE_DIR" not in os.environ:
-    os.environ["DFMM_CACHE_DIR"] = tempfile.mkdtemp(prefix="dfmm-test-cache-")
+# the Arrow cache of data sources (dfmm.data.arrow): one per test process, not the user's ~/.cache/dfmm. Under
+# pytest-xdist (`make test` runs two workers) each worker makes its own instead of sharing its parent's; a
+# DFMM_CACHE_DIR the user set is kept.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+if "DFMM_CACHE_DIR" not in os.environ or os.environ.get("DFMM_TEST_CACHE_OF") not in (None, _WORKER):
+    os.environ["DFMM_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"dfmm-test-cache-{_WORKER}-")
+    os.environ["DFMM_TEST_CACHE_OF"] = _WORKER
     atexit.register(shutil.rmtree, os.environ["DFMM_CACHE_DIR"], True)
+if "PYTEST_XDIST_WORKER" in os.environ:  # one worker per core: one compute thread each (and in its subprocesses)
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_var] = "1"
+
+
+# Modules whose tests start Jupyter kernels (studies, papermill): two kernels started at once by two workers can
+# pick the same ports ("Invalid Signature", "Kernel didn't respond"), so they all run in one worker.
+KERNEL_MODULES = {"test_study", "test_resume", "test_browser", "test_publishing"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (``--dist loadgroup``) the tests that read the session's tiny study or start kernels run in
+    one worker, so that the study runs once and no two kernels start together; the others are spread over both."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        if module in KERNEL_MODULES or {"tiny_study", "demo_report"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("kernels"))
 
 
 def shared(*parts: str) -> Path:

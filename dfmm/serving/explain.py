@@ -76,19 +76,24 @@ class _frozen:
 
 
 class GradCamExplainer:
-    """Batched GradCAM over ``model.gradcam_layer()``; reuse one instance, call :meth:`close` when done.
+    """Batched GradCAM over ``model.gradcam_layer()``; reuse one instance, call :meth:`close` when done (a call
+    after :meth:`close` hooks the layer again, so a notebook cell that uses a closed explainer can be rerun).
 
     ``rule`` and ``tta`` are the checkpoint's (``model.rule("visual")``, ``model.visual_meta["tta"]``): "predicted"
     explains the label they give.
     """
 
     def __init__(self, model: VisualBranch, rule: DecisionRule | None = None, *, tta: bool = False) -> None:
-        from pytorch_grad_cam import GradCAM
-
         self.model = model.eval()
         self.rule = rule or DecisionRule()
         self.tta = bool(tta)
-        layer = model.gradcam_layer()
+        self.cam = None
+        self._open()
+
+    def _open(self) -> None:
+        from pytorch_grad_cam import GradCAM
+
+        layer = self.model.gradcam_layer()
         # Registered before grad-cam's own hooks, so they see (and hook the gradient of) the cut tensor.
         self._cut = layer.register_forward_hook(_cut_graph)
         self.cam = GradCAM(model=self.model, target_layers=[layer])
@@ -101,6 +106,8 @@ class GradCamExplainer:
         checkpoint's threshold), so a map explains the label the image gets; "fake" / "real" go straight to the
         CAM. The CAM itself (and the logits returned) is of the un-mirrored view.
         """
+        if self.cam is None:
+            self._open()
         if explain in ("fake", "real"):
             signs = [1.0 if explain == "fake" else -1.0] * len(images)
         else:

@@ -183,8 +183,7 @@ def headline_table(metrics: dict[str, Any]) -> HeadlineTable:
 def target_rows(metrics: dict[str, Any]) -> list[TargetRow]:
     """(branch, target, measured [95% CI], sd over seeds, status, how) for the report, from ``metrics["targets"]``.
 
-    Status is ``dfmm.study.targets``': met / met, within noise / NO / not measured; a report written before it had
-    only ``met`` (True / False / None), read as met / NO / not measured.
+    Status is ``dfmm.study.targets``': met / met, within noise / NO / not measured.
     """
     out = []
     for t in metrics.get("targets", []):
