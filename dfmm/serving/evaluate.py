@@ -127,26 +127,31 @@ def _with_metrics(model: Any, branch: str, data: ImageSet | TextSet, scores: dic
     return {**scores, "groups": groups, "metrics": metrics}
 
 
+def _evaluate(model: Any, branch: str, source: str, data: ImageSet | TextSet | None, batch_size: int) -> dict[str, Any]:
+    """What ``dfmm evaluate`` prints for one branch's labelled ``source`` (``data``: it, when already loaded): the
+    metrics at the checkpoint's threshold and the share of items unlike the training data. A checkpoint without that
+    branch is refused before anything is read."""
+    if getattr(model, branch) is None:
+        what = "images" if branch == "visual" else "texts"
+        raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score {what}")
+    if data is None:
+        data = load_images(source) if branch == "visual" else load_texts(source)
+    s = score_branch(model, branch, data, batch_size)
+    out = {"data": source, "model": model.path, **binary_metrics(s["labels"], s["probs"], model.threshold(branch))}
+    if branch == "visual":
+        out["skipped_unreadable"] = len(data) - len(s["labels"])
+        return out | {"in_distribution": flag_summary(model, "visual", data, s)}
+    return out | {"truncated": s["truncated"], "in_distribution": flag_summary(model, "text", data, s, batch_size)}
+
+
 def evaluate_images(model: Any, source: str, batch_size: int = 32, images: ImageSet | None = None) -> dict[str, Any]:
     """Metrics of the images under ``source`` (``images``: that source, when the caller loaded it first)."""
-    if model.visual is None:
-        raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score images")
-    images = load_images(source) if images is None else images
-    s = score_images(model, images, batch_size)
-    out = binary_metrics(s["labels"], s["probs"], model.threshold("visual"))
-    out["skipped_unreadable"] = len(images) - len(s["labels"])
-    return {"data": source, "model": model.path, **out, "in_distribution": flag_summary(model, "visual", images, s)}
+    return _evaluate(model, "visual", source, images, batch_size)
 
 
 def evaluate_texts(model: Any, source: str, batch_size: int = 32, texts: TextSet | None = None) -> dict[str, Any]:
     """Metrics of the texts of ``source`` (``texts``: that source, when the caller loaded it first)."""
-    if model.text is None:
-        raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score texts")
-    texts = load_texts(source) if texts is None else texts
-    s = score_texts(model, texts, batch_size)
-    out = binary_metrics(s["labels"], s["probs"], model.threshold("text"))
-    flags = flag_summary(model, "text", texts, s, batch_size)
-    return {"data": source, "model": model.path, **out, "truncated": s["truncated"], "in_distribution": flags}
+    return _evaluate(model, "text", source, texts, batch_size)
 
 
 def flag_summary(

@@ -202,17 +202,23 @@ def write_index(
     )
 
 
+def _finished_report(folder: Path) -> tuple[dict[str, Any], Any, list[str]]:
+    """A finished report's ``metrics.json``, its resolved config and its notebooks in order (refused in one line
+    when the folder is not a dfmm report)."""
+    if not (folder / "metrics.json").is_file() or not (folder / "config.json").is_file():
+        raise StudyError(f"{folder}: not a dfmm report (expected metrics.json and config.json)")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    notebooks = list(metrics.get("notebook_seconds") or {}) or sorted(p.stem for p in folder.glob("[0-9][0-9]_*.html"))
+    return metrics, load_resolved(folder / "config.json"), notebooks
+
+
 def withhold(report_dir: str | Path, pages: list[str], figures: list[str] | tuple[str, ...] = ()) -> list[Path]:
     """Remove ``pages`` (notebook stems, or their two-digit numbers) and the ``figures`` (globs of PNG names
     without ``.png``) from a finished report, and rewrite its ``index.html`` so it lists those pages as withheld,
     with the command that regenerates them, instead of linking them. Run it before committing a report whose
     pages show dataset items (``make withhold REPORT=reports/compact``). Returns the removed files."""
     folder = Path(report_dir)
-    if not (folder / "metrics.json").is_file() or not (folder / "config.json").is_file():
-        raise StudyError(f"{folder}: not a dfmm report (expected metrics.json and config.json)")
-    metrics = json.loads((folder / "metrics.json").read_text())
-    cfg = load_resolved(folder / "config.json")
-    notebooks = list(metrics.get("notebook_seconds") or {}) or sorted(p.stem for p in folder.glob("[0-9][0-9]_*.html"))
+    metrics, cfg, notebooks = _finished_report(folder)
     chosen = []
     for page in pages:
         match = [n for n in notebooks if n == page or n.split("_", 1)[0] == page]
@@ -232,11 +238,7 @@ def refresh_front_pages(report_dir: str | Path) -> None:
     """Render ``index.html`` and ``DATA_CARD.md`` of a finished report again from its own ``metrics.json`` and
     ``config.json`` with this dfmm's templates (no number is recomputed)."""
     folder = Path(report_dir)
-    if not (folder / "metrics.json").is_file() or not (folder / "config.json").is_file():
-        raise StudyError(f"{folder}: not a dfmm report (expected metrics.json and config.json)")
-    metrics = json.loads((folder / "metrics.json").read_text())
-    cfg = load_resolved(folder / "config.json")
-    notebooks = list(metrics.get("notebook_seconds") or {}) or sorted(p.stem for p in folder.glob("[0-9][0-9]_*.html"))
+    metrics, cfg, notebooks = _finished_report(folder)
     write_data_card(cfg, metrics, folder / "DATA_CARD.md")
     write_index(cfg, metrics, notebooks, folder / "index.html")
 
