@@ -26,13 +26,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Two pytest-xdist workers (one per core); the tests of the shared tiny study stay in one of them (tests/conftest.py).
+# Two pytest-xdist workers (one per core); the tests that start kernels stay in one of them (tests/conftest.py).
 test: lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2
 
 # The edit loop: everything but the tests marked slow (whole studies, retrainings, real data); CI runs them all.
 test-fast: setup
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow" -q
+	$(BIN)/python -m pytest -n 2 -m "not slow" -q
 
 compact: setup
 	$(BIN)/dfmm study $(PARAMS)

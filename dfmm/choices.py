@@ -10,9 +10,11 @@ from typing import Literal, get_args
 Aggregation = Literal["mean", "max", "median", "vote", "confidence"]  # per-frame P(fake) -> one clip score
 FaceCrop = Literal["auto", "always", "never"]  # photos: crop to the largest face when it helps / always / never
 
+Branch = Literal["visual", "text"]  # the two trained branches (dfmm train BRANCH, the trainer's specs)
 Runtime = Literal["torch", "openvino", "onnxruntime"]  # what runs the branches: PyTorch, or an export folder's graphs
 
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
+BRANCH_NAMES: tuple[str, ...] = get_args(Branch)
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 FACE_CROPS: tuple[str, ...] = get_args(FaceCrop)
 

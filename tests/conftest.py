@@ -28,19 +28,22 @@ if "PYTEST_XDIST_WORKER" in os.environ:  # one worker per core: one compute thre
         os.environ[_var] = "1"
 
 
-# Modules whose tests start Jupyter kernels (studies, papermill): two kernels started at once by two workers can
-# pick the same ports ("Invalid Signature", "Kernel didn't respond"), so they all run in one worker.
+# The test modules that start Jupyter kernels (studies, papermill) or read the session's tiny study: under
+# pytest-xdist (`make test` runs two workers) they all run in one worker, so that the tiny study runs once and no two
+# kernels start together (two at once can take the same ports: "Invalid Signature", "Kernel didn't respond").
 KERNEL_MODULES = {"test_study", "test_resume", "test_browser", "test_publishing"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (``--dist loadgroup``) the tests that read the session's tiny study or start kernels run in
-    one worker, so that the study runs once and no two kernels start together; the others are spread over both."""
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
-        if module in KERNEL_MODULES or {"tiny_study", "demo_report"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("kernels"))
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scope scheduling with one scope for the kernel modules and one per test elsewhere. (Its own
+    ``--dist loadgroup`` marks groups by rewriting ``item._nodeid``, which pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class KernelsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "kernels" if Path(nodeid.split("::", 1)[0]).stem in KERNEL_MODULES else nodeid
+
+    return KernelsTogether(config, log)
 
 
 def shared(*parts: str) -> Path:

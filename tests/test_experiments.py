@@ -116,3 +116,11 @@ def test_best_epoch_is_chosen_on_the_fixed_subset_and_the_kept_model_scored_on_t
         assert [h["val_items"] for h in run.history] == [n] * len(run.history) and run.history
         assert run.val["n"] == len(splits["val"]) > n
         assert run.test["n"] == len(splits["test"])
+
+
+def test_one_trainer_spec_per_branch_name_the_cli_offers():
+    from dfmm.choices import BRANCH_NAMES
+    from dfmm.training.experiments import BRANCHES, TEXT, VISUAL
+
+    assert tuple(BRANCHES) == BRANCH_NAMES and BRANCHES["visual"] is VISUAL and BRANCHES["text"] is TEXT
+    assert VISUAL.mirrored and not TEXT.mirrored  # only images have a mirrored view to score

@@ -7,7 +7,7 @@ import argparse
 import re
 from typing import Any, NoReturn
 
-from dfmm.choices import AGGREGATIONS, FACE_CROPS, RUNTIMES
+from dfmm.choices import AGGREGATIONS, BRANCH_NAMES, FACE_CROPS, RUNTIMES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     t = sub.add_parser("train", help="train one branch with one recipe, save runs/NAME/BRANCH_RECIPE.pt; print JSON")
-    t.add_argument("branch", choices=["visual", "text"])
+    t.add_argument("branch", choices=BRANCH_NAMES)
     t.add_argument("params", nargs="+", help="YAML files, merged left to right")
     t.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--recipe", help="a recipe of the params (default: the branch's report_recipe)")

@@ -208,7 +208,7 @@ TEXT = BranchSpec(
     _text_checkpoint_meta,
     lambda loaders, pos_weight: loaders.extra | {"pos_weight": pos_weight},
 )
-BRANCHES = {"visual": VISUAL, "text": TEXT}
+BRANCHES = {spec.name: spec for spec in (VISUAL, TEXT)}  # keyed by dfmm.choices.BRANCH_NAMES
 
 
 def train_branch(
