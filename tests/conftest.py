@@ -34,6 +34,7 @@ if "PYTEST_XDIST_WORKER" in os.environ:  # one worker per core: one compute thre
 KERNEL_MODULES = {"test_study", "test_resume", "test_browser", "test_publishing"}
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest without xdist (-p no:xdist) knows no such hook
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist's scope scheduling with one scope for the kernel modules and one per test elsewhere. (Its own
     ``--dist loadgroup`` marks groups by rewriting ``item._nodeid``, which pytest 9 no longer reads.)"""
