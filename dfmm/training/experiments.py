@@ -1,7 +1,8 @@
 """One experiment per call: train a branch with a recipe, score it with its decision rule, save its checkpoint.
 
-Notebooks 02 and 03 call :func:`train_seeds` for each recipe (:func:`train_visual` / :func:`train_text` once
-per seed) and :func:`promote` the shipped recipe's checkpoint to the card's file name. The floors a branch must beat
+Notebooks 02 and 03 call :func:`train_seeds` for each recipe (:func:`train_branch` once per seed, with the branch's
+:class:`BranchSpec`: :data:`VISUAL` or :data:`TEXT`; ``dfmm train`` calls it through :func:`train_visual` /
+:func:`train_text`) and :func:`promote` the shipped recipe's checkpoint to the card's file name. The floors a branch must beat
 are in :mod:`dfmm.training.baselines`, the paired comparisons in :mod:`dfmm.training.comparisons`, the loaders in
 :mod:`dfmm.training.loaders` and the fusion (notebook 04) in :mod:`dfmm.training.fusion`.
 """
