@@ -163,8 +163,8 @@ def test_text_speed_sample_follows_the_length_quantiles():
 
 def _tiny_fit_setup(tiny_cfg):
     from dfmm.models.branches import build_visual
-    from dfmm.training.experiments import _seed_all
     from dfmm.training.loaders import image_loader
+    from dfmm.training.loop import seed_all as _seed_all
 
     _seed_all(3)
     model, info = build_visual(tiny_cfg)

@@ -119,8 +119,7 @@ def mean_maps_figure(explainer: Any, faces: FaceBatches, labels: np.ndarray, n: 
     mean_maps = {}
     for lab, name in ((0, "real"), (1, "fake")):
         rows = np.flatnonzero(np.asarray(labels) == lab)[: n // 2]
-        maps = np.concatenate([explainer(faces(rows[s : s + 16]), "fake")[0] for s in range(0, len(rows), 16)])
-        mean_maps[name] = maps.mean(0)
+        mean_maps[name] = explained_maps(explainer, faces(rows), "fake").mean(0)
     fig, axes = _plt().subplots(1, 2, figsize=(6, 3))
     for ax, (name, m) in zip(axes, mean_maps.items(), strict=True):
         ax.imshow(m, cmap="jet", vmin=0, vmax=max(mm.max() for mm in mean_maps.values()))

@@ -20,9 +20,9 @@ from dfmm.data.text import TextSet
 from dfmm.metrics import binary_metrics
 from dfmm.models.branches import build_visual
 from dfmm.models.scoring import predict
-from dfmm.training.experiments import _seed_all
 from dfmm.training.fusion import BranchOutputs
 from dfmm.training.loaders import image_loader
+from dfmm.training.loop import seed_all
 
 
 def recorded(baseline: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -43,7 +43,7 @@ def visual_linear_probe(cfg: Config, splits: dict[str, ImageSet]) -> dict[str, A
     from sklearn.linear_model import LogisticRegressionCV
 
     t0 = time.perf_counter()
-    _seed_all(cfg.study.seed)
+    seed_all(cfg.study.seed)
     model, info = build_visual(cfg)
     model = model.to(memory_format=torch.channels_last).eval()
     feats = {}

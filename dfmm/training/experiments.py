@@ -37,7 +37,7 @@ from dfmm.models.checkpoints import save_checkpoint
 from dfmm.models.scoring import DecisionRule, predict
 from dfmm.models.weights import BackboneInfo
 from dfmm.training.loaders import image_loader, text_loader
-from dfmm.training.loop import ResumeState, fit, make_accelerator
+from dfmm.training.loop import ResumeState, fit, make_accelerator, seed_all
 from dfmm.training.rule_fitting import fit_rule_and_score, split_groups
 
 
@@ -89,12 +89,6 @@ class BranchRun:
             f"{v['balanced_accuracy']:.3f}, AUC {v['auc']:.3f}; best epoch {self.best_epoch}; {self.seconds:.0f} s"
         )
         return line + (f"; skipped {len(self.skipped)} unreadable items" if self.skipped else "")
-
-
-def _seed_all(seed: int) -> None:
-    from accelerate.utils import set_seed
-
-    set_seed(seed)
 
 
 def _balance(labels: np.ndarray) -> float | None:
@@ -234,7 +228,7 @@ def train_branch(
     recipe: Recipe = branch.recipes[recipe_name]
     seed = cfg.study.seed if seed is None else seed
     t0 = time.perf_counter()
-    _seed_all(seed)
+    seed_all(seed)
     built = spec.build(cfg)
     loaders = spec.loaders(cfg, recipe, splits, built, seed)
     pos_weight = _balance(splits["train"].labels) if recipe.balanced else None

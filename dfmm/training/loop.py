@@ -43,6 +43,13 @@ class TrainResult:
     mixed_precision: str = "no"
 
 
+def seed_all(seed: int) -> None:
+    """Seed Python, NumPy and torch (accelerate's ``set_seed``) before a model is built and trained."""
+    from accelerate.utils import set_seed
+
+    set_seed(seed)
+
+
 def make_accelerator(device: str = "auto", mixed_precision: str = "auto") -> Any:
     from accelerate import Accelerator
 
