@@ -315,3 +315,145 @@ def test_building_a_frozen_branch_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     frozen_branch("visual", "package:efficientnet-lite0")
     assert torch.equal(torch.rand(3), before)
+
+
+# ------------------------------------------------------------------------ review of the statistics (issue 26)
+def test_folds_cut_from_one_pool_share_their_resamples():
+    from dfmm.metrics import metric_draws, pool_resamples
+
+    rng = np.random.default_rng(0)
+    groups = [f"g{i // 2}" for i in range(200)]
+    y, s = np.arange(200) % 2, rng.random(200) + (np.arange(200) % 2) * 0.3
+    w = pool_resamples(groups, 500, seed=0)
+    assert w.shape == (500, 200) and np.array_equal(w[:, 0], w[:, 1])  # one group, one weight
+    _, one = metric_draws(y, s, weights=w)
+    _, again = metric_draws(y, s, weights=w)
+    mean_of_two = (one + again) / 2  # two copies of one fold: the mean's interval is the fold's own
+    assert tf.interval(mean_of_two) == tf.interval(one)
+    _, independent = metric_draws(y, s, groups, "auc", 500, seed=1)
+    narrow = tf.interval((one + independent) / 2)  # what averaging separately resampled draws would claim
+    assert narrow[1] - narrow[0] < tf.interval(one)[1] - tf.interval(one)[0]
+    with pytest.raises(ValueError, match=r"weights must be \(resamples, 200 items\)"):
+        metric_draws(y, s, weights=w[:, :10])
+
+
+def _two_source_result(recipes):
+    a = _texts("a", 60, ["gpt"], ["news"])
+    b = _texts("b", 60, ["llama"], ["yelp"])
+    parts = {"a": {"fit": a, "held": _texts("a", 60, ["gpt"], ["news"], 1000)},
+             "b": {"fit": b, "held": _texts("b", 60, ["llama"], ["yelp"], 1000)}}  # fmt: skip
+    fit, held, _ = tf.pooled_parts(parts)
+    rng = np.random.default_rng(0)
+    ff, hf = rng.standard_normal((len(fit), 8)), rng.standard_normal((len(held), 8))
+    compact = rng.random(len(held))  # chance
+    folds = tf.text_folds(fit, held, {"a"})
+    return held, tf.run_text_folds(fit, held, ff, hf, compact, folds, min_items=5, recipes=recipes)
+
+
+def test_the_best_recipe_is_chosen_on_one_half_and_scored_on_the_other():
+    def perfect(train, test):
+        return np.asarray(test["labels"], dtype=float)
+
+    def noise(train, test):
+        return np.random.default_rng(len(test["labels"])).random(len(test["labels"]))
+
+    held, result = _two_source_result({"perfect": perfect, "noise": noise})
+    halves = tf.selection_halves(held.groups)
+    by_group = {}
+    for g, h in zip(held.groups, halves, strict=True):
+        assert by_group.setdefault(g, h) == h  # a group's texts share a half
+    assert 0.3 < halves.mean() < 0.7
+    choice = tf.cross_fitted_choice(result)
+    assert choice["chosen"] == ["perfect", "perfect"] and choice["mean_auc"] == 1.0
+    assert choice["n_folds"] >= 1 and choice["minus_compact_ci"][0] > 0
+    assert [r["half"] for r in choice["per_half"]] == [0, 1]
+    means = tf.fold_means(result)
+    unseen = {r["model"]: r for r in means if r["folds"] == "unseen"}
+    assert unseen["perfect"]["mean_auc"] == 1.0 and tf.choose_recipe(means) == "perfect"
+    nothing = tf.cross_fitted_choice({"rows": [], "halves": result["halves"]})
+    assert nothing["mean_auc"] is None and "no fold of kind 'unseen'" in nothing["null_reason"]
+
+
+def test_the_flag_auroc_resamples_groups_when_it_has_them():
+    home, away = np.eye(8)[0], np.eye(8)[0] + 0.5 * np.eye(8)[1]
+    ref = fit_reference("spec", _cluster(home, 400, 0.3, 0), _cluster(home, 200, 0.3, 1), k=10)
+    near, far = _cluster(home, 10, 0.3, 2), _cluster(away, 10, 0.3, 3)
+    ind, out = np.repeat(near, 20, axis=0), np.repeat(far, 20, axis=0)  # 10 groups of 20 copies each
+    groups = {"in": [f"i{i // 20}" for i in range(200)], "out": [f"o{i // 20}" for i in range(200)]}
+    items = gen.flag_table(ref, ("in", ind), {"out": out})[1]
+    grouped = gen.flag_table(ref, ("in", ind), {"out": out}, groups)[1]
+    assert items["auroc"] == grouped["auroc"]
+    width = lambda r: r["auroc_ci"][1] - r["auroc_ci"][0]  # noqa: E731
+    assert width(grouped) > 2 * width(items)  # 20 copies of an item are one draw, not 20
+    with pytest.raises(ValueError, match="3 groups for the 200 items of 'out'"):
+        gen.flag_table(ref, ("in", ind), {"out": out}, {"out": ["a", "b", "c"]})
+
+
+def test_face_recipes_are_compared_with_the_shipped_branch_on_the_same_faces():
+    rng = np.random.default_rng(0)
+
+    def face_set(n, fake_only=False):
+        y = np.ones(n, dtype=int) if fake_only else np.arange(n) % 2
+        return {"labels": y, "groups": [f"g{i}" for i in range(n)], "features": rng.standard_normal((n, 4)),
+                "probs": rng.random(n) * 0.5 + y * 0.3}  # fmt: skip
+
+    scores = {"train": face_set(80), "val": face_set(60), "test": face_set(60), "lfw": face_set(40),
+              "sdfd": face_set(30, True)}  # fmt: skip
+    del scores["train"]["probs"]
+    same = {k: s["probs"] for k, s in scores.items() if k in ("val", "lfw", "sdfd")}
+    rows = gen.face_table(scores, ("val", "test"), "train", 0.5, {"copy": (same, 0.4)})
+    copy = {r["set"]: r for r in rows if r["model"] == "copy"}
+    assert set(copy) == {"val", "lfw", "sdfd"}  # the sets it scored, not the test split
+    assert copy["lfw"]["minus_compact"] == 0.0 and copy["lfw"]["minus_compact_ci"] == [0.0, 0.0]
+    assert "minus_compact" not in copy["sdfd"] and copy["sdfd"]["auc"] is None  # fake only: no AUC
+    shipped = next(r for r in rows if r["model"] == "compact" and r["set"] == "sdfd")
+    assert copy["sdfd"]["fakes_detected_at_5fpr"] == shipped["fakes_detected_at_5fpr"]
+
+
+def test_degradation_augmentation_and_normalisation_only_tuning():
+    from PIL import Image
+
+    from dfmm.config import Recipe
+    from dfmm.data.transforms import Degrade, image_transform
+    from dfmm.training.loop import apply_trainable, param_groups
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    torch.manual_seed(0)
+    first = [np.asarray(Degrade(p=1.0)(img)) for _ in range(6)]
+    torch.manual_seed(0)
+    again = [np.asarray(Degrade(p=1.0)(img)) for _ in range(6)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))  # seeded: repeatable
+    assert all(a.shape == (64, 64, 3) and not np.array_equal(a, np.asarray(img)) for a in first)
+    assert np.array_equal(np.asarray(Degrade(p=0.0)(img)), np.asarray(img))
+    assert image_transform(32, [0.5] * 3, [0.5] * 3, "degrade")(img).shape == (3, 32, 32)
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.head = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 1)
+
+        def head_parameters(self):
+            return self.head.parameters()
+
+    model = Tiny()
+    apply_trainable(model, Recipe(trainable="all"))
+    assert all(p.requires_grad for p in model.parameters())
+    apply_trainable(model, Recipe(trainable="norm"))
+    learning = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert learning == {"bn.weight", "bn.bias", "head.weight", "head.bias"}
+    optimised = {id(p) for g in param_groups(model, Recipe(trainable="norm")) for p in g["params"]}
+    assert id(model.conv.weight) not in optimised and id(model.bn.weight) in optimised
+
+
+def test_face_recipes_are_checked_like_the_branch_recipes():
+    from dfmm.config import load_config
+    from dfmm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"generalization.face_recipes.degrade.augment = 'blurry'; expected one of"):
+        load_config(["params/demo.yaml"], ["generalization.face_recipes.degrade.augment=blurry"])
+    with pytest.raises(ConfigError, match=r"generalization.face_recipes.norm_only.trainable = 'bn'"):
+        load_config(["params/demo.yaml"], ["generalization.face_recipes.norm_only.trainable=bn"])
+    with pytest.raises(ConfigError, match=r"face recipe 'card' is also a visual recipe; give it another name"):
+        load_config(["params/demo.yaml"], ["generalization.face_recipes.card={augment: flip}"])
+    with pytest.raises(ConfigError, match=r"generalization.face_recipes.degrade.lr"):
+        load_config(["params/demo.yaml"], ["generalization.face_recipes.degrade.lr=0"])

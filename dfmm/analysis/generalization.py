@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from dfmm.analysis.text_folds import FOLD_KINDS, N_RESAMPLES, balanced_logistic, balanced_weights
+from dfmm.analysis.text_folds import FOLD_KINDS, N_RESAMPLES
+from dfmm.analysis.text_recipes import balanced_logistic, balanced_weights
 from dfmm.data.labels import FAKE, REAL
 from dfmm.metrics import interval, mean_draws, metric_draws
 
@@ -41,10 +42,14 @@ def fit_frozen_faces(train_features: np.ndarray, labels: np.ndarray) -> Any:
 
 # -------------------------------------------------------------------------------------------- OOD flag
 def flag_table(
-    reference: Any, in_domain: tuple[str, np.ndarray], others: dict[str, np.ndarray]
+    reference: Any,
+    in_domain: tuple[str, np.ndarray],
+    others: dict[str, np.ndarray],
+    groups: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per source: how many items the flag marks ``uncertain`` (with a Wilson 95% interval), and for the other
-    sources the AUROC of the distance for telling their items from the in-domain test items (bootstrap CI)."""
+    """Per source: how many items the flag marks ``uncertain`` (with a Wilson 95% interval over items), and for the
+    other sources the AUROC of the distance for telling their items from the in-domain test items, with a bootstrap
+    interval that resamples whole groups (``groups``: source name -> one group per item; items where missing)."""
     from scipy.stats import binomtest
 
     if reference is None:  # a checkpoint written before the reference existed: nothing to measure
@@ -65,10 +70,38 @@ def flag_table(
         }
         if source != name and len(d):
             y = np.r_[np.zeros(len(d_in)), np.ones(len(d))]
-            auroc, draws = metric_draws(y, np.r_[d_in, d] / 2.0, None, "auc", N_RESAMPLES, 0)
+            units = np.r_[_units_of(groups, name, len(d_in)), _units_of(groups, source, len(d))]
+            auroc, draws = metric_draws(y, np.r_[d_in, d] / 2.0, units, "auc", N_RESAMPLES, 0)
             row |= {"auroc": auroc, "auroc_ci": interval(draws)}
         rows.append(row)
     return rows
+
+
+def text_flag_sets(
+    held: Any, features: np.ndarray, trained_on: set[str]
+) -> tuple[tuple[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    """:func:`flag_table`'s inputs for the held texts: (the training sources' name and features), the other
+    sources' features by name, and every one's groups."""
+    sources, groups = np.asarray(held.meta["source"]), np.asarray(held.groups)
+    name, mine = "+".join(sorted(trained_on)), np.isin(sources, sorted(trained_on))
+    others = {s: sources == s for s in sorted(set(sources) - set(trained_on))}
+    by_name = {name: mine, **others}
+    return (
+        (name, features[mine]),
+        {s: features[m] for s, m in others.items()},
+        {s: list(groups[m]) for s, m in by_name.items()},
+    )
+
+
+def _units_of(groups: dict[str, Any] | None, source: str, n: int) -> np.ndarray:
+    """The resampling unit of each of a source's ``n`` items: its group, or the item itself, named apart from
+    every other source's units."""
+    mine = (groups or {}).get(source)
+    if mine is None:
+        return np.array([f"{source}#{i}" for i in range(n)])
+    if len(mine) != n:
+        raise ValueError(f"flag_table: {len(mine)} groups for the {n} items of {source!r}")
+    return np.array([f"{source}/{g}" for g in mine])
 
 
 # ------------------------------------------------------------------------------------------------- videos
@@ -142,6 +175,7 @@ def face_scores(
     for name, images in sets.items():
         frozen = frozen_features(model, "visual", images, batch_size, cache_dir)
         row = {"labels": frozen["labels"], "groups": [images.groups[i] for i in frozen["index"]]}
+        row["index"] = frozen["index"]
         row["features"] = frozen["features"]
         if name not in features_only:
             scored = score_images(model, images, batch_size, cache_dir)
@@ -151,41 +185,71 @@ def face_scores(
     return out
 
 
+def recipe_face_probs(
+    checkpoint: str | Path, sets: dict[str, Any], scores: dict[str, dict[str, Any]], batch_size: int, cache_dir: Any
+) -> tuple[dict[str, np.ndarray], float]:
+    """A trained face recipe's P(fake) on each named ImageSet, row for row with ``face_scores``' rows of the same
+    set, and its own decision threshold: the ``recipes`` argument of :func:`face_table`."""
+    from dfmm.serving.detector import load_model
+    from dfmm.serving.evaluate import score_images
+
+    model, _ = load_model(checkpoint)
+    probs = {}
+    for name, images in sets.items():
+        scored = score_images(model, images, batch_size, cache_dir)
+        if not np.array_equal(scored["index"], scores[name]["index"]):
+            raise ValueError(f"recipe_face_probs: {checkpoint} scored other items of {name!r} than the shipped model")
+        probs[name] = scored["probs"]
+    return probs, model.threshold("visual")
+
+
 def face_table(
-    scores: dict[str, dict[str, Any]], in_domain: tuple[str, str], fit: str, threshold: float
+    scores: dict[str, dict[str, Any]],
+    in_domain: tuple[str, str],
+    fit: str,
+    threshold: float,
+    recipes: dict[str, tuple[dict[str, np.ndarray], float]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The compact model and the frozen-feature recipe (fitted on ``fit``) on every scored face set: AUC with its
-    CI where both classes are present; for every set, the share of its fakes called fake at the threshold that calls
-    5% of the in-domain validation reals fake (``in_domain`` = (validation set, test set)), and the share of all its
-    items called fake at the model's own threshold (``threshold`` for the compact model, 0.5 for the recipe)."""
+    """The compact model, the frozen-feature recipe (fitted on ``fit``) and the trained face ``recipes`` (name ->
+    (P(fake) per scored set, own threshold)) on every face set they scored: AUC with its CI where both classes are
+    present, and for a recipe its paired difference from the compact model (same items, same resamples); for every
+    set, the share of its fakes called fake at the threshold that calls 5% of the in-domain validation reals fake
+    (``in_domain`` = (validation set, test set)), and the share of all its items called fake at the model's own
+    threshold (``threshold`` for the compact model, 0.5 for the frozen-feature recipe)."""
     val, _ = in_domain
-    recipe = fit_frozen_faces(scores[fit]["features"], scores[fit]["labels"])
-    rows = []
-    for model_name in ("compact", "frozen ImageNet + linear"):
-
-        def probs(name: str, model_name: str = model_name) -> np.ndarray:
-            s = scores[name]
-            return s["probs"] if model_name == "compact" else recipe.predict_proba(s["features"])[:, 1]
-
-        at_5fpr = threshold_at_fpr(probs(val)[scores[val]["labels"] == REAL])
+    frozen = fit_frozen_faces(scores[fit]["features"], scores[fit]["labels"])
+    models = {
+        "compact": ({k: s["probs"] for k, s in scores.items() if "probs" in s}, threshold),
+        "frozen ImageNet + linear": (
+            {k: frozen.predict_proba(s["features"])[:, 1] for k, s in scores.items() if k != fit},
+            0.5,
+        ),
+    } | (recipes or {})
+    rows, compact_draws = [], {}
+    for model_name, (probs, own) in models.items():
+        at_5fpr = threshold_at_fpr(probs[val][scores[val]["labels"] == REAL])
         for name, s in scores.items():
-            if name == fit:
+            if name == fit or name not in probs:
                 continue
-            p, y = probs(name), s["labels"]
+            p, y = probs[name], s["labels"]
             auc, draws = metric_draws(y, p, s["groups"], "auc", N_RESAMPLES, 0)
             fakes = y == FAKE
-            rows.append(
-                {
-                    "model": model_name,
-                    "set": name,
-                    "n": len(y),
-                    "auc": None if np.isnan(auc) else auc,
-                    "auc_ci": interval(draws),
-                    "fakes_detected_at_5fpr": detection_rate(p[fakes], at_5fpr, np.asarray(s["groups"])[fakes]),
-                    "threshold_5fpr": at_5fpr,
-                    "called_fake": float((p > (threshold if model_name == "compact" else 0.5)).mean()),
-                }
-            )
+            row = {
+                "model": model_name,
+                "set": name,
+                "n": len(y),
+                "auc": None if np.isnan(auc) else auc,
+                "auc_ci": interval(draws),
+                "fakes_detected_at_5fpr": detection_rate(p[fakes], at_5fpr, np.asarray(s["groups"])[fakes]),
+                "threshold_5fpr": at_5fpr,
+                "called_fake": float((p > own).mean()),
+            }
+            if model_name == "compact":
+                compact_draws[name] = (auc, draws)
+            elif model_name in (recipes or {}) and row["auc"] is not None:
+                base, base_draws = compact_draws[name]
+                row |= {"minus_compact": auc - base, "minus_compact_ci": interval(draws - base_draws)}
+            rows.append(row)
     return rows
 
 

@@ -11,8 +11,12 @@ log-odds, and per-source experts gated by a source classifier. The compact model
 trained on its source's train split: folds holding out a generator or domain of that source are not held out for
 it, and say so).
 
-Every AUC has a group-resampled bootstrap interval; a recipe's difference from the compact model is paired (same
-items, same resamples), and a mean over folds averages the folds' draws resample by resample.
+Every AUC has a group-resampled bootstrap interval. One bootstrap over the whole held pool (``pool_resamples``) is
+shared by every fold and model, so a recipe's difference from the compact model is paired (same items, same
+resamples) and a mean over folds, which overlap (a source's fold holds the texts of its generator and domain
+folds), averages draws of the same resamples. The best recipe is chosen by cross-fitting
+(:func:`cross_fitted_choice`): the held groups are split in two halves, the recipe chosen on one half's folds is
+scored on the other half's, so the reported number is not measured on the texts that chose it.
 """
 
 from __future__ import annotations
@@ -22,18 +26,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dfmm.analysis.text_recipes import ENSEMBLES, RECIPES, fold_rows, hashed_ngrams, logit
 from dfmm.data.labels import FAKE, REAL
 from dfmm.data.sources import text_key
 from dfmm.data.splits import split_by_group, subset_by_group
 from dfmm.data.text import TextSet
 from dfmm.errors import DataError
-from dfmm.metrics import interval, metric_draws
+from dfmm.metrics import interval, metric_draws, pool_resamples
 
 if TYPE_CHECKING:
     from dfmm.config import Config
 
 FOLD_KINDS = ("source", "generator", "domain")
 N_RESAMPLES = 1000
+HALVES = (0, 1)  # cross-fitted choice: choose on one half of the held groups, score on the other
 
 
 # ------------------------------------------------------------------------------------------------- sources
@@ -179,117 +185,13 @@ def text_folds(fit: TextSet, held: TextSet, trained_on: set[str]) -> list[Fold]:
     return folds
 
 
-# ------------------------------------------------------------------------------------------------- recipes
-def balanced_weights(labels: np.ndarray, sources: np.ndarray) -> np.ndarray:
-    """Each (source, class) cell weighs the same in total: source-balanced, class-balanced training."""
-    w = np.zeros(len(labels))
-    cells = {(s, y) for s, y in zip(sources, labels, strict=True)}
-    for s, y in cells:
-        m = (sources == s) & (labels == y)
-        w[m] = 1.0 / m.sum()
-    return w * len(labels) / w.sum()
-
-
-def balanced_logistic(x: Any, y: np.ndarray, w: np.ndarray) -> Any:
-    """Logistic regression (C = 1) with per-item weights (``balanced_weights``)."""
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=1.0, max_iter=2000).fit(x, y, sample_weight=w)
-
-
-def _log_odds(model: Any, x: Any) -> np.ndarray:
-    return model.decision_function(x)
-
-
-def frozen_linear(train: dict[str, Any], test: dict[str, Any]) -> np.ndarray:
-    """Logistic regression on the frozen features (the branch's mean-pooled encoder output, not normalised),
-    source- and class-balanced."""
-    return _log_odds(balanced_logistic(train["features"], train["labels"], train["weights"]), test["features"])
-
-
-def hashed_ngrams(texts: list[str]) -> Any:
-    """Word 1-2-gram and character 3-5-gram counts, hashed (scikit-learn's ``HashingVectorizer``: stateless, so one
-    pass serves every fold, and no vocabulary is learnt from texts a fold holds out); the IDF weights are fitted per
-    fold on its training rows only (``tfidf_ngrams``)."""
-    from scipy.sparse import hstack
-    from sklearn.feature_extraction.text import HashingVectorizer
-
-    common = {"n_features": 2**20, "alternate_sign": False, "norm": None}
-    word = HashingVectorizer(ngram_range=(1, 2), **common)
-    char = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), **common)
-    return hstack([word.transform(texts), char.transform(texts)]).tocsr()
-
-
-def tfidf_ngrams(train: dict[str, Any], test: dict[str, Any]) -> np.ndarray:
-    """TF-IDF of the hashed n-grams (sublinear tf, IDF from the fold's training rows), logistic regression,
-    source- and class-balanced."""
-    from sklearn.feature_extraction.text import TfidfTransformer
-
-    tfidf = TfidfTransformer(sublinear_tf=True).fit(train["ngrams"])
-    model = balanced_logistic(tfidf.transform(train["ngrams"]), train["labels"], train["weights"])
-    return _log_odds(model, tfidf.transform(test["ngrams"]))
-
-
-def source_experts(train: dict[str, Any], test: dict[str, Any]) -> np.ndarray:
-    """One ``frozen_linear`` expert per training source, mixed by a source classifier's probabilities (the gate)."""
-    from sklearn.linear_model import LogisticRegression
-
-    sources = sorted(set(train["sources"]))
-    if len(sources) == 1:
-        return frozen_linear(train, test)
-    experts = []
-    for s in sources:
-        m = train["sources"] == s
-        if len(set(train["labels"][m])) < 2:
-            continue
-        experts.append((s, balanced_logistic(train["features"][m], train["labels"][m], train["weights"][m])))
-    gate = LogisticRegression(C=1.0, max_iter=2000).fit(train["features"], train["sources"])
-    share = gate.predict_proba(test["features"])
-    col = {s: i for i, s in enumerate(gate.classes_)}
-    p = sum(share[:, col[s]] * _sigmoid(e.decision_function(test["features"])) for s, e in experts)
-    total = sum(share[:, col[s]] for s, _ in experts)
-    q = np.clip(p / np.maximum(total, 1e-12), 1e-7, 1 - 1e-7)
-    return np.log(q / (1 - q))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
-    return np.log(q / (1 - q))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-RECIPES = {
-    "frozen MiniLM + linear": frozen_linear,
-    "TF-IDF n-grams": tfidf_ngrams,
-    "per-source experts": source_experts,
-}
-# equal-weight ensembles: the mean log-odds of recipes above, computed from their scores (no weight to fit)
-ENSEMBLES = {
-    "frozen + n-grams": ("frozen MiniLM + linear", "TF-IDF n-grams"),
-    "compact + n-grams": ("compact", "TF-IDF n-grams"),  # the fine-tuned transformer stacked with n-gram features
-}
-
-
-def _rows(pool: TextSet, features: np.ndarray, ngrams: Any, index: np.ndarray) -> dict[str, Any]:
-    labels = pool.labels[index]
-    sources = np.asarray(pool.meta["source"])[index]
-    return {
-        "features": features[index],
-        "ngrams": ngrams[index],
-        "texts": [pool.text(i) for i in index],
-        "labels": labels,
-        "sources": sources,
-        "weights": balanced_weights(labels, sources),
-        "groups": [pool.groups[i] for i in index],
-    }
-
-
 # --------------------------------------------------------------------------------------------- evaluation
-def _auc(labels: np.ndarray, scores: np.ndarray, groups: list[str]) -> tuple[float, np.ndarray]:
-    return metric_draws(labels, scores, groups, "auc", N_RESAMPLES, seed=0)
+def selection_halves(groups: Any, seed: int = 0) -> np.ndarray:
+    """Half 0 or 1 of every item, drawn by group (a group's items share a half), about half the groups in each."""
+    names = sorted(set(groups))
+    order = np.random.default_rng(seed).permutation(len(names))
+    half = {names[i]: int(k % 2) for k, i in enumerate(order)}
+    return np.array([half[g] for g in groups], dtype=np.int64)
 
 
 def run_text_folds(
@@ -303,12 +205,16 @@ def run_text_folds(
     recipes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every recipe (and the compact model's fixed scores) on every fold: ``rows`` (one per fold and model: AUC,
-    CI, n, the paired difference from the compact model with its CI) and ``draws`` (model -> fold -> AUC draws)
-    for means over folds (:func:`fold_means`)."""
+    CI, n, the paired difference from the compact model with its CI), ``draws`` (model -> fold -> AUC draws, one
+    bootstrap of the held pool shared by all) for means over folds (:func:`fold_means`), and ``halves`` (half ->
+    model -> fold -> (AUC, draws) on that half's items) for :func:`cross_fitted_choice`."""
     recipes = RECIPES if recipes is None else recipes
     ensembles = {k: v for k, v in ENSEMBLES.items() if set(v) <= {"compact", *recipes}}
     rows, draws = [], {name: {} for name in ["compact", *recipes, *ensembles]}
+    halves: dict[int, dict[str, dict[str, Any]]] = {h: {name: {} for name in draws} for h in HALVES}
     fit_ngrams, held_ngrams = hashed_ngrams(fit.texts), hashed_ngrams(held.texts)
+    resamples = pool_resamples(held.groups, N_RESAMPLES, seed=0)
+    half_of = selection_halves(held.groups)
     for fold in folds:
         y = held.labels[fold.test]
         n_real, n_fake = int((y == REAL).sum()), int((y == FAKE).sum())
@@ -322,14 +228,18 @@ def run_text_folds(
                 base | {"model": m, "auc": None, "ci": None, "null_reason": "one class to train on"} for m in draws
             ]
             continue
-        train = _rows(fit, fit_features, fit_ngrams, fold.train)
-        test = _rows(held, held_features, held_ngrams, fold.test)
+        train = fold_rows(fit, fit_features, fit_ngrams, fold.train)
+        test = fold_rows(held, held_features, held_ngrams, fold.test)
         scores = {"compact": compact_probs[fold.test]} | {m: f(train, test) for m, f in recipes.items()}
-        odds = {m: _logit(v) if m == "compact" else v for m, v in scores.items()}  # compact gives P(AI)
+        odds = {m: logit(v) if m == "compact" else v for m, v in scores.items()}  # compact gives P(AI)
         scores |= {m: np.mean([odds[p] for p in parts], axis=0) for m, parts in ensembles.items()}
+        w = resamples[:, fold.test]
         for model, s in scores.items():
-            auc, d = _auc(y, s, test["groups"])
+            auc, d = metric_draws(y, s, weights=w)
             draws[model][fold.name] = d
+            for h in HALVES:
+                mine = half_of[fold.test] == h
+                halves[h][model][fold.name] = metric_draws(y[mine], s[mine], weights=w[:, mine])
             row = base | {"model": model, "auc": auc, "ci": interval(d), "null_reason": None}
             if model == "compact":
                 row["seen_in_training"] = fold.seen_by_compact
@@ -337,25 +247,31 @@ def run_text_folds(
                 diff = d - draws["compact"][fold.name]
                 row |= {"minus_compact": auc - rows_auc(rows, fold.name), "minus_compact_ci": interval(diff)}
             rows.append(row)
-    return {"rows": rows, "draws": draws}
+    return {"rows": rows, "draws": draws, "halves": halves}
 
 
 def rows_auc(rows: list[dict[str, Any]], fold: str, model: str = "compact") -> float:
     return next(r["auc"] for r in rows if r["fold"] == fold and r["model"] == model)
 
 
+def _fold_names(result: dict[str, Any], kind: str) -> list[str]:
+    """The scorable folds of a kind: one of FOLD_KINDS, ``all``, or ``unseen`` (held out for every model: the
+    compact model never trained on their texts)."""
+    compact_rows = [r for r in result["rows"] if r["model"] == "compact" and r["auc"] is not None]
+    if kind == "unseen":
+        return [r["fold"] for r in compact_rows if not r.get("seen_in_training")]
+    return [r["fold"] for r in compact_rows if kind == "all" or r["kind"] == kind]
+
+
 def fold_means(result: dict[str, Any], kinds: tuple[str, ...] = FOLD_KINDS) -> list[dict[str, Any]]:
     """Per model and fold kind, over all folds (``all``) and over the folds whose held-out texts the compact model
-    never trained on (``unseen``: held out for every model): the mean held-out AUC with the interval of the mean of
-    the folds' draws, and the paired difference from the compact model; folds with a null AUC are left out."""
+    never trained on (``unseen``: held out for every model): the mean held-out AUC with the interval of the mean
+    (the folds share their resamples, so the draws of the mean are the means of the draws), and the paired
+    difference from the compact model; folds with a null AUC are left out."""
     rows = []
     draws = result["draws"]
-    compact_rows = [r for r in result["rows"] if r["model"] == "compact" and r["auc"] is not None]
     for kind in (*kinds, "all", "unseen"):
-        if kind == "unseen":
-            names = [r["fold"] for r in compact_rows if not r.get("seen_in_training")]
-        else:
-            names = [r["fold"] for r in compact_rows if kind == "all" or r["kind"] == kind]
+        names = _fold_names(result, kind)
         if not names:
             continue
         base = np.mean([draws["compact"][f] for f in names], axis=0)
@@ -374,6 +290,48 @@ def fold_means(result: dict[str, Any], kinds: tuple[str, ...] = FOLD_KINDS) -> l
                 }
             rows.append(row)
     return rows
+
+
+def cross_fitted_choice(result: dict[str, Any], kind: str = "unseen") -> dict[str, Any]:
+    """The best recipe's held-out AUC without post-selection: for each half of the held groups, the model with the
+    highest mean AUC over the folds of ``kind`` on the *other* half is chosen and scored on this half; the estimate
+    is the mean of the two halves' scores (its draws: the mean of theirs, same resamples), with the paired
+    difference from the compact model on the same items. A fold counts in a half when every model has an AUC on
+    both halves of it. ``chosen`` names the choice of each half (the same name twice: a stable choice)."""
+    halves = result["halves"]
+    names = [
+        f for f in _fold_names(result, kind) if all(not np.isnan(halves[h][m][f][0]) for h in HALVES for m in halves[h])
+    ]
+    out: dict[str, Any] = {"folds": kind, "n_folds": len(names), "chosen": None, "mean_auc": None, "ci": None}
+    if not names:
+        return out | {"null_reason": f"no fold of kind {kind!r} has an AUC on both halves of its held texts"}
+
+    def mean(h: int, model: str) -> tuple[float, np.ndarray]:
+        return (
+            float(np.mean([halves[h][model][f][0] for f in names])),
+            np.mean([halves[h][model][f][1] for f in names], axis=0),
+        )
+
+    per_half = []
+    for h in HALVES:
+        chosen = max(halves[1 - h], key=lambda m: mean(1 - h, m)[0])
+        (auc, d), (base, d_base) = mean(h, chosen), mean(h, "compact")
+        per_half.append(
+            {"half": h, "chosen_on_other_half": chosen, "mean_auc": auc, "compact": base, "_d": (d, d_base)}
+        )
+    d = np.mean([r["_d"][0] for r in per_half], axis=0)
+    diff = d - np.mean([r["_d"][1] for r in per_half], axis=0)
+    point = float(np.mean([r["mean_auc"] for r in per_half]))
+    compact = float(np.mean([r["compact"] for r in per_half]))
+    return out | {
+        "chosen": [r["chosen_on_other_half"] for r in per_half],
+        "mean_auc": point,
+        "ci": interval(d),
+        "minus_compact": point - compact,
+        "minus_compact_ci": interval(diff),
+        "per_half": [{k: v for k, v in r.items() if k != "_d"} for r in per_half],
+        "null_reason": None,
+    }
 
 
 def choose_recipe(means: list[dict[str, Any]], kind: str = "unseen") -> str | None:

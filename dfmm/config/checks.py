@@ -25,7 +25,8 @@ _CHOICES = {
 _RECIPE_CHOICES = {
     "optimizer": {"adam", "adamw", "sgd"},
     "schedule": {"constant", "cosine"},
-    "augment": {"none", "flip", "card", "strong"},
+    "augment": {"none", "flip", "card", "strong", "degrade"},
+    "trainable": {"all", "norm"},
 }
 
 
@@ -116,11 +117,16 @@ def _check_ranges(cfg: Config, origin: str, overrides: list[str] | None = None) 
     """Numbers a run cannot start with (epochs -1, lr 0, dropout 1.5, NaN): refused before any work starts."""
     for (section, key), check in _RANGES.items():
         _check_range(origin, f"{section}.{key}", getattr(getattr(cfg, section), key), check, overrides or [])
-    for branch in ("visual", "text"):
-        for rname, recipe in getattr(cfg, branch).recipes.items():
-            for key, check in _RECIPE_RANGES.items():
-                where = f"{branch}.recipes.{rname}.{key}"
-                _check_range(origin, where, getattr(recipe, key), check, overrides or [])
+    for prefix, recipe in _all_recipes(cfg):
+        for key, check in _RECIPE_RANGES.items():
+            _check_range(origin, f"{prefix}.{key}", getattr(recipe, key), check, overrides or [])
+
+
+def _all_recipes(cfg: Config) -> list[tuple[str, Any]]:
+    """(where, recipe) for every recipe of the params: each branch's, and notebook 07's face recipes."""
+    named = [(f"{b}.recipes", getattr(cfg, b).recipes) for b in ("visual", "text")]
+    named.append(("generalization.face_recipes", cfg.generalization.face_recipes))
+    return [(f"{where}.{_clip(name, 60)}", r) for where, recipes in named for name, r in recipes.items()]
 
 
 def _check_values(cfg: Config, origin: str, overrides: list[str] | None = None) -> None:
@@ -129,16 +135,20 @@ def _check_values(cfg: Config, origin: str, overrides: list[str] | None = None) 
         if value not in allowed:
             where = _blame(origin, f"{section}.{key}", overrides or [])
             raise ConfigError(f"{where}: {section}.{key} = {_show(value)}; expected one of {sorted(allowed)}")
+    for prefix, recipe in _all_recipes(cfg):
+        for key, allowed in _RECIPE_CHOICES.items():
+            if getattr(recipe, key) not in allowed:
+                full = f"{prefix}.{key}"
+                raise ConfigError(
+                    f"{_blame(origin, full, overrides or [])}: {full} = {_show(getattr(recipe, key))}; "
+                    f"expected one of {sorted(allowed)}"
+                )
+    clash = sorted(set(cfg.generalization.face_recipes) & set(cfg.visual.recipes))
+    if clash:
+        where = _blame(origin, f"generalization.face_recipes.{_clip(clash[0], 60)}", overrides or [])
+        raise ConfigError(f"{where}: face recipe {_show(clash[0])} is also a visual recipe; give it another name")
     for branch in ("visual", "text"):
         bc = getattr(cfg, branch)
-        for rname, recipe in bc.recipes.items():
-            for key, allowed in _RECIPE_CHOICES.items():
-                if getattr(recipe, key) not in allowed:
-                    full = f"{branch}.recipes.{_clip(rname, 60)}.{key}"
-                    raise ConfigError(
-                        f"{_blame(origin, full, overrides or [])}: {full} = {_show(getattr(recipe, key))}; "
-                        f"expected one of {sorted(allowed)}"
-                    )
         if bc.recipes and bc.report_recipe not in bc.recipes:
             raise ConfigError(
                 f"{_blame(origin, f'{branch}.report_recipe', overrides or [])}: {branch}.report_recipe "

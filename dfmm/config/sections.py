@@ -26,7 +26,10 @@ class Recipe:
     schedule: str = "constant"  # constant | cosine
     warmup_fraction: float = 0.0  # of all steps
     label_smoothing: float = 0.0
-    augment: str = "card"  # none | flip | card | strong
+    augment: str = (
+        "card"  # none | flip | card | strong | degrade (flip + JPEG, blur, downscale: the robustness sweep's)
+    )
+    trainable: str = "all"  # all | norm: only the normalisation layers and the head learn (images; GenD, 2025)
     pair_batches: bool = False  # keep a real and its fake (same group) in the same batch
     balanced: bool = False  # class-balanced loss: each class contributes half, whatever the counts
     tta: bool = False  # horizontal-flip test-time augmentation (images only)
@@ -171,6 +174,9 @@ class GeneralizationConfig:
     min_items: int = 20  # a fold with fewer held-out items of either class reports null, with the reason
     # fake-only face sets (never trained on): detection rate at the threshold with 5% FPR on validation reals
     fake_only_images: dict[str, str] = field(default_factory=dict)
+    # face recipes meant to transfer, each trained once (seed study.seed) on the study's training faces and
+    # measured on every face set beside the shipped visual branch
+    face_recipes: dict[str, Recipe] = field(default_factory=dict)
 
 
 @dataclass

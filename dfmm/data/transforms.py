@@ -3,15 +3,20 @@
 ``card`` augmentation is the data card's list (flip, rotation, colour jitter, Gaussian blur, random erasing);
 ``strong`` adds face-appropriate changes that a deepfake detector should be invariant to (scale/crop jitter,
 JPEG-like blur levels, grayscale); ``flip`` is a horizontal flip alone, which leaves every pixel-level artefact
-intact. Which one each recipe uses, and why, is in the params files and the README's "Recipes".
+intact; ``degrade`` is a flip and, for half the images, one of the robustness sweep's degradations
+(``dfmm.analysis.perturbations``: JPEG re-encoding, Gaussian blur, down-then-up scaling) at a random strength
+spanning the sweep's levels. Which one each recipe uses, and why, is in the params files and the README's "Recipes".
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 
 # RGB <-> YIQ: hue is a rotation of the (I, Q) chroma plane, saturation its length
@@ -45,6 +50,34 @@ class ColorJitter(torch.nn.Module):
         return ((y - grey) * contrast + grey).clamp_(0.0, 1.0)
 
 
+class Degrade(torch.nn.Module):
+    """With probability ``p``, one of JPEG re-encoding (quality 30-95), Gaussian blur (sigma 0.5-2 px) or down-then-up
+    scaling (factor 0.25-0.75), chosen and sized by torch's generator (so seeded runs repeat), on a PIL image."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, img: Any) -> Any:
+        from PIL import ImageFilter
+
+        r = torch.rand(3).tolist()
+        if r[0] >= self.p:
+            return img
+        kind = int(r[1] * 3)
+        if kind == 0:
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, "JPEG", quality=int(30 + r[2] * 65))
+            buf.seek(0)
+            return Image.open(buf).convert("RGB")
+        if kind == 1:
+            return img.filter(ImageFilter.GaussianBlur(radius=0.5 + 1.5 * r[2]))
+        w, h = img.size
+        f = 0.25 + 0.5 * r[2]
+        small = img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR)
+        return small.resize((w, h), Image.BILINEAR)
+
+
 def image_transform(
     image_size: int, mean: Sequence[float], std: Sequence[float], augment: str = "none", *, resized: bool = False
 ) -> v2.Compose:
@@ -61,6 +94,8 @@ def image_transform(
         return v2.Compose([*resize, *to_tensor, norm])
     if augment == "flip":
         return v2.Compose([*resize, v2.RandomHorizontalFlip(), *to_tensor, norm])
+    if augment == "degrade":
+        return v2.Compose([*resize, v2.RandomHorizontalFlip(), Degrade(), *to_tensor, norm])
     if augment == "card":
         return v2.Compose(
             [
@@ -90,4 +125,4 @@ def image_transform(
                 v2.RandomErasing(p=0.3, scale=(0.02, 0.15)),
             ]
         )
-    raise ValueError(f"unknown augmentation '{augment}' (none, flip, card, strong)")
+    raise ValueError(f"unknown augmentation '{augment}' (none, flip, card, strong, degrade)")

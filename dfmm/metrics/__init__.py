@@ -28,6 +28,7 @@ from dfmm.metrics.bootstrap import (
     metric_draws,
     metrics_with_ci,
     paired_bootstrap,
+    pool_resamples,
 )
 from dfmm.metrics.calibration import ECE_BINS, fit_temperature, reliability_curve
 
@@ -49,6 +50,7 @@ __all__ = [
     "metric_draws",
     "metrics_with_ci",
     "paired_bootstrap",
+    "pool_resamples",
     "reliability_curve",
     "seeds_at_half",
 ]

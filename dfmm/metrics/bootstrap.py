@@ -228,17 +228,45 @@ def paired_bootstrap(
 
 
 def metric_draws(
-    labels: Any, scores: Any, groups: Any = None, metric: str = "auc", n_resamples: int = 1000, seed: int = 0
+    labels: Any,
+    scores: Any,
+    groups: Any = None,
+    metric: str = "auc",
+    n_resamples: int = 1000,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """(the metric on all items, its ``n_resamples`` bootstrap draws, NaN where a resample lacks a class), resampled
     as ``bootstrap_ci`` resamples. Two models scored on the same items with the same seed get the same resamples,
-    so draws can be subtracted (a paired test) or averaged over several test sets (the mean over folds)."""
+    so draws can be subtracted (a paired test).
+
+    ``weights`` ((R, n) item weights, e.g. columns of :func:`pool_resamples`) replaces the resampling: test sets
+    cut from one pool of items (folds that overlap) then share each resample, so their draws can be averaged into
+    the draws of a mean over the test sets. ``groups``, ``n_resamples`` and ``seed`` are then unused."""
     y, p = _as_arrays(labels, scores)
-    unit, n_units, _ = _units(groups, len(y))
     point = float(_weighted_metrics(y, p, np.ones((1, len(y))), 0.5, (metric,))[metric][0]) if len(y) else math.nan
+    if weights is not None:
+        w = np.asarray(weights, dtype=float)
+        if w.ndim != 2 or w.shape[1] != len(y):
+            raise ValueError(f"weights must be (resamples, {len(y)} items), got {w.shape}")
+        return point, (_weighted_metrics(y, p, w, 0.5, (metric,))[metric] if len(y) else np.full(len(w), np.nan))
+    unit, n_units, _ = _units(groups, len(y))
     if not n_units:
         return point, np.full(n_resamples, np.nan)
     return point, _weighted_metrics(y, p, _resample_weights(unit, n_units, n_resamples, seed), 0.5, (metric,))[metric]
+
+
+def pool_resamples(groups: Any, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """(n_resamples, n_items) weights of one group bootstrap over a whole pool of items: row r says how often each
+    item's group was drawn in resample r. Slice the columns of a test set cut from the pool and pass them to
+    :func:`metric_draws` as ``weights``: every test set of the pool is then scored on the same resamples, which is
+    what the interval of a mean over overlapping test sets needs (averaging the draws of independently resampled
+    sets treats them as independent and makes the interval too narrow)."""
+    g = np.asarray(groups).ravel()
+    unit, n_units, _ = _units(g, len(g))
+    if not n_units:
+        return np.zeros((n_resamples, 0))
+    return _resample_weights(unit, n_units, n_resamples, seed)
 
 
 def mean_draws(values: Any, groups: Any = None, n_resamples: int = 1000, seed: int = 0) -> tuple[float, np.ndarray]:

@@ -100,6 +100,7 @@ class GeneralizationSection(TypedDict):  # 07_generalization
     texts: dict[str, Any]
     text_sources: dict[str, Any]
     faces: list[dict[str, Any]]
+    face_recipes: NotRequired[dict[str, Any]]
     flags: dict[str, Any]
     selective: dict[str, Any]
     clips: list[dict[str, Any]]

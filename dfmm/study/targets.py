@@ -108,22 +108,35 @@ def _generalization(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _fold_mean(model: str, key: str = "mean_auc") -> Callable[[dict[str, Any]], Measured]:
     """A model's mean held-out AUC over the text folds that no model trained on (notebook 07: the compact model saw
-    every generator and domain of its own source), or its paired difference from compact on the same folds."""
+    every generator and domain of its own source), or its paired difference from compact on the same folds.
+    ``chosen``: the best recipe, cross-fitted (chosen on one half of the held texts, scored on the other)."""
 
     def get(metrics: dict[str, Any]) -> Measured:
-        means = (_generalization(metrics).get("texts") or {}).get("means") or []
-        name = (_generalization(metrics).get("texts") or {}).get("chosen") if model == "chosen" else model
-        row = next((r for r in means if r["model"] == name and r["folds"] == "unseen"), None)
+        texts = _generalization(metrics).get("texts") or {}
+        if model == "chosen":
+            return _cross_fitted(texts.get("cross_fitted"), key)
+        row = next((r for r in texts.get("means") or [] if r["model"] == model and r["folds"] == "unseen"), None)
         if row is None or row.get(key) is None:
             return Measured(None, "not measured in this study")
         ci = row.get("ci" if key == "mean_auc" else "minus_compact_ci")
         how = (
-            f"notebook 07, {name}, mean of the {row['n_folds']} folds no model trained on, CI of the mean of the "
-            "folds' bootstrap draws"
+            f"notebook 07, {model}, mean of the {row['n_folds']} folds no model trained on, one group bootstrap "
+            "shared by the folds"
         )
         return Measured(float(row[key]), how, ci)
 
     return get
+
+
+def _cross_fitted(row: dict[str, Any] | None, key: str) -> Measured:
+    if not row or row.get(key) is None:
+        return Measured(None, (row or {}).get("null_reason") or "not measured in this study")
+    chosen = " / ".join(dict.fromkeys(row["chosen"]))
+    how = (
+        f"notebook 07, {chosen}: chosen on one half of the held groups, scored on the other, both ways; mean of "
+        f"the {row['n_folds']} folds no model trained on, group bootstrap"
+    )
+    return Measured(float(row[key]), how, row.get("ci" if key == "mean_auc" else "minus_compact_ci"))
 
 
 def _face(set_name: str, key: str) -> Callable[[dict[str, Any]], Measured]:
@@ -203,11 +216,19 @@ TARGETS: tuple[Target, ...] = (
         _fold_mean("compact"),
         card=False,
     ),
-    Target("text", "any", "best held-out recipe, mean held-out AUC", ">=", 0.85, _fold_mean("chosen"), card=False),
     Target(
         "text",
         "any",
-        "best held-out recipe minus compact, mean",
+        "best held-out recipe (cross-fitted), mean held-out AUC",
+        ">=",
+        0.85,
+        _fold_mean("chosen"),
+        card=False,
+    ),
+    Target(
+        "text",
+        "any",
+        "best held-out recipe (cross-fitted) minus compact, mean",
         ">",
         0.0,
         _fold_mean("chosen", "minus_compact"),

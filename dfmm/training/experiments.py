@@ -37,7 +37,7 @@ from dfmm.models.checkpoints import save_checkpoint
 from dfmm.models.scoring import DecisionRule, predict
 from dfmm.models.weights import BackboneInfo
 from dfmm.training.loaders import image_loader, text_loader
-from dfmm.training.loop import ResumeState, fit, make_accelerator, seed_all
+from dfmm.training.loop import ResumeState, apply_trainable, fit, make_accelerator, seed_all
 from dfmm.training.rule_fitting import fit_rule_and_score, split_groups
 
 
@@ -230,6 +230,7 @@ def train_branch(
     t0 = time.perf_counter()
     seed_all(seed)
     built = spec.build(cfg)
+    apply_trainable(built.model, recipe)
     loaders = spec.loaders(cfg, recipe, splits, built, seed)
     pos_weight = _balance(splits["train"].labels) if recipe.balanced else None
     acc = make_accelerator(cfg.study.device, cfg.study.mixed_precision)
@@ -332,6 +333,19 @@ def train_seeds(cfg: Config, branch: str, recipe_name: str, splits: dict[str, An
             for i in range(n)
         ]
     )
+
+
+def train_face_recipes(cfg: Config, splits: dict[str, ImageSet]) -> dict[str, BranchRun]:
+    """Notebook 07's face recipes (``generalization.face_recipes``): each trained once, seed ``study.seed``, on the
+    study's training faces like a visual recipe, scored on validation only (the decision rule's split; their test
+    numbers are the held-out face sets), saved as ``visual_<name>.pt`` and resumable like ``train_seeds``."""
+    import dataclasses
+
+    runs = {}
+    for name, recipe in cfg.generalization.face_recipes.items():
+        own = dataclasses.replace(cfg, visual=dataclasses.replace(cfg.visual, recipes={name: recipe}))
+        runs[name] = train_branch(VISUAL, own, name, splits, states=cfg.run_dir / TRAINING_STATES, test=False)
+    return runs
 
 
 def training_state_path(states: Path, branch: str, recipe_name: str, seed: int) -> Path:

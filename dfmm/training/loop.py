@@ -59,6 +59,21 @@ def make_accelerator(device: str = "auto", mixed_precision: str = "auto") -> Any
     return Accelerator(cpu=not cuda, mixed_precision=mixed_precision)
 
 
+NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)  # timm's BatchNormAct2d included
+
+
+def apply_trainable(model: nn.Module, recipe: Recipe) -> None:
+    """``recipe.trainable``: ``all`` leaves every parameter learning; ``norm`` freezes all but the affine
+    parameters of the normalisation layers and the head (normalisation-only tuning, as GenD (2025) tunes the
+    LayerNorms of a frozen encoder; batch-norm running statistics still follow the training data)."""
+    if recipe.trainable == "all":
+        return
+    keep = {id(p) for p in model.head_parameters()}
+    keep |= {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+
+
 def param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
     """Backbone at ``lr``, head at ``lr * head_lr_mult`` (discriminative learning rates); no decay on norms/biases.
 
