@@ -64,7 +64,8 @@ def test_wrong_type_and_bad_choice(tmp_path):
     with pytest.raises(ConfigError, match="recipes.card.optimizer"):
         load_config([PARAMS / "compact.yaml"], ["visual.recipes.card.optimizer=lbfgs"])
     with pytest.raises(
-        ConfigError, match=r"improved\.augment = 'mixup'; expected one of \['card', 'degrade', 'flip', 'none', 'strong'\]"
+        ConfigError,
+        match=r"improved\.augment = 'mixup'; expected one of \['card', 'degrade', 'flip', 'none', 'strong'\]",
     ):
         load_config([PARAMS / "compact.yaml"], ["visual.recipes.improved.augment=mixup"])
     with pytest.raises(ConfigError, match=r"text\.recipes\.improved\.seeds = -1"):

@@ -34,6 +34,18 @@ def held_out_summary(metrics: dict[str, Any]) -> dict[str, Any] | None:
         )
         for r in texts.get("means") or []
     ]
+    cross = texts.get("cross_fitted") or {}
+    if cross.get("mean_auc") is not None:  # the best recipe without post-selection (notebook 07)
+        folds.append(
+            (
+                f"best recipe, cross-fitted ({' / '.join(dict.fromkeys(cross['chosen']))})",
+                cross["folds"],
+                str(cross["n_folds"]),
+                _num(cross["mean_auc"]),
+                _ci(cross.get("ci")),
+                f"{cross['minus_compact']:+.3f} {_ci(cross.get('minus_compact_ci'))}",
+            )
+        )
     faces = [
         (
             r["model"],
