@@ -457,3 +457,71 @@ def test_face_recipes_are_checked_like_the_branch_recipes():
         load_config(["params/demo.yaml"], ["generalization.face_recipes.card={augment: flip}"])
     with pytest.raises(ConfigError, match=r"generalization.face_recipes.degrade.lr"):
         load_config(["params/demo.yaml"], ["generalization.face_recipes.degrade.lr=0"])
+
+
+def test_self_blended_pseudo_fakes_follow_the_face_and_stay_inside_the_picture():
+    from PIL import Image
+
+    from dfmm.data.blend import blend_mask, face_oval, self_blend
+
+    lm = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], dtype=float)  # an upright face
+    cx, cy, rx, ry, tilt = face_oval((100, 100), lm)
+    assert (cx, cy) == (50.0, 60.0) and rx == 40.0 and ry == 60.0 and tilt == 0.0
+    assert face_oval((100, 100), None)[:2] == (50.0, 50.0)
+    torch.manual_seed(0)
+    mask = np.asarray(blend_mask((100, 100), lm + [20, 0]))  # the face moved right: so does the mask
+    cols = mask.sum(axis=0)
+    assert 55 <= float((cols * np.arange(100)).sum() / cols.sum()) <= 85
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8))
+    torch.manual_seed(1)
+    a = np.asarray(self_blend(img, lm))
+    torch.manual_seed(1)
+    assert np.array_equal(a, np.asarray(self_blend(img, lm)))  # seeded: repeatable
+    assert not np.array_equal(a, np.asarray(img)) and np.array_equal(a[:3, :3], np.asarray(img)[:3, :3])
+    for seed in range(20):  # the shifted copy's black border is never pasted in
+        torch.manual_seed(seed)
+        out = np.asarray(self_blend(Image.new("RGB", (100, 100), (200, 200, 200)), lm))
+        assert out.min() > 100
+
+
+def test_a_self_blend_dataset_adds_one_pseudo_fake_per_real_face(monkeypatch):
+    from PIL import Image
+
+    from dfmm.data import blend
+    from dfmm.data.faces import FaceDetector
+    from dfmm.data.images import ImageSet
+
+    frames = [Image.new("RGB", (40, 40), (10 * i, 100, 100)) for i in range(6)]
+    images = ImageSet(["mem"] * 6, np.array([0, 1, 0, 1, 0, 0]), list("aabbcd"), [str(i) for i in range(6)])
+    monkeypatch.setattr("dfmm.data.images.load_image", lambda source, name: frames[int(name)])
+    monkeypatch.setattr(FaceDetector, "__init__", lambda self: None)
+    monkeypatch.setattr(FaceDetector, "landmarks", lambda self, ims: [None] * len(ims))
+
+    class Base:
+        groups, labels = list("aabbcd"), np.array([0, 1, 0, 1, 0, 0])
+
+        def __getitem__(self, i):
+            return {"inputs": torch.zeros(3, 8, 8), "label": int(self.labels[i]), "index": i}
+
+    def to_tensor(img):
+        return torch.from_numpy(np.array(img)).permute(2, 0, 1).float()
+
+    ds = blend.SelfBlendedFaces(Base(), images, 8, to_tensor)
+    assert len(ds) == 6 + 4 and ds.real == [0, 2, 4, 5]
+    assert list(ds.labels) == [0, 1, 0, 1, 0, 0, 1, 1, 1, 1] and ds.groups[6:] == list("abcd")
+    item = ds[7]
+    assert item["label"] == 1 and item["index"] == 2 and item["inputs"].shape == (3, 8, 8)
+    assert ds.found_landmarks == 0.0
+    only = blend.SelfBlendedFaces(Base(), images, 8, to_tensor, only=True)
+    assert len(only) == 8 and list(only.labels) == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert only[1]["index"] == 2  # the base's real faces, then their pseudo-fakes
+
+
+def test_pseudo_fakes_are_a_checked_recipe_choice_and_the_retired_flag_names_it():
+    from dfmm.config import load_config
+    from dfmm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"generalization.face_recipes.self_blended.pseudo_fakes = 'sbi'; expected"):
+        load_config(["params/demo.yaml"], ["generalization.face_recipes.self_blended.pseudo_fakes=sbi"])
+    with pytest.raises(ConfigError, match=r"'self_blend' is no longer an option .*pseudo_fakes: self_blend"):
+        load_config(["params/demo.yaml"], ["visual.recipes.improved.self_blend=true"])

@@ -27,6 +27,7 @@ _RECIPE_CHOICES = {
     "schedule": {"constant", "cosine"},
     "augment": {"none", "flip", "card", "strong", "degrade"},
     "trainable": {"all", "norm"},
+    "pseudo_fakes": {"none", "self_blend", "self_blend_only"},
 }
 
 

@@ -30,6 +30,9 @@ class Recipe:
         "card"  # none | flip | card | strong | degrade (flip + JPEG, blur, downscale: the robustness sweep's)
     )
     trainable: str = "all"  # all | norm: only the normalisation layers and the head learn (images; GenD, 2025)
+    # images: none | self_blend (each real face also as a self-blended pseudo-fake, landmark masks; SBI, 2022) |
+    # self_blend_only (reals against pseudo-fakes alone: the dataset's fakes become a held-out manipulation)
+    pseudo_fakes: str = "none"
     pair_batches: bool = False  # keep a real and its fake (same group) in the same batch
     balanced: bool = False  # class-balanced loss: each class contributes half, whatever the counts
     tta: bool = False  # horizontal-flip test-time augmentation (images only)
@@ -55,10 +58,14 @@ RETIRED_RECIPE_FIELDS: dict[str, Any] = {
 RETIRED_AT = "6575cbe"
 
 
+RETIRED_SUCCESSORS = {"self_blend": "pseudo_fakes: self_blend (landmark masks) replaces it"}
+
+
 def retired_message(where: str, key: str) -> str:
+    successor = f"; {RETIRED_SUCCESSORS[key]}" if key in RETIRED_SUCCESSORS else ""
     return (
         f"{where}: '{key}' is no longer an option (tried and rejected: docs/experiments.md has its numbers, "
-        f"commit {RETIRED_AT} its code)"
+        f"commit {RETIRED_AT} its code){successor}"
     )
 
 

@@ -156,6 +156,26 @@ class FaceDetector:
                 out[i] = [([v / scale for v in box], q) for box, q in found]
         return out
 
+    def landmarks(self, images: list[np.ndarray], batch: int = 32) -> list[np.ndarray | None]:
+        """MTCNN's five landmarks (left eye, right eye, nose, mouth corners; (5, 2) pixels) of the largest face of
+        each same-size RGB image above ``min_score``, or None where none is found (for self-blend masks)."""
+        out: list[np.ndarray | None] = []
+        for start in range(0, len(images), batch):
+            chunk = [_rgb(im) for im in images[start : start + batch]]
+            try:
+                boxes, probs, points = self.mtcnn.detect(np.stack(chunk), landmarks=True)
+            except (ValueError, RuntimeError, IndexError):  # facenet-pytorch's empty torch.cat and kin
+                out += [self.landmarks([im])[0] if len(chunk) > 1 else None for im in chunk]
+                continue
+            for b, p, pts in zip(boxes, probs, points, strict=True):
+                if b is None or pts is None:
+                    out.append(None)
+                    continue
+                good = [k for k, q in enumerate(p) if q is not None and q >= self.min_score]
+                area = [(b[k][2] - b[k][0]) * (b[k][3] - b[k][1]) for k in good]
+                out.append(np.asarray(pts[good[int(np.argmax(area))]], dtype=float) if good else None)
+        return out
+
     def _detect_batch(self, images: list[np.ndarray]) -> list[list[tuple[list[float], float]]]:
         """MTCNN on same-size images; if the batch fails, image by image, a failing image counting as faceless."""
         try:

@@ -151,6 +151,7 @@ def _visual_loaders(
         augment=recipe.augment,
         pairs=recipe.pair_batches,
         batch_size=recipe.batch_size,
+        pseudo_fakes=recipe.pseudo_fakes,
     )
     rows = epoch_val_rows(splits["val"], cfg.data.epoch_val_images, cfg.study.seed)
     select = image_loader(splits["val"], cfg, mean=mean, std=std, seed=seed, rows=rows)
@@ -193,9 +194,16 @@ def _text_checkpoint_meta(cfg: Config, built: BuiltBranch, recipe_name: str, spl
     return text_meta(cfg, built.model, built.tokenizer, built.info, recipe_name)
 
 
-VISUAL = BranchSpec(
-    "visual", _build_visual, _visual_loaders, _visual_checkpoint_meta, lambda loaders, pos_weight: {}, mirrored=True
-)
+def _visual_extra(loaders: BranchLoaders, pos_weight: float | None) -> dict[str, Any]:
+    """Self-blended training (``pseudo_fakes``): how many pseudo-fakes, and on what share of them MTCNN found the
+    landmarks that place the blend mask."""
+    ds = loaders.train.dataset
+    if not hasattr(ds, "found_landmarks"):
+        return {}
+    return {"pseudo_fakes": len(ds.real), "landmarks_found": ds.found_landmarks}
+
+
+VISUAL = BranchSpec("visual", _build_visual, _visual_loaders, _visual_checkpoint_meta, _visual_extra, mirrored=True)
 TEXT = BranchSpec(
     "text",
     _build_text,

@@ -35,6 +35,7 @@ def image_loader(
     batch_size: int = 0,
     cache: bool | None = None,
     rows: np.ndarray | None = None,
+    pseudo_fakes: str = "none",
 ) -> DataLoader:
     """Batches of ``images`` normalised with the backbone's ``mean``/``std``. Training batches (``train``) are
     shuffled each epoch from ``seed``, augmented (``augment``) and, with ``pairs``, keep each group whole; others
@@ -42,7 +43,9 @@ def image_loader(
     ``visual.eval_batch_size`` for scoring. ``cache`` (None: ``visual.cache`` is
     ``decoded``) reads the pixels from the decoded-image cache (``dfmm.data.decoded``), built first when missing;
     a ``strong`` training loader reads the files all the same. ``rows`` (evaluation only): just these items, read
-    through the whole set's dataset (and cache), their ``index`` still positions in ``images``."""
+    through the whole set's dataset (and cache), their ``index`` still positions in ``images``. ``pseudo_fakes``
+    (training only): ``self_blend`` adds a self-blended pseudo-fake of every real face, ``self_blend_only`` also
+    leaves the dataset's own fakes out (``dfmm.data.blend.SelfBlendedFaces``)."""
     if rows is not None and train:
         raise ValueError("rows selects evaluation items; a training loader takes its items from images")
     augment = augment if train else "none"
@@ -56,6 +59,14 @@ def image_loader(
         ds = ImageDataset(images, image_transform(cfg.visual.image_size, mean, std, augment))
     if rows is not None:
         ds = Subset(ds, np.asarray(rows, dtype=int).tolist())
+    if train and pseudo_fakes != "none":
+        from dfmm.data.blend import SelfBlendedFaces
+
+        size, blend_transform = (
+            cfg.visual.image_size,
+            image_transform(cfg.visual.image_size, mean, std, augment, resized=True),
+        )
+        ds = SelfBlendedFaces(ds, images, size, blend_transform, only=pseudo_fakes == "self_blend_only")
     bs = batch_size or (cfg.visual.batch_size if train else cfg.visual.eval_batch_size)
     if train and pairs:
         sampler: Any = GroupBatchSampler(ds.groups, bs, seed)
@@ -78,6 +89,7 @@ def text_loader(
     train: bool = False,
     workers: int = 0,
     rows: np.ndarray | None = None,
+    pseudo_fakes: str = "none",
 ) -> DataLoader:
     """Length-bucketed batches of tokenised texts: shuffled each epoch from ``seed`` when ``train``, else in
     length order. ``rows`` (evaluation only): just these texts, their ``index`` still positions in ``tokens``."""
