@@ -337,41 +337,60 @@ def test_folds_cut_from_one_pool_share_their_resamples():
         metric_draws(y, s, weights=w[:, :10])
 
 
-def _two_source_result(recipes):
+def _two_source_parts():
     a = _texts("a", 60, ["gpt"], ["news"])
     b = _texts("b", 60, ["llama"], ["yelp"])
-    parts = {"a": {"fit": a, "held": _texts("a", 60, ["gpt"], ["news"], 1000)},
-             "b": {"fit": b, "held": _texts("b", 60, ["llama"], ["yelp"], 1000)}}  # fmt: skip
-    fit, held, _ = tf.pooled_parts(parts)
+    return {"a": {"fit": a, "held": _texts("a", 60, ["gpt"], ["news"], 1000)},
+            "b": {"fit": b, "held": _texts("b", 60, ["llama"], ["yelp"], 1000)}}  # fmt: skip
+
+
+def _two_source_result(recipes):
+    fit, held, _ = tf.pooled_parts(_two_source_parts())
     rng = np.random.default_rng(0)
     ff, hf = rng.standard_normal((len(fit), 8)), rng.standard_normal((len(held), 8))
     compact = rng.random(len(held))  # chance
     folds = tf.text_folds(fit, held, {"a"})
-    return held, tf.run_text_folds(fit, held, ff, hf, compact, folds, min_items=5, recipes=recipes)
+    result = tf.run_text_folds(fit, held, ff, hf, compact, folds, min_items=5, recipes=recipes)
+    return held, result | {"compact_probs": compact}
 
 
 def test_the_best_recipe_is_chosen_on_one_half_and_scored_on_the_other():
-    def perfect(train, test):
-        return np.asarray(test["labels"], dtype=float)
+    held, _ = _two_source_result({})
+    half = dict(zip(held.groups, tf.selection_halves(held.groups), strict=True))
+    assert 0.3 < np.mean(list(half.values())) < 0.7  # a group's texts share one half
 
-    def noise(train, test):
-        return np.random.default_rng(len(test["labels"])).random(len(test["labels"]))
+    def good_on(h):  # perfect on the texts of half h, noise on the other half
+        def recipe(train, test):
+            noise = np.random.default_rng(len(test["labels"])).random(len(test["labels"]))
+            mine = np.array([half[g] == h for g in test["groups"]])
+            return np.where(mine, np.asarray(test["labels"], dtype=float), noise)
 
-    held, result = _two_source_result({"perfect": perfect, "noise": noise})
-    halves = tf.selection_halves(held.groups)
-    by_group = {}
-    for g, h in zip(held.groups, halves, strict=True):
-        assert by_group.setdefault(g, h) == h  # a group's texts share a half
-    assert 0.3 < halves.mean() < 0.7
+        return recipe
+
+    _, result = _two_source_result({"half 0": good_on(0), "half 1": good_on(1)})
     choice = tf.cross_fitted_choice(result)
-    assert choice["chosen"] == ["perfect", "perfect"] and choice["mean_auc"] == 1.0
-    assert choice["n_folds"] >= 1 and choice["minus_compact_ci"][0] > 0
-    assert [r["half"] for r in choice["per_half"]] == [0, 1]
-    means = tf.fold_means(result)
-    unseen = {r["model"]: r for r in means if r["folds"] == "unseen"}
-    assert unseen["perfect"]["mean_auc"] == 1.0 and tf.choose_recipe(means) == "perfect"
-    nothing = tf.cross_fitted_choice({"rows": [], "halves": result["halves"]})
-    assert nothing["mean_auc"] is None and "no fold of kind 'unseen'" in nothing["null_reason"]
+    # each half's choice is the model that was perfect on the *other* half, and it scores noise here
+    assert choice["chosen"] == ["half 1", "half 0"] and choice["n_folds"] >= 1
+    unseen = {r["model"]: r["mean_auc"] for r in tf.fold_means(result) if r["folds"] == "unseen"}
+    assert unseen["half 0"] > 0.7  # what choosing and scoring on the same texts would report
+    assert choice["mean_auc"] < 0.6 and choice["ci"][1] < unseen["half 0"]
+    result["min_items"] = 10_000
+    nothing = tf.cross_fitted_choice(result)
+    assert nothing["mean_auc"] is None and "texts of each class in both halves" in nothing["null_reason"]
+
+
+def test_every_fold_is_scored_on_one_bootstrap_of_the_held_pool():
+    from dfmm.metrics import metric_draws, pool_resamples
+
+    held, result = _two_source_result({})
+    folds = {f.name: f for f in tf.text_folds(*tf.pooled_parts(_two_source_parts())[:2], {"a"})}
+    pool = pool_resamples(held.groups, tf.N_RESAMPLES, seed=0)
+    for name, d in result["draws"]["compact"].items():
+        f = folds[name]
+        scores = next(r for r in result["rows"] if r["fold"] == name and r["model"] == "compact")
+        assert scores["auc"] is not None
+        _, expected = metric_draws(held.labels[f.test], result["compact_probs"][f.test], weights=pool[:, f.test])
+        np.testing.assert_array_equal(d, expected)
 
 
 def test_the_flag_auroc_resamples_groups_when_it_has_them():
@@ -453,8 +472,14 @@ def test_face_recipes_are_checked_like_the_branch_recipes():
         load_config(["params/demo.yaml"], ["generalization.face_recipes.degrade.augment=blurry"])
     with pytest.raises(ConfigError, match=r"generalization.face_recipes.norm_only.trainable = 'bn'"):
         load_config(["params/demo.yaml"], ["generalization.face_recipes.norm_only.trainable=bn"])
-    with pytest.raises(ConfigError, match=r"face recipe 'card' is also a visual recipe; give it another name"):
+    with pytest.raises(ConfigError, match=r"face recipe 'card' would save over visual_card.pt of the study"):
         load_config(["params/demo.yaml"], ["generalization.face_recipes.card={augment: flip}"])
+    with pytest.raises(ConfigError, match=r"face recipe 'branch' would save over visual_branch.pt"):
+        load_config(["params/demo.yaml"], ["generalization.face_recipes.branch={augment: flip}"])
+    with pytest.raises(ConfigError, match=r"pseudo_fakes = 'self_blend' cannot be combined with augment: strong"):
+        load_config(["params/demo.yaml"], ["generalization.face_recipes.self_blended.augment=strong"])
+    with pytest.raises(ConfigError, match=r"pseudo_fakes = 'self_blend' cannot be combined with balanced: true"):
+        load_config(["params/demo.yaml"], ["generalization.face_recipes.self_blended.balanced=true"])
     with pytest.raises(ConfigError, match=r"generalization.face_recipes.degrade.lr"):
         load_config(["params/demo.yaml"], ["generalization.face_recipes.degrade.lr=0"])
 

@@ -207,11 +207,13 @@ def run_text_folds(
     """Every recipe (and the compact model's fixed scores) on every fold: ``rows`` (one per fold and model: AUC,
     CI, n, the paired difference from the compact model with its CI), ``draws`` (model -> fold -> AUC draws, one
     bootstrap of the held pool shared by all) for means over folds (:func:`fold_means`), and ``halves`` (half ->
-    model -> fold -> (AUC, draws) on that half's items) for :func:`cross_fitted_choice`."""
+    model -> fold -> (AUC, draws) on that half's items; ``half_counts``: (reals, fakes) of each fold half) for
+    :func:`cross_fitted_choice`."""
     recipes = RECIPES if recipes is None else recipes
     ensembles = {k: v for k, v in ENSEMBLES.items() if set(v) <= {"compact", *recipes}}
     rows, draws = [], {name: {} for name in ["compact", *recipes, *ensembles]}
     halves: dict[int, dict[str, dict[str, Any]]] = {h: {name: {} for name in draws} for h in HALVES}
+    half_counts: dict[int, dict[str, tuple[int, int]]] = {h: {} for h in HALVES}
     fit_ngrams, held_ngrams = hashed_ngrams(fit.texts), hashed_ngrams(held.texts)
     resamples = pool_resamples(held.groups, N_RESAMPLES, seed=0)
     half_of = selection_halves(held.groups)
@@ -234,6 +236,9 @@ def run_text_folds(
         odds = {m: logit(v) if m == "compact" else v for m, v in scores.items()}  # compact gives P(AI)
         scores |= {m: np.mean([odds[p] for p in parts], axis=0) for m, parts in ensembles.items()}
         w = resamples[:, fold.test]
+        for h in HALVES:
+            yh = y[half_of[fold.test] == h]
+            half_counts[h][fold.name] = (int((yh == REAL).sum()), int((yh == FAKE).sum()))
         for model, s in scores.items():
             auc, d = metric_draws(y, s, weights=w)
             draws[model][fold.name] = d
@@ -247,7 +252,7 @@ def run_text_folds(
                 diff = d - draws["compact"][fold.name]
                 row |= {"minus_compact": auc - rows_auc(rows, fold.name), "minus_compact_ci": interval(diff)}
             rows.append(row)
-    return {"rows": rows, "draws": draws, "halves": halves}
+    return {"rows": rows, "draws": draws, "halves": halves, "half_counts": half_counts, "min_items": min_items}
 
 
 def rows_auc(rows: list[dict[str, Any]], fold: str, model: str = "compact") -> float:
@@ -279,6 +284,7 @@ def fold_means(result: dict[str, Any], kinds: tuple[str, ...] = FOLD_KINDS) -> l
             d = np.mean([by_fold[f] for f in names], axis=0)
             point = float(np.mean([rows_auc(result["rows"], f, model) for f in names]))
             row = {"model": model, "folds": kind, "n_folds": len(names), "mean_auc": point, "ci": interval(d)}
+            row["undefined_draws"] = int(np.isnan(d).sum())  # resamples in which some fold lacked a class
             if model != "compact":
                 compact = float(np.mean([rows_auc(result["rows"], f) for f in names]))
                 ci = interval(d - base)
@@ -292,44 +298,61 @@ def fold_means(result: dict[str, Any], kinds: tuple[str, ...] = FOLD_KINDS) -> l
     return rows
 
 
+MAX_UNDEFINED_DRAWS = 0.05  # a mean whose resamples lack a class in some fold more often than this is null
+
+
 def cross_fitted_choice(result: dict[str, Any], kind: str = "unseen") -> dict[str, Any]:
     """The best recipe's held-out AUC without post-selection: for each half of the held groups, the model with the
     highest mean AUC over the folds of ``kind`` on the *other* half is chosen and scored on this half; the estimate
-    is the mean of the two halves' scores (its draws: the mean of theirs, same resamples), with the paired
-    difference from the compact model on the same items. A fold counts in a half when every model has an AUC on
-    both halves of it. ``chosen`` names the choice of each half (the same name twice: a stable choice)."""
-    halves = result["halves"]
-    names = [
-        f for f in _fold_names(result, kind) if all(not np.isnan(halves[h][m][f][0]) for h in HALVES for m in halves[h])
-    ]
+    is the mean of the two halves' scores, with the paired difference from the compact model on the same items.
+
+    A fold counts when each of its halves holds at least ``min_items / 2`` texts of each class. The interval repeats
+    the choice in every resample (the model with the best mean on the other half in that resample), so it carries
+    the uncertainty of the choice too; ``undefined_draws`` counts resamples in which some fold half lacked a class
+    (left out of the interval; above ``MAX_UNDEFINED_DRAWS`` of them the result is null). ``chosen`` names the
+    choice of each half on all items (the same name twice: a stable choice)."""
+    halves, counts = result["halves"], result["half_counts"]
+    need = -(-result["min_items"] // 2)
+    names = [f for f in _fold_names(result, kind) if all(min(counts[h][f]) >= need for h in HALVES)]
     out: dict[str, Any] = {"folds": kind, "n_folds": len(names), "chosen": None, "mean_auc": None, "ci": None}
     if not names:
-        return out | {"null_reason": f"no fold of kind {kind!r} has an AUC on both halves of its held texts"}
-
-    def mean(h: int, model: str) -> tuple[float, np.ndarray]:
-        return (
-            float(np.mean([halves[h][model][f][0] for f in names])),
-            np.mean([halves[h][model][f][1] for f in names], axis=0),
-        )
-
-    per_half = []
+        reason = f"no fold of kind {kind!r} has {need} texts of each class in both halves of its held texts"
+        return out | {"null_reason": reason}
+    models = list(halves[0])
+    # (half, model) -> mean over the folds: the point and the draws
+    point = {(h, m): float(np.mean([halves[h][m][f][0] for f in names])) for h in HALVES for m in models}
+    draws = {(h, m): np.mean([halves[h][m][f][1] for f in names], axis=0) for h in HALVES for m in models}
+    per_half, d, d_base = [], [], []
     for h in HALVES:
-        chosen = max(halves[1 - h], key=lambda m: mean(1 - h, m)[0])
-        (auc, d), (base, d_base) = mean(h, chosen), mean(h, "compact")
+        chosen = max(models, key=lambda m: point[(1 - h, m)])
+        other = np.stack([draws[(1 - h, m)] for m in models])  # (models, resamples)
+        pick = np.argmax(np.where(np.isnan(other), -np.inf, other), axis=0)  # the choice, resample by resample
+        mine = np.stack([draws[(h, m)] for m in models])[pick, np.arange(other.shape[1])]
+        mine[np.isnan(other).any(axis=0)] = np.nan
+        d.append(mine)
+        d_base.append(draws[(h, "compact")])
         per_half.append(
-            {"half": h, "chosen_on_other_half": chosen, "mean_auc": auc, "compact": base, "_d": (d, d_base)}
+            {
+                "half": h,
+                "chosen_on_other_half": chosen,
+                "mean_auc": point[(h, chosen)],
+                "compact": point[(h, "compact")],
+            }
         )
-    d = np.mean([r["_d"][0] for r in per_half], axis=0)
-    diff = d - np.mean([r["_d"][1] for r in per_half], axis=0)
-    point = float(np.mean([r["mean_auc"] for r in per_half]))
+    d_mean, diff = np.mean(d, axis=0), np.mean(d, axis=0) - np.mean(d_base, axis=0)
+    undefined = int(np.isnan(d_mean).sum())
+    estimate = float(np.mean([r["mean_auc"] for r in per_half]))
     compact = float(np.mean([r["compact"] for r in per_half]))
+    out |= {"chosen": [r["chosen_on_other_half"] for r in per_half], "undefined_draws": undefined}
+    if undefined > MAX_UNDEFINED_DRAWS * len(d_mean):
+        reason = f"{undefined} of {len(d_mean)} resamples left a fold half without a class"
+        return out | {"null_reason": reason}
     return out | {
-        "chosen": [r["chosen_on_other_half"] for r in per_half],
-        "mean_auc": point,
-        "ci": interval(d),
-        "minus_compact": point - compact,
+        "mean_auc": estimate,
+        "ci": interval(d_mean),
+        "minus_compact": estimate - compact,
         "minus_compact_ci": interval(diff),
-        "per_half": [{k: v for k, v in r.items() if k != "_d"} for r in per_half],
+        "per_half": per_half,
         "null_reason": None,
     }
 

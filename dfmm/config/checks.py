@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from dfmm.choices import AGGREGATIONS, IMAGE_SIZES, MAX_LENGTHS, VISUAL_ARCHITECTURES, visual_architecture
 from dfmm.config.sections import Config
 from dfmm.errors import ConfigError
+from dfmm.files import BRANCH_CHECKPOINTS
 from dfmm.params_yaml import _clip, _show
 
 # Validation beyond types: values a run cannot start with.
@@ -144,10 +146,21 @@ def _check_values(cfg: Config, origin: str, overrides: list[str] | None = None) 
                     f"{_blame(origin, full, overrides or [])}: {full} = {_show(getattr(recipe, key))}; "
                     f"expected one of {sorted(allowed)}"
                 )
-    clash = sorted(set(cfg.generalization.face_recipes) & set(cfg.visual.recipes))
+    taken = set(cfg.visual.recipes) | {Path(f).stem.removeprefix("visual_") for f in BRANCH_CHECKPOINTS.values()}
+    clash = sorted(set(cfg.generalization.face_recipes) & taken)
     if clash:
         where = _blame(origin, f"generalization.face_recipes.{_clip(clash[0], 60)}", overrides or [])
-        raise ConfigError(f"{where}: face recipe {_show(clash[0])} is also a visual recipe; give it another name")
+        raise ConfigError(
+            f"{where}: face recipe {_show(clash[0])} would save over visual_{_clip(clash[0], 60)}.pt of the study "
+            "(a visual recipe or the shipped branch); give it another name"
+        )
+    for prefix, recipe in _all_recipes(cfg):
+        if recipe.pseudo_fakes != "none" and (recipe.augment == "strong" or recipe.balanced):
+            bad = "augment: strong (it crops the original image)" if recipe.augment == "strong" else "balanced: true"
+            where = _blame(origin, f"{prefix}.pseudo_fakes", overrides or [])
+            raise ConfigError(
+                f"{where}: {prefix}.pseudo_fakes = {_show(recipe.pseudo_fakes)} cannot be combined with {bad}"
+            )
     for branch in ("visual", "text"):
         bc = getattr(cfg, branch)
         if bc.recipes and bc.report_recipe not in bc.recipes:

@@ -99,8 +99,9 @@ def self_blend(img: Image.Image, landmarks: Any = None) -> Image.Image:
 
 class SelfBlendedFaces(torch.utils.data.Dataset):
     """A training dataset plus one self-blended pseudo-fake of each of its real faces, blended anew each time it
-    is read (so every epoch sees other blends); ``only``: the dataset's own fakes are left out, reals against
-    pseudo-fakes alone, as the paper trains. Items are the base dataset's; a pseudo-fake is labelled fake, shares
+    is read (so every epoch sees other blends); ``only``: the dataset's own fakes are left out of training, reals
+    against pseudo-fakes alone, as the paper trains (the validation split's fakes still choose the epoch and the
+    decision rule). Items are the base dataset's; a pseudo-fake is labelled fake, shares
     its real face's group (pair batches keep the two together) and carries the real face's index.
 
     The real faces are decoded once at ``size`` (the training resolution) and their landmarks found once
