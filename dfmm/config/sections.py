@@ -26,12 +26,11 @@ class Recipe:
     schedule: str = "constant"  # constant | cosine
     warmup_fraction: float = 0.0  # of all steps
     label_smoothing: float = 0.0
-    augment: str = (
-        "card"  # none | flip | card | strong | degrade (flip + JPEG, blur, downscale: the robustness sweep's)
-    )
+    # none | flip | card | strong | degrade (a flip, then JPEG, blur or downscaling at the robustness sweep's levels)
+    augment: str = "card"
     trainable: str = "all"  # all | norm: only the normalisation layers and the head learn (images; GenD, 2025)
     # images: none | self_blend (each real face also as a self-blended pseudo-fake, landmark masks; SBI, 2022) |
-    # self_blend_only (reals against pseudo-fakes alone: the dataset's fakes become a held-out manipulation)
+    # self_blend_only (reals against pseudo-fakes alone: the training split's fakes are left out)
     pseudo_fakes: str = "none"
     pair_batches: bool = False  # keep a real and its fake (same group) in the same batch
     balanced: bool = False  # class-balanced loss: each class contributes half, whatever the counts

@@ -62,10 +62,8 @@ def image_loader(
     if train and pseudo_fakes != "none":
         from dfmm.data.blend import SelfBlendedFaces
 
-        size, blend_transform = (
-            cfg.visual.image_size,
-            image_transform(cfg.visual.image_size, mean, std, augment, resized=True),
-        )
+        size = cfg.visual.image_size
+        blend_transform = image_transform(size, mean, std, augment, resized=True)  # blends are made at this size
         ds = SelfBlendedFaces(ds, images, size, blend_transform, only=pseudo_fakes == "self_blend_only")
     bs = batch_size or (cfg.visual.batch_size if train else cfg.visual.eval_batch_size)
     if train and pairs:
@@ -89,7 +87,6 @@ def text_loader(
     train: bool = False,
     workers: int = 0,
     rows: np.ndarray | None = None,
-    pseudo_fakes: str = "none",
 ) -> DataLoader:
     """Length-bucketed batches of tokenised texts: shuffled each epoch from ``seed`` when ``train``, else in
     length order. ``rows`` (evaluation only): just these texts, their ``index`` still positions in ``tokens``."""
