@@ -427,6 +427,11 @@ def test_face_recipes_are_compared_with_the_shipped_branch_on_the_same_faces():
     assert "minus_compact" not in copy["sdfd"] and copy["sdfd"]["auc"] is None  # fake only: no AUC
     shipped = next(r for r in rows if r["model"] == "compact" and r["set"] == "sdfd")
     assert copy["sdfd"]["fakes_detected_at_5fpr"] == shipped["fakes_detected_at_5fpr"]
+    assert copy["sdfd"]["reals_called_fake_at_5fpr"]["n"] == 0  # fake only: no reals to call fake
+    assert copy["val"]["reals_called_fake_at_5fpr"]["rate"] <= 0.05  # the threshold's own reals: 5% at most
+    shifted = gen.face_table(scores, ("val", "test"), "train", 0.5, {"up": ({**same, "lfw": same["lfw"] + 5}, 0.4)})
+    up = next(r for r in shifted if r["model"] == "up" and r["set"] == "lfw")
+    assert up["fakes_detected_at_5fpr"]["rate"] == 1.0 and up["reals_called_fake_at_5fpr"]["rate"] == 1.0
 
 
 def test_degradation_augmentation_and_normalisation_only_tuning():

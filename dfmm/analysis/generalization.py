@@ -214,8 +214,9 @@ def face_table(
     (P(fake) per scored set, own threshold)) on every face set they scored: AUC with its CI where both classes are
     present, and for a recipe its paired difference from the compact model (same items, same resamples); for every
     set, the share of its fakes called fake at the threshold that calls 5% of the in-domain validation reals fake
-    (``in_domain`` = (validation set, test set)), and the share of all its items called fake at the model's own
-    threshold (``threshold`` for the compact model, 0.5 for the frozen-feature recipe)."""
+    (``in_domain`` = (validation set, test set)) and the share of its reals called fake at that threshold (a rate
+    of fakes detected on a new source means little when its reals are called fake as often), and the share of all
+    its items called fake at the model's own threshold (``threshold`` for the compact model, 0.5 for the frozen-feature recipe)."""
     val, _ = in_domain
     frozen = fit_frozen_faces(scores[fit]["features"], scores[fit]["labels"])
     models = {
@@ -241,6 +242,8 @@ def face_table(
                 "auc": None if np.isnan(auc) else auc,
                 "auc_ci": interval(draws),
                 "fakes_detected_at_5fpr": detection_rate(p[fakes], at_5fpr, np.asarray(s["groups"])[fakes]),
+                # the same threshold's false positives on this set: a moved score level shows here too
+                "reals_called_fake_at_5fpr": detection_rate(p[~fakes], at_5fpr, np.asarray(s["groups"])[~fakes]),
                 "threshold_5fpr": at_5fpr,
                 "called_fake": float((p > own).mean()),
             }
