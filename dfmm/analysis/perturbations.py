@@ -9,15 +9,15 @@ names, and whole-set copies (``perturb_images``, ``perturb_texts``) that hand pe
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
+from dfmm.data.degradations import blur, downscale, encode, jpeg, png
 from dfmm.data.images import ImageSet, load_image
 from dfmm.data.text import TextSet
 
@@ -33,40 +33,6 @@ TEXT_SWEEP = ("truncate_64", "truncate_128", "truncate_256", "typos_2pct", "case
 
 
 # -------------------------------------------------------------------------------------------------- images
-def _decode(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return img.convert("RGB")
-
-
-def _encode(img: Image.Image, fmt: str, **options: Any) -> bytes:
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, fmt, **options)
-    return buf.getvalue()
-
-
-def jpeg(img: Image.Image, quality: int, seed: int = 0) -> Image.Image:
-    """Re-encode as JPEG at ``quality`` with Pillow's defaults (4:2:0 chroma subsampling), as a re-save does."""
-    return _decode(_encode(img, "JPEG", quality=quality))
-
-
-def png(img: Image.Image, seed: int = 0) -> Image.Image:
-    """Lossless PNG re-encode: the same pixels in another container (the format control's sanity row)."""
-    return _decode(_encode(img, "PNG", compress_level=1))
-
-
-def blur(img: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
-    """Gaussian blur with standard deviation ``sigma`` pixels (Pillow's ``GaussianBlur`` radius is the sigma)."""
-    return img.convert("RGB").filter(ImageFilter.GaussianBlur(radius=sigma))
-
-
-def downscale(img: Image.Image, factor: float, seed: int = 0) -> Image.Image:
-    """Down to ``factor`` of each side and back up to the original size, bilinear both ways (detail lost, size kept)."""
-    img = img.convert("RGB")
-    small = (max(1, round(img.width * factor)), max(1, round(img.height * factor)))
-    return img.resize(small, Image.Resampling.BILINEAR).resize(img.size, Image.Resampling.BILINEAR)
-
-
 IMAGE_PERTURBATIONS: dict[str, Callable[..., Image.Image]] = {
     **{f"jpeg_{q}": partial(jpeg, quality=q) for q in (95, 90, 70, 50, 30)},
     "png": png,
@@ -200,7 +166,7 @@ def perturb_images(images: ImageSet, name: str, seed: int = 0, decoded: list[Ima
     fn = IMAGE_PERTURBATIONS[_known(name, IMAGE_PERTURBATIONS)]
     if decoded is None:
         decoded = [load_image(src, n) for src, n in zip(images.sources, images.names, strict=True)]
-    encoded = [_encode(fn(img, seed=seed), "PNG", compress_level=1) for img in decoded]
+    encoded = [encode(fn(img, seed=seed), "PNG", compress_level=1) for img in decoded]
     return ImageSet(encoded, images.labels, images.groups, images.names, f"{images.origin} ({name})", dict(images.meta))
 
 

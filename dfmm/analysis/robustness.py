@@ -39,8 +39,6 @@ from dfmm.analysis.perturbations import (
     TEXT_PERTURBATIONS,
     TEXT_SWEEP,
     TYPO_RATE,
-    _decode,
-    _encode,
     _known,
     _rng,
     blur,
@@ -65,6 +63,8 @@ from dfmm.analysis.sweeps import (
     sweep_images,
     sweep_texts,
 )
+from dfmm.data.degradations import decode as _decode  # the names this module has always offered
+from dfmm.data.degradations import encode as _encode
 
 __all__ = [  # what this module has always offered (notebook 06, tests): the pieces live in the modules named above
     "CASE_FLIP_P",

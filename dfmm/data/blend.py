@@ -21,6 +21,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
+from dfmm.data.degradations import downscale
+from dfmm.data.labels import FAKE, REAL
+
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # the paper's: a full blend half of the time
 OUTLINE_POINTS = 24
 
@@ -41,9 +44,7 @@ def altered_copy(img: Image.Image) -> tuple[Image.Image, Image.Image]:
     elif kind == 1:  # sharpen
         out = ImageEnhance.Sharpness(out).enhance(_uniform(1.5, 3.0))
     else:  # down- and up-sampling
-        w, h = out.size
-        f = _uniform(0.4, 0.8)
-        out = out.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR).resize((w, h), Image.BILINEAR)
+        out = downscale(out, factor=_uniform(0.4, 0.8))
     w, h = out.size
     scale = _uniform(0.95, 1.05)
     dx, dy = _uniform(-0.03, 0.03) * w, _uniform(-0.03, 0.03) * h
@@ -111,7 +112,6 @@ class SelfBlendedFaces(torch.utils.data.Dataset):
     def __init__(self, base: Any, images: Any, size: int, transform: Any, *, only: bool = False) -> None:
         from dfmm.data.faces import FaceDetector
         from dfmm.data.images import load_image
-        from dfmm.data.labels import FAKE, REAL
         from dfmm.errors import DataError
 
         self.base, self.transform = base, transform
@@ -128,7 +128,6 @@ class SelfBlendedFaces(torch.utils.data.Dataset):
         groups = list(base.groups)
         self.groups = [groups[i] for i in self.rows] + [groups[j] for j in self.real]
         self.labels = np.concatenate([np.asarray(base.labels)[self.rows], np.full(len(self.real), FAKE)])
-        self._fake = FAKE
 
     @property
     def found_landmarks(self) -> float:
@@ -143,4 +142,4 @@ class SelfBlendedFaces(torch.utils.data.Dataset):
             return self.base[int(self.rows[i])]
         k = i - len(self.rows)
         blended = self_blend(self.faces[k], self.landmarks[k])
-        return {"inputs": self.transform(blended), "label": self._fake, "index": self.real[k]}
+        return {"inputs": self.transform(blended), "label": FAKE, "index": self.real[k]}

@@ -4,20 +4,20 @@
 ``strong`` adds face-appropriate changes that a deepfake detector should be invariant to (scale/crop jitter,
 JPEG-like blur levels, grayscale); ``flip`` is a horizontal flip alone, which leaves every pixel-level artefact
 intact; ``degrade`` is a flip and, for half the images, one of the robustness sweep's degradations
-(``dfmm.analysis.perturbations``: JPEG re-encoding, Gaussian blur, down-then-up scaling) at a random strength
+(``dfmm.data.degradations``: JPEG re-encoding, Gaussian blur, down-then-up scaling) at a random strength
 spanning the sweep's levels. Which one each recipe uses, and why, is in the params files and the README's "Recipes".
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from PIL import Image
 from torchvision.transforms import v2
+
+from dfmm.data.degradations import blur, downscale, jpeg
 
 # RGB <-> YIQ: hue is a rotation of the (I, Q) chroma plane, saturation its length
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -59,23 +59,15 @@ class Degrade(torch.nn.Module):
         self.p = p
 
     def forward(self, img: Any) -> Any:
-        from PIL import ImageFilter
-
         r = torch.rand(3).tolist()
         if r[0] >= self.p:
             return img
         kind = int(r[1] * 3)
         if kind == 0:
-            buf = io.BytesIO()
-            img.convert("RGB").save(buf, "JPEG", quality=int(30 + r[2] * 65))
-            buf.seek(0)
-            return Image.open(buf).convert("RGB")
+            return jpeg(img, quality=int(30 + r[2] * 65))
         if kind == 1:
-            return img.filter(ImageFilter.GaussianBlur(radius=0.5 + 1.5 * r[2]))
-        w, h = img.size
-        f = 0.25 + 0.5 * r[2]
-        small = img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR)
-        return small.resize((w, h), Image.BILINEAR)
+            return blur(img, sigma=0.5 + 1.5 * r[2])
+        return downscale(img, factor=0.25 + 0.5 * r[2])
 
 
 def image_transform(
