@@ -40,6 +40,36 @@ def fit_frozen_faces(train_features: np.ndarray, labels: np.ndarray) -> Any:
     return balanced_logistic(train_features, labels, balanced_weights(labels, np.zeros(len(labels))))
 
 
+# ------------------------------------------------------------------------------------- shipped text models
+def ngram_ship_decision(cross_fitted: dict[str, Any], recipe: str) -> tuple[bool, str]:
+    """Whether held-out-source validation chooses the n-gram recipe ``recipe`` to ship: chosen on both halves of
+    the cross-fitted choice and better than the compact model on the other half (paired CI above 0); and why."""
+    chosen, ci = cross_fitted.get("chosen") or [], cross_fitted.get("minus_compact_ci")
+    if not chosen or any(c != recipe for c in chosen):
+        return False, f"held-out validation chose {chosen or 'nothing'}, not {recipe}"
+    if ci is None or ci[0] <= 0:
+        return False, f"{recipe} minus the compact model on held-out folds: CI {ci} does not exclude 0"
+    return True, f"chosen on both halves of the held-out folds; minus the compact model {ci[0]:+.3f} to {ci[1]:+.3f}"
+
+
+def text_side_by_side(held: Any, probs: dict[str, np.ndarray], held_out: dict[str, dict[str, Any]]) -> list[dict]:
+    """Per text model: AUC on each source's held texts (group-resampled interval), and its held-out estimate
+    (``held_out[model]``: mean AUC over the folds it never trained on, with its interval)."""
+    from dfmm.metrics import pool_resamples
+
+    sources = np.asarray(held.meta["source"])
+    resamples = pool_resamples(held.groups, N_RESAMPLES, seed=0)
+    rows = []
+    for model, p in probs.items():
+        row: dict[str, Any] = {"model": model, "held_out": held_out.get(model, {})}
+        for s in sorted(set(sources)):
+            m = sources == s
+            auc, d = metric_draws(held.labels[m], np.asarray(p)[m], weights=resamples[:, m])
+            row[s] = {"n": int(m.sum()), "auc": auc, "ci": interval(d)}
+        rows.append(row)
+    return rows
+
+
 # -------------------------------------------------------------------------------------------- OOD flag
 def flag_table(
     reference: Any,

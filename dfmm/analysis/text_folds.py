@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dfmm.analysis.text_recipes import ENSEMBLES, RECIPES, fold_rows, hashed_ngrams, logit
+from dfmm.analysis.text_recipes import ENSEMBLES, RECIPES, fold_rows, logit
 from dfmm.data.labels import FAKE, REAL
 from dfmm.data.sources import text_key
 from dfmm.data.splits import split_by_group, subset_by_group
 from dfmm.data.text import TextSet
 from dfmm.errors import DataError
 from dfmm.metrics import interval, metric_draws, pool_resamples
+from dfmm.models.ngrams import hashed_ngrams
 
 if TYPE_CHECKING:
     from dfmm.config import Config

@@ -10,20 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from dfmm.data.sources import balanced_weights
 from dfmm.data.text import TextSet
+from dfmm.models.ngrams import NgramTextModel
 
 
 # ------------------------------------------------------------------------------------------------- recipes
-def balanced_weights(labels: np.ndarray, sources: np.ndarray) -> np.ndarray:
-    """Each (source, class) cell weighs the same in total: source-balanced, class-balanced training."""
-    w = np.zeros(len(labels))
-    cells = {(s, y) for s, y in zip(sources, labels, strict=True)}
-    for s, y in cells:
-        m = (sources == s) & (labels == y)
-        w[m] = 1.0 / m.sum()
-    return w * len(labels) / w.sum()
-
-
 def balanced_logistic(x: Any, y: np.ndarray, w: np.ndarray) -> Any:
     """Logistic regression (C = 1) with per-item weights (``balanced_weights``)."""
     from sklearn.linear_model import LogisticRegression
@@ -41,27 +33,11 @@ def frozen_linear(train: dict[str, Any], test: dict[str, Any]) -> np.ndarray:
     return _log_odds(balanced_logistic(train["features"], train["labels"], train["weights"]), test["features"])
 
 
-def hashed_ngrams(texts: list[str]) -> Any:
-    """Word 1-2-gram and character 3-5-gram counts, hashed (scikit-learn's ``HashingVectorizer``: stateless, so one
-    pass serves every fold, and no vocabulary is learnt from texts a fold holds out); the IDF weights are fitted per
-    fold on its training rows only (``tfidf_ngrams``)."""
-    from scipy.sparse import hstack
-    from sklearn.feature_extraction.text import HashingVectorizer
-
-    common = {"n_features": 2**20, "alternate_sign": False, "norm": None}
-    word = HashingVectorizer(ngram_range=(1, 2), **common)
-    char = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), **common)
-    return hstack([word.transform(texts), char.transform(texts)]).tocsr()
-
-
 def tfidf_ngrams(train: dict[str, Any], test: dict[str, Any]) -> np.ndarray:
     """TF-IDF of the hashed n-grams (sublinear tf, IDF from the fold's training rows), logistic regression,
-    source- and class-balanced."""
-    from sklearn.feature_extraction.text import TfidfTransformer
-
-    tfidf = TfidfTransformer(sublinear_tf=True).fit(train["ngrams"])
-    model = balanced_logistic(tfidf.transform(train["ngrams"]), train["labels"], train["weights"])
-    return _log_odds(model, tfidf.transform(test["ngrams"]))
+    source- and class-balanced: the model a shipped n-gram text branch holds (``dfmm.models.ngrams``)."""
+    model = NgramTextModel.fit(None, train["labels"], train["weights"], ngrams=train["ngrams"])
+    return model.logits_of(test["ngrams"])
 
 
 def source_experts(train: dict[str, Any], test: dict[str, Any]) -> np.ndarray:

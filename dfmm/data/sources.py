@@ -84,6 +84,17 @@ def row_sources(items: ImageSet | TextSet) -> list[str]:
     return [source_name(items.origin)] * len(items)
 
 
+def balanced_weights(labels: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Per-item training weights under which each (source, class) cell weighs the same in total (source- and
+    class-balanced), scaled to a mean of 1."""
+    w = np.zeros(len(labels))
+    cells = {(s, y) for s, y in zip(sources, labels, strict=True)}
+    for s, y in cells:
+        m = (sources == s) & (labels == y)
+        w[m] = 1.0 / m.sum()
+    return w * len(labels) / w.sum()
+
+
 def text_key(text: str) -> str:
     """What makes two texts the same one: their words, whitespace normalised."""
     return " ".join(text.split())

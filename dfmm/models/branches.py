@@ -15,7 +15,8 @@ from dfmm.choices import TEXT_MODEL_TYPES
 from dfmm.config import Config, Recipe
 from dfmm.errors import ConfigError
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
-from dfmm.models.metadata import TextMeta, VisualArch
+from dfmm.models.metadata import NgramMeta, TextMeta, VisualArch
+from dfmm.models.ngrams import NgramTextModel
 from dfmm.models.weights import BackboneInfo, create_text_encoder, create_visual_backbone
 
 
@@ -61,6 +62,13 @@ def fusion_from_meta(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> Fu
     fusion = FusionEnsemble(meta["visual_dim"], meta["text_dim"], meta["attention"])
     fusion.load_state_dict(state, strict=True)
     return fusion.eval()
+
+
+def ngrams_from_meta(meta: dict[str, Any] | NgramMeta, state: dict[str, torch.Tensor]) -> NgramTextModel:
+    """The n-gram text model a ``text_ngrams`` checkpoint describes (its tensors checked against the metadata)."""
+    spec = NgramMeta.from_meta(meta)
+    spec.check_state(state)
+    return NgramTextModel.from_state(spec.default_idf, state)
 
 
 def build_text(cfg: Config) -> tuple[TextBranch, Any, BackboneInfo]:

@@ -3,7 +3,8 @@
 A dfmm checkpoint is a dict ``{"format": "dfmm", "version": 1, "kind": ..., "meta": <JSON string>,
 "state": {name: tensor}}`` written with ``torch.save`` and read with ``torch.load(weights_only=True)``, which
 refuses any pickled object that is not a tensor or a plain container. Kinds: ``visual_branch``,
-``text_branch``, ``multimodal_ensemble`` (whose state holds all three modules, prefixed).
+``text_branch``, ``text_ngrams`` (the TF-IDF n-gram text model of ``dfmm.models.ngrams``), ``multimodal_ensemble``
+(whose state holds all three modules, prefixed).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from typing import Any
 import torch
 
 from dfmm.errors import CheckpointError
-from dfmm.models.metadata import EnsembleMeta, TextMeta, VisualMeta, validate
+from dfmm.models.metadata import EnsembleMeta, NgramMeta, TextMeta, VisualMeta, validate
 from dfmm.models.ood import OodReference, references_of, split_state
 
 FORMAT = "dfmm"
 VERSION = 1
-KINDS = ("visual_branch", "text_branch", "multimodal_ensemble")
+KINDS = ("visual_branch", "text_branch", "text_ngrams", "multimodal_ensemble")
 
 
 def save_checkpoint(path: str | Path, kind: str, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
@@ -120,7 +121,7 @@ def attach_references(path: str | Path, refs: dict[str, OodReference]) -> Path:
 
 def validate_meta(
     path: str | Path, kind: str, meta: Any, state: dict[str, torch.Tensor] | None = None
-) -> VisualMeta | TextMeta | EnsembleMeta | None:
+) -> VisualMeta | TextMeta | NgramMeta | EnsembleMeta | None:
     """Refuse metadata no model can be built or served with, in one line naming the file and the key
     (``dfmm.models.metadata`` declares the keys, their ranges and defaults). Every key present is checked: a decision
     ``threshold`` in (0, 1), a ``temperature`` > 0, ``image_size``, ``timm_name``, ``hf_config``... at the top

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dfmm.errors import DataError, DfmmError
+from dfmm.errors import CheckpointError, DataError, DfmmError
 from dfmm.files import file_digest as sha256
 from dfmm.models.branches import frozen_branch, text_from_meta, visual_from_meta
 from dfmm.models.checkpoints import load_checkpoint_parts, part_state
@@ -180,6 +180,11 @@ def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_export(out))):
         raise DataError(f"--out {out}: exists and is not an earlier dfmm export; choose a new folder")
     kind, state, meta, refs = load_checkpoint_parts(checkpoint)
+    if kind == "text_ngrams":
+        raise CheckpointError(
+            f"{checkpoint}: a text_ngrams checkpoint has no network to export (hashing and one sparse dot product, "
+            "already fast in NumPy); serve it as it is, with --runtime torch"
+        )
     sections = {"visual": meta, "text": meta} if kind != "multimodal_ensemble" else meta
     branches = {"visual_branch": ["visual"], "text_branch": ["text"]}.get(kind, ["visual", "text"])
     prefixed = kind == "multimodal_ensemble"

@@ -31,6 +31,7 @@ from dfmm.models.metadata_branches import (
     MAX_TEXT_PARAMETERS,
     SPECIAL_TOKENS,
     FusionMeta,
+    NgramMeta,
     TextMeta,
     VisualArch,
     VisualMeta,
@@ -45,6 +46,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "EnsembleMeta",
     "FusionMeta",
+    "NgramMeta",
     "TextMeta",
     "VisualArch",
     "VisualMeta",
@@ -125,13 +127,14 @@ class EnsembleMeta:
 BRANCH_META: dict[str, type] = {
     "visual_branch": VisualMeta,
     "text_branch": TextMeta,
+    "text_ngrams": NgramMeta,
     "multimodal_ensemble": EnsembleMeta,
 }
 
 
 def validate(
     path: str | Path | None, kind: str, meta: Any, state: Mapping[str, torch.Tensor] | None = None
-) -> VisualMeta | TextMeta | EnsembleMeta | None:
+) -> VisualMeta | TextMeta | NgramMeta | EnsembleMeta | None:
     """Check a checkpoint's metadata: every key it holds (type, range); and, when it describes a model (names any
     of the keys a model needs), that the description is complete and ``state`` fits it. Returns the typed
     metadata, or None for a checkpoint that describes no model (a tensors container ``load_model`` refuses)."""

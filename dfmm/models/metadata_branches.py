@@ -37,6 +37,7 @@ from dfmm.models.metadata_shapes import (
     _text_shapes,
     _visual_shapes,
 )
+from dfmm.models.ngrams import CHAR_NGRAMS, NGRAM_FEATURES, PREFIX, TENSORS, WORD_NGRAMS
 from dfmm.models.scoring import DecisionRule
 
 # hf_config size fields and their bounds (roberta-large: 1024 hidden, 24 layers, 4096 intermediate, 50265 tokens)
@@ -288,6 +289,61 @@ class TextMeta(_Section, _Ruled):
         what = f"a {self.hf_config['model_type']} encoder of {self.hf_config['num_hidden_layers']} layers"
         expected = _built(w, what, _text_shapes, json.dumps(self.hf_config, sort_keys=True), self.hidden)
         _compare(w, what, expected, state, ("position_ids", "token_type_ids"))
+
+
+# ------------------------------------------------------------------------------------------------ n-grams
+@dataclass(frozen=True, kw_only=True)
+class NgramMeta(_Section, _Ruled):
+    """A ``text_ngrams`` checkpoint (``dfmm.models.ngrams``): the hashing it was fitted with (fixed in this dfmm:
+    another width or n-gram range would hash texts elsewhere), the IDF of unseen n-grams and the decision rule."""
+
+    KIND: ClassVar[str] = "text_ngrams"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("ngrams",)
+
+    default_idf: float
+    seen: int
+    max_length: int = 512  # tokens the out-of-distribution reference's frozen encoder reads (not the n-grams)
+    threshold: float = _RULE.threshold
+    temperature: float = _RULE.temperature
+    feature_dim: int = 1
+
+    @classmethod
+    def _values(cls, meta: Mapping[str, Any], w: _Where) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "ngrams" in meta:
+            ng = _object(w, "ngrams", meta["ngrams"])
+            fixed = {"word": list(WORD_NGRAMS), "char_wb": list(CHAR_NGRAMS), "n_features": NGRAM_FEATURES}
+            for key, value in fixed.items():
+                if ng.get(key) != value:
+                    w.bad(f"ngrams.{key}", ng.get(key), f"{value} (the hashing this dfmm scores with)")
+            idf = ng.get("default_idf")
+            if not (_is_number(idf) and idf >= 1.0):
+                w.bad("ngrams.default_idf", idf, "a number >= 1 (a smoothed IDF)")
+            out["default_idf"] = float(idf)
+            out["seen"] = _int(w, "ngrams.seen", ng.get("seen"), 1, 2 * NGRAM_FEATURES)
+        if "max_length" in meta:
+            out["max_length"] = _int(w, "max_length", meta["max_length"], *MAX_LENGTHS)
+        out |= _rule(w, meta)
+        _common(w, meta)
+        return out
+
+    def check_state(
+        self, state: Mapping[str, torch.Tensor], path: str | Path | None = None, *, section: str = "", kind: str = ""
+    ) -> None:
+        """The four tensors, ``seen`` long (the bias one number), the indices sorted, distinct and within the
+        hashed width, every IDF at least 1: anything else is refused before a text is scored."""
+        w = _Where(path, kind or self.KIND, section)
+        expected = {PREFIX + t: (1,) if t == "bias" else (self.seen,) for t in TENSORS}
+        _compare(w, f"an n-gram model of {self.seen} seen n-grams", expected, state)
+        index, idf = state[PREFIX + "index"], state[PREFIX + "idf"]
+        if index.dtype != torch.int64:
+            w.fail(f"tensor '{PREFIX}index' is {index.dtype}, expected torch.int64")
+        if len(index) and (int(index.min()) < 0 or int(index.max()) >= 2 * NGRAM_FEATURES):
+            w.fail(f"tensor '{PREFIX}index' has entries outside 0..{2 * NGRAM_FEATURES - 1}")
+        if len(index) > 1 and not bool((index[1:] > index[:-1]).all()):
+            w.fail(f"tensor '{PREFIX}index' is not sorted and distinct")
+        if not idf.is_floating_point() or bool((idf < 1.0).any()):
+            w.fail(f"tensor '{PREFIX}idf' holds values below 1 (a smoothed IDF is at least 1)")
 
 
 # ------------------------------------------------------------------------------------------------ fusion

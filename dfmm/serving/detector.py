@@ -21,10 +21,17 @@ from dfmm.data.images import load_image
 from dfmm.data.transforms import image_transform
 from dfmm.errors import CheckpointError, DataError, DfmmError
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
-from dfmm.models.branches import fusion_from_meta, text_from_meta, tokenizer_from_meta, visual_from_meta
+from dfmm.models.branches import (
+    fusion_from_meta,
+    ngrams_from_meta,
+    text_from_meta,
+    tokenizer_from_meta,
+    visual_from_meta,
+)
 from dfmm.models.checkpoints import load_checkpoint_parts, part_state
 from dfmm.models.export import MANIFEST
-from dfmm.models.metadata import TextMeta, VisualMeta
+from dfmm.models.metadata import NgramMeta, TextMeta, VisualMeta
+from dfmm.models.ngrams import NgramTextModel
 from dfmm.models.ood import OodReference, references_of, split_state
 from dfmm.models.scoring import DecisionRule
 from dfmm.serving.runtimes import check_runtime, load_export
@@ -38,12 +45,13 @@ class Detector:
     meta: dict[str, Any]
     path: str
     visual: VisualBranch | None = None
-    text: TextBranch | None = None
-    tokenizer: Any = None
+    text: TextBranch | NgramTextModel | None = None
+    tokenizer: Any = None  # the transformer text branch's (an n-gram branch hashes its texts itself)
     fusion: FusionEnsemble | None = None
     ood: dict[str, OodReference] = field(default_factory=dict)  # per branch: the "unlike the training data" reference
     runtime: str = "torch"  # torch, or the runtime of an export folder (dfmm.serving.runtimes)
     _frozen: dict[str, Any] = field(default_factory=dict, repr=False)
+    _frozen_tokenizer: Any = field(default=None, repr=False)
     _transform: Any = None
     _explainer: Any = field(default=None, repr=False)
     _faces: FaceDetector | None = field(default=None, repr=False)
@@ -64,10 +72,17 @@ class Detector:
         return VisualMeta.from_meta(self.visual_meta, self.path, section=section, kind=self.kind)
 
     @cached_property
-    def text_spec(self) -> TextMeta:
+    def text_spec(self) -> TextMeta | NgramMeta:
         """The text branch's typed metadata (``dfmm.models.metadata``)."""
+        if self.kind == "text_ngrams":
+            return NgramMeta.from_meta(self.text_meta, self.path)
         section = "text." if self.kind == "multimodal_ensemble" else ""
         return TextMeta.from_meta(self.text_meta, self.path, section=section, kind=self.kind)
+
+    @property
+    def text_is_ngrams(self) -> bool:
+        """Whether the text branch is the TF-IDF n-gram model (``dfmm.models.ngrams``): no tokens, no gradients."""
+        return isinstance(self.text, NgramTextModel)
 
     def rule(self, branch: str) -> DecisionRule:
         """The branch's decision rule: its temperature and the threshold training chose on validation data."""
@@ -128,8 +143,19 @@ class Detector:
             from dfmm.models.branches import frozen_branch
 
             timm_name = self.visual_spec.timm_name if branch == "visual" else ""
-            self._frozen[branch] = frozen_branch(branch, self.backbone_spec(branch), timm_name)[0]
+            net, _, tokenizer = frozen_branch(branch, self.backbone_spec(branch), timm_name)
+            self._frozen[branch] = net
+            if branch == "text":
+                self._frozen_tokenizer = tokenizer
         return self._frozen[branch]
+
+    def frozen_tokenizer(self) -> Any:
+        """The tokenizer the frozen text backbone reads: the branch's own for a transformer branch (the same
+        vocabulary), the pretrained backbone's for an n-gram branch."""
+        if self.tokenizer is not None and not self.text_is_ngrams:
+            return self.tokenizer
+        self.frozen("text")
+        return self._frozen_tokenizer
 
     def digest(self) -> str:
         """The first 16 hex digits of the SHA-256 of the checkpoint file (of an export folder: its manifest)."""
@@ -168,6 +194,8 @@ def load_model(path: str | Path, runtime: str = "torch") -> tuple[Detector, dict
             det.visual = visual_from_meta(meta, state)
         elif kind == "text_branch":
             det.text, det.tokenizer = text_from_meta(meta, state)
+        elif kind == "text_ngrams":
+            det.text = ngrams_from_meta(meta, state)
         else:
             det.visual = visual_from_meta(meta["visual"], part_state(state, "visual"))
             det.text, det.tokenizer = text_from_meta(meta["text"], part_state(state, "text"))
@@ -255,9 +283,10 @@ NO_REFERENCE = {
 
 @torch.inference_mode()
 def ood_judgements(model: Detector, branch: str, inputs: Any) -> list[dict[str, Any]]:
-    """Per input (an image batch tensor, or a tokenizer's encoding): ``in_distribution``, ``ood_distance``,
-    ``uncertain`` and ``uncertain_reason`` from the checkpoint's reference (``NO_REFERENCE`` without one)."""
-    n = len(inputs) if isinstance(inputs, torch.Tensor) else len(inputs["input_ids"])
+    """Per input (an image batch tensor, a tokenizer's encoding, or a list of texts, which the frozen backbone's
+    tokenizer reads): ``in_distribution``, ``ood_distance``, ``uncertain`` and ``uncertain_reason`` from the
+    checkpoint's reference (``NO_REFERENCE`` without one)."""
+    n = len(inputs) if isinstance(inputs, (torch.Tensor, list)) else len(inputs["input_ids"])
     if branch not in model.ood:
         return [dict(NO_REFERENCE) for _ in range(n)]
     ref = model.ood[branch]
@@ -266,6 +295,10 @@ def ood_judgements(model: Detector, branch: str, inputs: Any) -> list[dict[str, 
     except (DfmmError, ImportError, OSError) as e:
         reason = f"not measured: the pretrained backbone {ref.backbone} is not available here ({str(e)[:120]})"
         return [dict(NO_REFERENCE, uncertain_reason=reason) for _ in range(n)]
+    if isinstance(inputs, list):  # texts of an n-gram branch, tokenised for its reference's encoder
+        inputs = model.frozen_tokenizer()(
+            inputs, truncation=True, max_length=model.text_spec.max_length, padding=True, return_tensors="pt"
+        )
     if isinstance(inputs, torch.Tensor):
         features = frozen.features(inputs)
     else:

@@ -34,12 +34,16 @@ def _image_loader(model: Any, images: ImageSet, batch_size: int) -> Any:
     )
 
 
-def _text_loader(model: Any, texts: TextSet, batch_size: int, cache_dir: Any) -> tuple[Any, TokenizedTexts]:
+def _text_loader(
+    model: Any, texts: TextSet, batch_size: int, cache_dir: Any, tokenizer: Any = None
+) -> tuple[Any, TokenizedTexts]:
+    """Batches of ``texts`` tokenised by ``tokenizer`` (default: the text branch's)."""
     from torch.utils.data import DataLoader
 
     if model.text is None:
         raise CheckpointError(f"{model.path}: a {model.kind} checkpoint cannot score texts")
-    tokens = TokenizedTexts(texts, model.tokenizer, model.text_spec.max_length, cache_dir)
+    tokenizer = model.tokenizer if tokenizer is None else tokenizer
+    tokens = TokenizedTexts(texts, tokenizer, model.text_spec.max_length, cache_dir)
     loader = DataLoader(
         tokens,
         batch_sampler=LengthBucketSampler(tokens.lengths, batch_size, 0, shuffle=False),
@@ -63,6 +67,8 @@ def score_branch(
     ``classify_*`` give it), ``labels``, ``index`` (dataset positions of the scored rows), with ``features`` each
     item's pooled features, and for texts ``truncated``. With ``cache_dir`` (a study's ``runs/NAME/cache``) items
     this model has scored before are read from the score cache (``dfmm.models.score_cache``)."""
+    if branch == "text" and getattr(model, "text_is_ngrams", False):
+        return _ngram_scores(model, data, features)
     if branch == "visual":
         loader, tokens, net, tta = _image_loader(model, data, batch_size), None, model.visual, model.visual_spec.tta
     else:
@@ -72,6 +78,28 @@ def score_branch(
     p = predict(net, loader, tta=tta, cache_dir=cache_dir, desc=f"score {what}", features=features, background=True)
     out = {**p, "probs": model.rule(branch).probability(p["logits"])}
     return out | ({"truncated": tokens.truncated()} if tokens is not None else {})
+
+
+NGRAM_CHUNK = 1000  # texts hashed at once by an n-gram branch (a few MB of sparse counts)
+
+
+def _ngram_scores(model: Any, texts: TextSet, features: bool) -> dict[str, Any]:
+    """``score_branch`` for an n-gram text branch: hashed and scored in chunks of texts, no score cache (hashing
+    is cheaper than a cache lookup), nothing truncated (every n-gram of a text counts)."""
+    from tqdm import tqdm
+
+    parts = []
+    for a in tqdm(range(0, len(texts), NGRAM_CHUNK), desc="score texts", leave=False, mininterval=10, disable=None):
+        parts.append(model.text.logits([texts.text(i) for i in range(a, min(a + NGRAM_CHUNK, len(texts)))]))
+    logits = np.concatenate(parts) if parts else np.zeros(0)
+    out = {
+        "logits": logits,
+        "labels": np.asarray(texts.labels),
+        "index": np.arange(len(texts)),
+        "probs": model.rule("text").probability(logits),
+        "truncated": 0,
+    }
+    return out | ({"features": logits[:, None]} if features else {})
 
 
 def score_images(model: Any, images: ImageSet, batch_size: int = 32, cache_dir: Any = None) -> dict[str, np.ndarray]:
@@ -89,7 +117,7 @@ def frozen_features(
     if branch == "visual":
         loader = _image_loader(model, data, batch_size)
     else:
-        loader = _text_loader(model, data, batch_size, cache_dir)[0]
+        loader = _text_loader(model, data, batch_size, cache_dir, model.frozen_tokenizer())[0]
     p = predict(frozen, loader, features=True, cache_dir=cache_dir, desc="frozen features", background=True)
     return {"features": p["features"], "labels": p["labels"], "index": p["index"]}
 

@@ -161,7 +161,11 @@ def classify_image(
 
 @torch.inference_mode()
 def _text_forward(model: Detector, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, int, list[dict[str, Any]]]:
-    """(logits, features, padded length, out-of-distribution judgements) of a batch of texts."""
+    """(logits, features, padded length, out-of-distribution judgements) of a batch of texts (an n-gram branch:
+    the most whitespace-separated words of a text instead of the padded length)."""
+    if model.text_is_ngrams:
+        logits, feats = model.text.scored(texts)
+        return logits, feats, max(len(t.split()) for t in texts), ood_judgements(model, "text", list(texts))
     max_len = model.text_spec.max_length
     enc = model.tokenizer(texts, truncation=True, max_length=max_len, padding=True, return_tensors="pt")
     logits, feats = model.text.scored(enc["input_ids"], enc["attention_mask"])
@@ -182,9 +186,12 @@ def classify_text(model: Detector, text: str, explain: bool = False) -> dict[str
     if explain:
         from dfmm.serving.explain import token_attributions
 
-        model.needs_gradients("token attributions")
         t1 = time.perf_counter()
-        extra["attributions"] = token_attributions(model.text, model.tokenizer, text, model.text_spec.max_length)
+        if model.text_is_ngrams:  # a linear model: its logit splits exactly among the words, no gradients
+            extra["attributions"] = model.text.word_contributions(text)
+        else:
+            model.needs_gradients("token attributions")
+            extra["attributions"] = token_attributions(model.text, model.tokenizer, text, model.text_spec.max_length)
         timings["explain"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     return _result(p, {"text": p}, model, timings, rule, judged[0], **extra)

@@ -74,6 +74,20 @@ def held_out_summary(metrics: dict[str, Any]) -> dict[str, Any] | None:
                     _num(sel.get("accuracy_kept")),
                 )
             )
+    ngrams = (g.get("shipped") or {}).get("text_ngrams") or {}
+    side = [
+        (
+            r["model"],
+            *(f"{_num(r[src]['auc'])} {_ci(r[src]['ci'])}" for src in _side_sources(ngrams)),
+            f"{_num(r['held_out'].get('mean_auc'))} {_ci(r['held_out'].get('ci'))}",
+        )
+        for r in ngrams.get("side_by_side") or []
+    ]
+    side_title = (
+        "Text models side by side: ROC AUC on each source's held-out texts (in-domain for a model trained on that "
+        "source), and the mean over the folds the model never trained on (the n-gram recipe's is cross-fitted: "
+        "chosen on one half of the held groups, scored on the other)"
+    )
     flag_title = (
         'The "unlike the training data" flag: share of items flagged, how well the distance separates each source '
         "from the in-domain test items, and the accuracy of the labels on all vs kept items"
@@ -90,11 +104,31 @@ def held_out_summary(metrics: dict[str, Any]) -> dict[str, Any] | None:
                 faces,
             ),
             (flag_title, FLAG_COLUMNS, flags),
+            (side_title, ("model", *(f"{s} held-out texts" for s in _side_sources(ngrams)), "unseen folds"), side),
         ],
+        "ngrams_sentence": shipped_ngrams_sentence(ngrams),
         "chosen": texts.get("chosen"),
         "shipped": g.get("shipped") or {},
         "clips": g.get("clips") or [],
     }
+
+
+def shipped_ngrams_sentence(ngrams: dict[str, Any]) -> str:
+    """What notebook 07 did with the n-gram text recipe (``shipped.text_ngrams``; empty for reports before it)."""
+    if not ngrams:
+        return ""
+    if ngrams.get("written"):
+        return (
+            f" The held-out winner, TF-IDF n-grams refitted on every text source, is written to "
+            f"`{ngrams['written']}` ({ngrams['reason']}): load it for texts from sources the card never saw."
+        )
+    return f" No n-gram text branch was written: {ngrams.get('reason')}."
+
+
+def _side_sources(ngrams: dict[str, Any]) -> list[str]:
+    """The text sources of the side-by-side rows (every key that is neither the model nor its held-out estimate)."""
+    rows = ngrams.get("side_by_side") or [{}]
+    return [k for k in rows[0] if k not in ("model", "held_out")]
 
 
 FOLD_COLUMNS = ("model", "folds", "n folds", "mean held-out AUC", "95% CI", "minus compact [95% CI]")

@@ -1,0 +1,193 @@
+"""The n-gram text branch (``dfmm.models.ngrams``): the same logits as the scikit-learn recipe notebook 07 chooses,
+exact word contributions, a tensors-only checkpoint refused when it does not fit its metadata, and every serving
+path (classify_text, score_texts, the out-of-distribution judgement, export's refusal)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dfmm.errors import CheckpointError
+from dfmm.models.ngrams import NGRAM_FEATURES, PREFIX, NgramTextModel, _hash_index, hashed_ngrams
+
+HUMAN = [
+    "i walked to the market this morning and the bread was still warm",
+    "our team lost again, but the last ten minutes were worth the ticket",
+    "the recipe says two eggs; i used three and nobody complained",
+    "rain all week. the garden loves it, my bike does not",
+    "she read the letter twice before she laughed out loud",
+    "we argued about the map for an hour and then found the road anyway",
+]
+MACHINE = [
+    "In conclusion, the market offers a diverse array of fresh and delightful baked goods.",
+    "Overall, the team's performance demonstrates resilience and a commitment to excellence.",
+    "Additionally, the recipe provides a versatile foundation for a delicious culinary experience.",
+    "Furthermore, consistent rainfall fosters optimal conditions for a thriving garden ecosystem.",
+    "Ultimately, the letter serves as a poignant reminder of the power of human connection.",
+    "In summary, navigating unfamiliar routes requires adaptability and effective communication.",
+]
+ODD = [
+    "",
+    "   \n\t ",
+    "x",
+    "İstanbul ÇAĞ  naïve\tcafé\n\nword",
+    "don't stop-believing... 123 4567",
+    "日本語のテキスト です",
+]
+
+
+def _fitted(weights: np.ndarray | None = None) -> tuple[NgramTextModel, list[str], np.ndarray]:
+    texts = (HUMAN + MACHINE) * 3
+    labels = np.array(([0] * len(HUMAN) + [1] * len(MACHINE)) * 3)
+    w = np.ones(len(texts)) if weights is None else weights
+    return NgramTextModel.fit(texts, labels, w), texts, labels
+
+
+def test_logits_are_the_scikit_learn_pipelines():
+    """TF-IDF (sublinear tf, smoothed IDF, L2 rows) + logistic regression, fitted and scored by scikit-learn, gives
+    the logits the stored arrays give, on texts seen and unseen, odd ones included (empty: the intercept)."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    texts = (HUMAN + MACHINE) * 3
+    labels = np.array(([0] * len(HUMAN) + [1] * len(MACHINE)) * 3)
+    w = rng.uniform(0.5, 2.0, len(texts))
+    model = NgramTextModel.fit(texts, labels, w)
+    counts = hashed_ngrams(texts)
+    tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
+    lr = LogisticRegression(C=1.0, max_iter=2000).fit(tfidf.transform(counts), labels, sample_weight=w)
+    probe = ODD + ["the bread demonstrates resilience", "completely new words nowhere in training"]
+    expected = lr.decision_function(tfidf.transform(hashed_ngrams(probe)))
+    np.testing.assert_allclose(model.logits(probe), expected, rtol=0, atol=1e-9)
+    assert model.logits([""])[0] == pytest.approx(model.bias)
+    assert model.logits(MACHINE).min() > model.logits(HUMAN).max()  # it learnt the toy task
+
+
+def test_hash_index_is_where_the_vectorizer_counts():
+    word = ["bread", "the bread", "日本語のテキスト"]
+    counts = hashed_ngrams(["bread", "the bread", "日本語のテキスト"])
+    for i, text in enumerate(word):
+        assert _hash_index(text.split()[-1], 0) in set(counts[i].indices)
+    assert max(int(c.indices.max()) for c in counts) < 2 * NGRAM_FEATURES
+
+
+@pytest.mark.parametrize("text", [*ODD, *HUMAN[:2], *MACHINE[:2], "Bread bread BREAD, the the the. " * 5])
+def test_word_contributions_add_up_to_the_logit(text):
+    model, _, _ = _fitted()
+    c = model.word_contributions(text)
+    assert len(c["tokens"]) == len(c["scores"]) == len(text.lower().split())
+    assert c["logit"] == pytest.approx(float(model.logits([text])[0]), abs=1e-9)
+    assert sum(c["scores"]) + c["bias"] == pytest.approx(c["logit"], abs=1e-12)
+
+
+def test_word_contributions_point_at_the_words_the_model_learnt():
+    model, _, _ = _fitted()
+    c = model.word_contributions("in conclusion i walked to the market")
+    s = dict(zip(c["tokens"], c["scores"], strict=True))
+    assert s["conclusion"] > 0 > s["walked"]
+
+
+# ------------------------------------------------------------------------------------------ checkpoint
+@pytest.fixture(scope="module")
+def ngram_checkpoint(tiny_cfg, tmp_path_factory):
+    """A text_ngrams checkpoint as notebook 07 writes it, on the tiny study's texts (with their reference)."""
+    from dfmm.analysis.text_folds import pool_texts
+    from dfmm.data import text_splits
+    from dfmm.training.ngram_branch import train_text_ngrams
+    from dfmm.training.reference import frozen_split_features
+
+    splits = text_splits(tiny_cfg)
+    fit, _ = pool_texts({"synthetic": splits["train"]})
+    features = frozen_split_features(tiny_cfg, "text", fit, tmp_path_factory.mktemp("cache"))
+    path = train_text_ngrams(tiny_cfg, fit, features, tmp_path_factory.mktemp("ng") / "text_ngrams.pt")
+    return {"path": path, "fit": fit, "test": splits["test"]}
+
+
+def test_checkpoint_reloads_to_the_same_model_and_serves_texts(ngram_checkpoint):
+    from dfmm.serving.evaluate import score_texts
+    from dfmm.serving.inference import classify_multimodal, classify_text, load_model
+
+    model, config = load_model(ngram_checkpoint["path"])
+    assert model.kind == "text_ngrams" and model.text_is_ngrams and model.visual is None
+    assert config["study"]["name"] == "tiny"
+    test = ngram_checkpoint["test"]
+    scored = score_texts(model, test)
+    texts = [test.text(i) for i in range(len(test))]
+    np.testing.assert_allclose(scored["logits"], model.text.logits(texts), atol=0)
+    assert scored["truncated"] == 0 and list(scored["index"]) == list(range(len(test)))
+    r = classify_text(model, texts[0], explain=True)
+    assert r["probability_fake"] == pytest.approx(float(scored["probs"][0]), abs=1e-6)
+    assert r["label"] == ("fake" if r["probability_fake"] >= 0.5 else "real")
+    assert isinstance(r["in_distribution"], float) and isinstance(r["uncertain"], bool)
+    a = r["attributions"]
+    assert sum(a["scores"]) + a["bias"] == pytest.approx(float(scored["logits"][0]), abs=1e-6)
+    assert classify_multimodal(model, text=texts[0])["probability_fake"] == pytest.approx(r["probability_fake"])
+    # a recipe's logits stay the fitted ones through the float64 tensors
+    refit = NgramTextModel.fit(
+        list(ngram_checkpoint["fit"].texts), ngram_checkpoint["fit"].labels, _balanced(ngram_checkpoint["fit"])
+    )
+    np.testing.assert_allclose(model.text.logits(texts), refit.logits(texts), atol=1e-12)
+
+
+def _balanced(fit):
+    from dfmm.data.sources import balanced_weights
+
+    return balanced_weights(fit.labels, np.asarray(fit.meta["source"]))
+
+
+def test_out_of_distribution_texts_are_flagged(ngram_checkpoint):
+    from dfmm.serving.inference import classify_text, load_model
+
+    model, _ = load_model(ngram_checkpoint["path"])
+    home = classify_text(model, ngram_checkpoint["test"].text(0))
+    away = classify_text(model, "def f(x):\n    return [i ** 2 for i in range(x) if i % 3]  # list comprehension")
+    assert away["ood_distance"] > home["ood_distance"]
+
+
+def _rewritten(src, dst, *, meta=None, state=None):
+    blob = torch.load(src, weights_only=True)
+    import json
+
+    m = json.loads(blob["meta"])
+    if meta:
+        meta(m)
+    blob["meta"] = json.dumps(m)
+    if state:
+        state(blob["state"])
+    torch.save(blob, dst)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"meta": lambda m: m["ngrams"].update(n_features=1024)}, "ngrams.n_features = 1024; expected 1048576"),
+        ({"meta": lambda m: m["ngrams"].update(char_wb=[2, 4])}, "ngrams.char_wb = [2, 4]"),
+        ({"meta": lambda m: m["ngrams"].update(default_idf=0.5)}, "ngrams.default_idf = 0.5"),
+        ({"meta": lambda m: m["ngrams"].update(seen=3)}, "an n-gram model of 3 seen n-grams"),
+        ({"meta": lambda m: m.pop("ngrams")}, "no ngrams"),
+        ({"state": lambda s: s[PREFIX + "index"].__setitem__(0, 2**22)}, "outside 0..2097151"),
+        ({"state": lambda s: s[PREFIX + "index"].__setitem__(1, s[PREFIX + "index"][0])}, "not sorted and distinct"),
+        ({"state": lambda s: s[PREFIX + "idf"].__setitem__(0, 0.5)}, "values below 1"),
+        ({"state": lambda s: s.pop(PREFIX + "coef")}, "missing: 1"),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_its_metadata_is_refused_in_one_line(
+    ngram_checkpoint, tmp_path, change, message
+):
+    from dfmm.serving.inference import load_model
+
+    bad = _rewritten(ngram_checkpoint["path"], tmp_path / "bad.pt", **change)
+    with pytest.raises(CheckpointError) as e:
+        load_model(bad)
+    assert message in str(e.value) and "\n" not in str(e.value) and "bad.pt" in str(e.value)
+
+
+def test_export_says_an_ngram_branch_has_nothing_to_export(ngram_checkpoint, tmp_path):
+    from dfmm.models.export import export_model
+
+    with pytest.raises(CheckpointError, match="text_ngrams checkpoint has no network to export"):
+        export_model(ngram_checkpoint["path"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
