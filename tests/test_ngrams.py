@@ -188,6 +188,120 @@ def test_a_checkpoint_that_does_not_fit_its_metadata_is_refused_in_one_line(
 def test_export_says_an_ngram_branch_has_nothing_to_export(ngram_checkpoint, tmp_path):
     from dfmm.models.export import export_model
 
-    with pytest.raises(CheckpointError, match="text_ngrams checkpoint has no network to export"):
+    with pytest.raises(CheckpointError, match="its text branch is the n-gram model, which has no network to export"):
         export_model(ngram_checkpoint["path"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------ shipping
+@pytest.fixture(scope="module")
+def shipped(tiny_models, ngram_checkpoint):
+    """runs/tiny/shipped/ as notebook 07 writes it when the n-gram recipe wins, and its record."""
+    from dfmm.analysis.shipped import ship_models
+    from dfmm.data import image_splits, text_splits
+    from dfmm.training.reference import frozen_split_features
+
+    cfg = tiny_models["cfg"]
+    fit = ngram_checkpoint["fit"]
+    features = frozen_split_features(cfg, "text", fit, cfg.cache_dir)
+    record = ship_models(cfg, image_splits(cfg), text_splits(cfg), fit, features)
+    return {"cfg": cfg, "record": record, "folder": cfg.run_dir / "shipped"}
+
+
+def test_the_shipped_ensemble_fuses_the_card_visual_branch_with_the_ngram_branch(shipped, tiny_models, tmp_path):
+    from dfmm.data import image_splits
+    from dfmm.files import file_digest
+    from dfmm.models.export import export_model
+    from dfmm.serving.inference import classify_multimodal, classify_text, load_model
+
+    folder, record = shipped["folder"], shipped["record"]
+    assert sorted(p.name for p in folder.iterdir()) == ["multimodal_ensemble.pt", "text_branch.pt", "visual_branch.pt"]
+    assert file_digest(folder / "visual_branch.pt") == file_digest(tiny_models["visual"])  # the card's, unchanged
+    assert record["text"] == "TF-IDF n-grams" and record["visual"] == "improved"
+    fusion = record["fusion"]
+    assert fusion["variant"] in fusion["chosen_on"]["auc"] and fusion["test_pairs"]["n"] > 0
+    assert fusion["minus_card"] == pytest.approx(fusion["test_pairs"]["auc"] - fusion["card_test_pairs"]["auc"])
+    ens, _ = load_model(folder / "multimodal_ensemble.pt")
+    assert ens.kind == "multimodal_ensemble" and ens.text_is_ngrams and ens.fusion is not None
+    text_only, _ = load_model(folder / "text_branch.pt")
+    image = image_splits(shipped["cfg"])["test"].sources[0]
+    both = classify_multimodal(ens, image, text="in conclusion, the market offers a diverse array")
+    assert both["modalities"] == ["text", "visual"] and both["fusion_weights"] is not None
+    alone = classify_text(text_only, "in conclusion, the market offers a diverse array")
+    assert both["scores"]["text"] == pytest.approx(alone["probability_fake"])
+    assert isinstance(both["in_distribution"], float)
+    with pytest.raises(CheckpointError, match="no network to export"):
+        export_model(folder / "multimodal_ensemble.pt", tmp_path / "out")
+    # the card's files in runs/NAME/ are never replaced
+    assert load_model(tiny_models["ensemble"])[0].text_is_ngrams is False
+
+
+def test_without_a_winner_the_card_files_are_shipped(tiny_models, tmp_path):
+    import dataclasses
+
+    from dfmm.analysis.shipped import ship_models
+    from dfmm.data import image_splits, text_splits
+    from dfmm.files import file_digest
+
+    cfg = tiny_models["cfg"]
+    other = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, runs_dir=str(tmp_path)))
+    (tmp_path / cfg.study.name).mkdir()
+    for name in ("visual", "text", "ensemble"):
+        (tmp_path / cfg.study.name / cfg.checkpoint(name).name).write_bytes(cfg.checkpoint(name).read_bytes())
+    record = ship_models(other, image_splits(cfg), text_splits(cfg))
+    assert record == {
+        "folder": "shipped/",
+        "visual": "improved",
+        "text": "improved",
+        "fusion": "the card's (notebook 04)",
+    }
+    for name in ("visual", "text", "ensemble"):
+        shipped_file = tmp_path / cfg.study.name / "shipped" / cfg.checkpoint(name).name
+        assert file_digest(shipped_file) == file_digest(cfg.checkpoint(name))
+
+
+@pytest.mark.parametrize(
+    ("chosen", "ci", "ships"),
+    [
+        (["TF-IDF n-grams", "TF-IDF n-grams"], [0.01, 0.2], True),
+        (["TF-IDF n-grams", "TF-IDF n-grams"], [-0.01, 0.2], False),  # not better than the compact model
+        (["TF-IDF n-grams", "frozen + n-grams"], [0.01, 0.2], False),  # an unstable choice
+        (None, None, False),  # no held-out folds
+    ],
+)
+def test_the_ngram_branch_ships_only_when_held_out_validation_chooses_it(chosen, ci, ships):
+    from dfmm.analysis.generalization import ngram_ship_decision
+
+    ok, reason = ngram_ship_decision({"chosen": chosen, "minus_compact_ci": ci}, "TF-IDF n-grams")
+    assert ok is ships and reason
+
+
+def test_the_front_pages_say_where_the_shipped_models_are_and_compare_them():
+    from dfmm.study.held_out import held_out_summary
+
+    side = [
+        {"model": m, "held_out": {"mean_auc": h, "ci": [h - 0.1, h + 0.1]}, "a": {"auc": a, "ci": [0, 1]}}
+        for m, h, a in (("improved", 0.6, 0.9), ("TF-IDF n-grams", 0.7, 0.8))
+    ]
+    fusion = {
+        "variant": "weighted",
+        "test_pairs": {"auc": 0.77, "ci": [0.73, 0.8]},
+        "card_test_pairs": {"auc": 0.79, "ci": [0.76, 0.83]},
+        "minus_card": -0.02,
+        "minus_card_ci": [-0.05, 0.01],
+    }
+    shipped = {"folder": "shipped/", "visual": "improved", "text": "TF-IDF n-grams", "reason": "why", "fusion": fusion}
+    summary = held_out_summary(
+        {"study": "compact", "generalization": {"shipped": shipped | {"text_side_by_side": side}}}
+    )
+    assert (
+        "`runs/compact/shipped/` holds visual `improved` and text `TF-IDF n-grams` (why)" in summary["shipped_sentence"]
+    )
+    assert "-0.020 [-0.050, 0.010]" in summary["shipped_sentence"]
+    title, columns, rows = summary["tables"][-1]
+    assert columns == ("model", "a held-out texts", "unseen folds")
+    assert rows == [
+        ("improved", "0.900 [0.000, 1.000]", "0.600 [0.500, 0.700]"),
+        ("TF-IDF n-grams", "0.800 [0.000, 1.000]", "0.700 [0.600, 0.800]"),
+    ]
+    assert held_out_summary({"generalization": {"shipped": {"visual": "improved"}}})["shipped_sentence"] == ""

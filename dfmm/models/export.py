@@ -37,6 +37,7 @@ from dfmm.errors import CheckpointError, DataError, DfmmError
 from dfmm.files import file_digest as sha256
 from dfmm.models.branches import frozen_branch, text_from_meta, visual_from_meta
 from dfmm.models.checkpoints import load_checkpoint_parts, part_state
+from dfmm.models.metadata import NgramMeta, text_section_type
 from dfmm.models.scoring import DecisionRule
 
 FORMAT = "dfmm-export"
@@ -180,10 +181,10 @@ def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_export(out))):
         raise DataError(f"--out {out}: exists and is not an earlier dfmm export; choose a new folder")
     kind, state, meta, refs = load_checkpoint_parts(checkpoint)
-    if kind == "text_ngrams":
+    if kind == "text_ngrams" or (kind == "multimodal_ensemble" and text_section_type(meta["text"]) is NgramMeta):
         raise CheckpointError(
-            f"{checkpoint}: a text_ngrams checkpoint has no network to export (hashing and one sparse dot product, "
-            "already fast in NumPy); serve it as it is, with --runtime torch"
+            f"{checkpoint}: its text branch is the n-gram model, which has no network to export (hashing and one "
+            "sparse dot product, already fast in NumPy); serve it as it is, with --runtime torch"
         )
     sections = {"visual": meta, "text": meta} if kind != "multimodal_ensemble" else meta
     branches = {"visual_branch": ["visual"], "text_branch": ["text"]}.get(kind, ["visual", "text"])

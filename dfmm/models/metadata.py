@@ -49,6 +49,7 @@ __all__ = [
     "NgramMeta",
     "TextMeta",
     "VisualArch",
+    "text_section_type",
     "VisualMeta",
     "validate",
 ]
@@ -58,6 +59,18 @@ __all__ = [
 ENSEMBLE_PARTS: dict[str, type] = {"visual": VisualMeta, "text": TextMeta, "fusion": FusionMeta}
 
 
+def text_section_type(meta: Any) -> type:
+    """The type of a text section: ``NgramMeta`` when it names ``ngrams`` (the n-gram text branch), else
+    ``TextMeta`` (a transformer branch)."""
+    return NgramMeta if isinstance(meta, Mapping) and "ngrams" in meta else TextMeta
+
+
+def _part_types(meta: Any) -> dict[str, type]:
+    """``ENSEMBLE_PARTS`` with the text section's type read from the metadata."""
+    text = meta.get("text") if isinstance(meta, Mapping) else None
+    return ENSEMBLE_PARTS | {"text": text_section_type(text)}
+
+
 @dataclass(frozen=True, kw_only=True)
 class EnsembleMeta:
     """A ``multimodal_ensemble`` checkpoint's metadata: ``{"visual": ..., "text": ..., "fusion": ...}``."""
@@ -65,7 +78,7 @@ class EnsembleMeta:
     KIND: ClassVar[str] = "multimodal_ensemble"
 
     visual: VisualMeta
-    text: TextMeta
+    text: TextMeta | NgramMeta
     fusion: FusionMeta
 
     @classmethod
@@ -74,14 +87,14 @@ class EnsembleMeta:
         meta = _meta_dict(w, meta)
         _rule(w, meta)
         _common(w, meta)
-        for part, typ in ENSEMBLE_PARTS.items():
+        for part, typ in _part_types(meta).items():
             if part in meta:
                 typ.check_present(meta[part], path, section=f"{part}.", kind=cls.KIND)
 
     @classmethod
     def describes_model(cls, meta: Any) -> bool:
         return isinstance(meta, Mapping) and any(
-            typ.describes_model(meta.get(part)) for part, typ in ENSEMBLE_PARTS.items()
+            typ.describes_model(meta.get(part)) for part, typ in _part_types(meta).items()
         )
 
     @classmethod
@@ -96,7 +109,7 @@ class EnsembleMeta:
                 )
         parts = {
             part: typ.from_meta(meta[part], path, section=f"{part}.", kind=cls.KIND)
-            for part, typ in ENSEMBLE_PARTS.items()
+            for part, typ in _part_types(meta).items()
         }
         return cls(**parts)
 

@@ -30,7 +30,7 @@ from dfmm.models.branches import (
 )
 from dfmm.models.checkpoints import load_checkpoint_parts, part_state
 from dfmm.models.export import MANIFEST
-from dfmm.models.metadata import NgramMeta, TextMeta, VisualMeta
+from dfmm.models.metadata import NgramMeta, TextMeta, VisualMeta, text_section_type
 from dfmm.models.ngrams import NgramTextModel
 from dfmm.models.ood import OodReference, references_of, split_state
 from dfmm.models.scoring import DecisionRule
@@ -74,10 +74,8 @@ class Detector:
     @cached_property
     def text_spec(self) -> TextMeta | NgramMeta:
         """The text branch's typed metadata (``dfmm.models.metadata``)."""
-        if self.kind == "text_ngrams":
-            return NgramMeta.from_meta(self.text_meta, self.path)
         section = "text." if self.kind == "multimodal_ensemble" else ""
-        return TextMeta.from_meta(self.text_meta, self.path, section=section, kind=self.kind)
+        return text_section_type(self.text_meta).from_meta(self.text_meta, self.path, section=section, kind=self.kind)
 
     @property
     def text_is_ngrams(self) -> bool:
@@ -198,7 +196,10 @@ def load_model(path: str | Path, runtime: str = "torch") -> tuple[Detector, dict
             det.text = ngrams_from_meta(meta, state)
         else:
             det.visual = visual_from_meta(meta["visual"], part_state(state, "visual"))
-            det.text, det.tokenizer = text_from_meta(meta["text"], part_state(state, "text"))
+            if text_section_type(meta["text"]) is NgramMeta:
+                det.text = ngrams_from_meta(meta["text"], part_state(state, "text"))
+            else:
+                det.text, det.tokenizer = text_from_meta(meta["text"], part_state(state, "text"))
             det.fusion = fusion_from_meta(meta["fusion"], part_state(state, "fusion"))
     except CheckpointError as e:  # a checkpoint this dfmm cannot rebuild, saying why
         raise CheckpointError(f"{path}: {e}") from None

@@ -74,14 +74,14 @@ def held_out_summary(metrics: dict[str, Any]) -> dict[str, Any] | None:
                     _num(sel.get("accuracy_kept")),
                 )
             )
-    ngrams = (g.get("shipped") or {}).get("text_ngrams") or {}
+    shipped = g.get("shipped") or {}
     side = [
         (
             r["model"],
-            *(f"{_num(r[src]['auc'])} {_ci(r[src]['ci'])}" for src in _side_sources(ngrams)),
+            *(f"{_num(r[src]['auc'])} {_ci(r[src]['ci'])}" for src in _side_sources(shipped)),
             f"{_num(r['held_out'].get('mean_auc'))} {_ci(r['held_out'].get('ci'))}",
         )
-        for r in ngrams.get("side_by_side") or []
+        for r in shipped.get("text_side_by_side") or []
     ]
     side_title = (
         "Text models side by side: ROC AUC on each source's held-out texts (in-domain for a model trained on that "
@@ -104,30 +104,37 @@ def held_out_summary(metrics: dict[str, Any]) -> dict[str, Any] | None:
                 faces,
             ),
             (flag_title, FLAG_COLUMNS, flags),
-            (side_title, ("model", *(f"{s} held-out texts" for s in _side_sources(ngrams)), "unseen folds"), side),
+            (side_title, ("model", *(f"{s} held-out texts" for s in _side_sources(shipped)), "unseen folds"), side),
         ],
-        "ngrams_sentence": shipped_ngrams_sentence(ngrams),
+        "shipped_sentence": shipped_sentence(shipped, str(metrics.get("study") or "NAME")),
         "chosen": texts.get("chosen"),
         "shipped": g.get("shipped") or {},
         "clips": g.get("clips") or [],
     }
 
 
-def shipped_ngrams_sentence(ngrams: dict[str, Any]) -> str:
-    """What notebook 07 did with the n-gram text recipe (``shipped.text_ngrams``; empty for reports before it)."""
-    if not ngrams:
+def shipped_sentence(shipped: dict[str, Any], study: str) -> str:
+    """Where the models for users are and why (notebook 07's ``shipped``; empty for reports written before it)."""
+    if "folder" not in shipped:
         return ""
-    if ngrams.get("written"):
-        return (
-            f" The held-out winner, TF-IDF n-grams refitted on every text source, is written to "
-            f"`{ngrams['written']}` ({ngrams['reason']}): load it for texts from sources the card never saw."
+    text = (
+        f" For users, `runs/{study}/{shipped['folder']}` holds visual `{shipped['visual']}` and text "
+        f"`{shipped['text']}` ({shipped['reason']})"
+    )
+    fusion = shipped.get("fusion")
+    if isinstance(fusion, dict):
+        t, c = fusion["test_pairs"], fusion["card_test_pairs"]
+        text += (
+            f", and an ensemble whose fusion was fitted again on validation pairs ({fusion['variant']}): test-pair "
+            f"AUC {_num(t['auc'])} {_ci(t['ci'])} vs the card's {_num(c['auc'])}, difference "
+            f"{fusion['minus_card']:+.3f} {_ci(fusion['minus_card_ci'])}"
         )
-    return f" No n-gram text branch was written: {ngrams.get('reason')}."
+    return text + "."
 
 
-def _side_sources(ngrams: dict[str, Any]) -> list[str]:
+def _side_sources(shipped: dict[str, Any]) -> list[str]:
     """The text sources of the side-by-side rows (every key that is neither the model nor its held-out estimate)."""
-    rows = ngrams.get("side_by_side") or [{}]
+    rows = shipped.get("text_side_by_side") or [{}]
     return [k for k in rows[0] if k not in ("model", "held_out")]
 
 

@@ -56,7 +56,7 @@ def held_out_lines(metrics: dict[str, Any]) -> list[str]:
         "",
         f"Notebook 07, on sources, generators and domains the models never trained on. Best text recipe on held-out "
         f"validation: {summary['chosen'] or 'none measured'}; shipped: visual `{summary['shipped'].get('visual')}`, "
-        f"text `{summary['shipped'].get('text')}`." + summary["ngrams_sentence"],
+        f"text `{summary['shipped'].get('text')}`." + summary["shipped_sentence"],
     ]
     for title, columns, rows in summary["tables"]:
         if rows:

@@ -141,11 +141,12 @@ def train_fusion(fusion: Any, pairs: PairScores, *, epochs: int, lr: float, seed
 def save_ensemble(
     path: Path, visual_ckpt: Path, text_ckpt: Path, fusion: Any, fusion_meta: dict[str, Any], cfg: Config
 ) -> Path:
-    """``multimodal_ensemble.pt``: both branches and the fusion module, tensors only."""
+    """``multimodal_ensemble.pt``: both branches (the text one a transformer or an n-gram branch) and the fusion
+    module, tensors only."""
     from dfmm.models.checkpoints import attach_references, load_checkpoint_parts
 
     _, vs, vm, vrefs = load_checkpoint_parts(visual_ckpt, ("visual_branch",))
-    _, ts, tm, trefs = load_checkpoint_parts(text_ckpt, ("text_branch",))
+    _, ts, tm, trefs = load_checkpoint_parts(text_ckpt, ("text_branch", "text_ngrams"))
     state = {f"visual.{k}": v for k, v in vs.items()}
     state |= {f"text.{k}": v for k, v in ts.items()}
     state |= {f"fusion.{k}": v for k, v in fusion.state_dict().items()}

@@ -1,6 +1,7 @@
-"""The n-gram text branch a study ships when held-out-source validation chooses it (notebook 07): the TF-IDF
-n-gram recipe (:mod:`dfmm.models.ngrams`) refitted on every fit text of every source, source- and class-balanced,
-and written as a ``text_ngrams`` checkpoint with its out-of-distribution reference.
+"""The n-gram text branch a study ships when held-out-source validation chooses it (notebook 07,
+:mod:`dfmm.analysis.shipped`): the TF-IDF n-gram recipe (:mod:`dfmm.models.ngrams`) refitted on every fit text of
+every source, source- and class-balanced, and written as a ``text_ngrams`` checkpoint with its out-of-distribution
+reference.
 
 Its decision threshold is 0.5 at temperature 1: the logistic regression is class-balanced, so logit 0 is its
 balanced decision; there is no validation split of the pooled sources left to tune either on (the held texts
@@ -22,7 +23,6 @@ from dfmm.models.ngrams import NgramTextModel
 from dfmm.models.ood import fit_reference
 
 NGRAM_RECIPE = "TF-IDF n-grams"  # the name notebook 07's folds give the recipe (dfmm.analysis.text_recipes)
-NGRAM_CHECKPOINT = "text_ngrams.pt"
 REFERENCE_VALIDATION = 0.2  # share of the fit texts' groups that set the reference's threshold
 
 
