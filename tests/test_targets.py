@@ -114,3 +114,15 @@ def test_seed_mean_ci_averages_the_seeds_bounds():
     auc = {r["target"]: r for r in check_targets(cfg, m)}["ROC AUC >= 0.76"]
     assert auc["ci"] == [(0.75 + 0.75 + 0.79) / 3, (0.79 + 0.79 + 0.82) / 3] and auc["status"] == "met"
     assert "mean of the seeds' bootstrap bounds" in auc["how"] and auc["std"] == 0.0
+
+
+def test_the_shipped_text_target_reads_the_model_notebook_07_ships():
+    """The n-gram recipe shipped: its cross-fitted held-out number; the card's model shipped: the compact model's."""
+    cfg = load_config([ROOT / "params" / "compact.yaml", ROOT / "params" / "sources" / "local.yaml"])
+    compact = {"model": "compact", "folds": "unseen", "n_folds": 6, "mean_auc": 0.64, "ci": [0.60, 0.67]}
+    cross = {"chosen": ["TF-IDF n-grams"] * 2, "n_folds": 6, "mean_auc": 0.73, "ci": [0.68, 0.76]}
+    name = "shipped model, mean held-out AUC over the text folds >= 0.85"
+    for shipped_text, measured in (("TF-IDF n-grams", 0.73), ("improved", 0.64)):
+        g = {"texts": {"means": [compact], "cross_fitted": cross}, "shipped": {"text": shipped_text}}
+        rows = {r["target"]: r for r in check_targets(cfg, _metrics([0.8], 0.8) | {"generalization": g})}
+        assert rows[name]["measured"] == measured and rows[name]["status"] == "NO"
