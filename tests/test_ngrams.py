@@ -66,11 +66,20 @@ def test_logits_are_the_scikit_learn_pipelines():
 
 
 def test_hash_index_is_where_the_vectorizer_counts():
-    word = ["bread", "the bread", "日本語のテキスト"]
-    counts = hashed_ngrams(["bread", "the bread", "日本語のテキスト"])
-    for i, text in enumerate(word):
-        assert _hash_index(text.split()[-1], 0) in set(counts[i].indices)
-    assert max(int(c.indices.max()) for c in counts) < 2 * NGRAM_FEATURES
+    """Word unigrams and bigrams in the first half, character n-grams (a space padding each word) in the second:
+    exactly the columns the vectorizers count, no more."""
+    counts = hashed_ngrams(["the bread", "日本語のテキスト"])
+    words = {_hash_index(g, 0) for g in ("the", "bread", "the bread")}
+    chars = {_hash_index(g, NGRAM_FEATURES) for w in ("the", "bread") for g in _char_ngrams(f" {w} ")}
+    assert set(counts[0].indices) == words | chars
+    jp = {_hash_index("日本語のテキスト", 0)} | {
+        _hash_index(g, NGRAM_FEATURES) for g in _char_ngrams(" 日本語のテキスト ")
+    }
+    assert set(counts[1].indices) == jp
+
+
+def _char_ngrams(padded: str) -> set[str]:
+    return {padded[i : i + n] for n in (3, 4, 5) for i in range(len(padded) - n + 1)}
 
 
 @pytest.mark.parametrize("text", [*ODD, *HUMAN[:2], *MACHINE[:2], "Bread bread BREAD, the the the. " * 5])
@@ -170,7 +179,10 @@ def _rewritten(src, dst, *, meta=None, state=None):
         ({"meta": lambda m: m.pop("ngrams")}, "no ngrams"),
         ({"state": lambda s: s[PREFIX + "index"].__setitem__(0, 2**22)}, "outside 0..2097151"),
         ({"state": lambda s: s[PREFIX + "index"].__setitem__(1, s[PREFIX + "index"][0])}, "not sorted and distinct"),
-        ({"state": lambda s: s[PREFIX + "idf"].__setitem__(0, 0.5)}, "values below 1"),
+        ({"state": lambda s: s[PREFIX + "idf"].__setitem__(0, 0.5)}, "holds values outside [1, "),
+        ({"state": lambda s: s[PREFIX + "idf"].__setitem__(0, 1e6)}, "holds values outside [1, "),
+        ({"state": lambda s: s.__setitem__(PREFIX + "coef", s[PREFIX + "coef"].long())}, "expected a floating-point"),
+        ({"state": lambda s: s[PREFIX + "coef"].__setitem__(0, float("nan"))}, "holds non-finite values"),
         ({"state": lambda s: s.pop(PREFIX + "coef")}, "missing: 1"),
     ],
 )
@@ -183,6 +195,20 @@ def test_a_checkpoint_that_does_not_fit_its_metadata_is_refused_in_one_line(
     with pytest.raises(CheckpointError) as e:
         load_model(bad)
     assert message in str(e.value) and "\n" not in str(e.value) and "bad.pt" in str(e.value)
+
+
+def test_sweeps_and_attribution_examples_take_an_ngram_branch(ngram_checkpoint):
+    from dfmm.analysis.explanations import attribution_examples
+    from dfmm.analysis.sweeps import sweep_texts
+    from dfmm.serving.evaluate import score_texts
+    from dfmm.serving.inference import load_model
+
+    model, _ = load_model(ngram_checkpoint["path"])
+    test = ngram_checkpoint["test"]
+    out = sweep_texts(model, test, ["case_whitespace", "truncate_64"], n_resamples=50)
+    assert set(out["perturbations"]) == {"case_whitespace", "truncate_64"}
+    shown = attribution_examples(model, test, score_texts(model, test), per_kind=1)
+    assert shown and all("<span" in a.html for a in shown)
 
 
 def test_export_says_an_ngram_branch_has_nothing_to_export(ngram_checkpoint, tmp_path):
@@ -232,6 +258,11 @@ def test_the_shipped_ensemble_fuses_the_card_visual_branch_with_the_ngram_branch
     assert isinstance(both["in_distribution"], float)
     with pytest.raises(CheckpointError, match="no network to export"):
         export_model(folder / "multimodal_ensemble.pt", tmp_path / "out")
+    wide = _rewritten(
+        folder / "multimodal_ensemble.pt", tmp_path / "wide.pt", meta=lambda m: m["fusion"].update(text_dim=2)
+    )
+    with pytest.raises(CheckpointError, match="fusion.text_dim = 2; expected 1, the text branch's feature width"):
+        load_model(wide)
     # the card's files in runs/NAME/ are never replaced
     assert load_model(tiny_models["ensemble"])[0].text_is_ngrams is False
 

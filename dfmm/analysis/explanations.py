@@ -45,16 +45,20 @@ class Attribution(NamedTuple):
 def attribution_examples(
     model: Any, texts: TextSet, pred: dict[str, np.ndarray], per_kind: int = 2, chars: int = 1500, max_length: int = 256
 ) -> list[Attribution]:
-    """Input x gradient token attributions of the first ``per_kind`` correctly and wrongly labelled texts of
-    ``pred`` (a branch's ``logits``, ``labels``, ``index`` on ``texts``) under the checkpoint's rule; each text cut
-    to ``chars`` characters and ``max_length`` tokens."""
+    """Input x gradient token attributions (an n-gram branch: each word's exact share of the logit) of the first
+    ``per_kind`` correctly and wrongly labelled texts of ``pred`` (a branch's ``logits``, ``labels``, ``index`` on
+    ``texts``) under the checkpoint's rule; each text cut to ``chars`` characters and ``max_length`` tokens."""
     rule = model.rule("text")
     probs = rule.probability(pred["logits"])
     right = rule.is_fake(probs) == (pred["labels"] == 1)
     out = []
     for kind, pool in (("correct", np.flatnonzero(right)), ("wrong", np.flatnonzero(~right))):
         for j in pool[:per_kind]:
-            a = token_attributions(model.text, model.tokenizer, texts.text(pred["index"][j])[:chars], max_length)
+            text = texts.text(pred["index"][j])[:chars]
+            if getattr(model, "text_is_ngrams", False):  # exact word shares of a linear model's logit
+                a = model.text.word_contributions(text)
+            else:
+                a = token_attributions(model.text, model.tokenizer, text, max_length)
             out.append(
                 Attribution(kind, int(pred["labels"][j]), float(probs[j]), tokens_html(a["tokens"], a["scores"]))
             )

@@ -46,10 +46,16 @@ def ngram_ship_decision(cross_fitted: dict[str, Any], recipe: str) -> tuple[bool
     the cross-fitted choice and better than the compact model on the other half (paired CI above 0); and why."""
     chosen, ci = cross_fitted.get("chosen") or [], cross_fitted.get("minus_compact_ci")
     if not chosen or any(c != recipe for c in chosen):
-        return False, f"held-out validation chose {chosen or 'nothing'}, not {recipe}"
-    if ci is None or ci[0] <= 0:
-        return False, f"{recipe} minus the compact model on held-out folds: CI {ci} does not exclude 0"
-    return True, f"chosen on both halves of the held-out folds; minus the compact model {ci[0]:+.3f} to {ci[1]:+.3f}"
+        named = " / ".join(dict.fromkeys(chosen)) or "no recipe (no scorable held-out folds)"
+        return False, f"held-out validation chose {named}, not {recipe}"
+    if ci is None:
+        return False, f"{recipe} minus the compact model on held-out folds has no interval"
+    if ci[0] <= 0:
+        side = "is below 0" if ci[1] < 0 else "includes 0"
+        return False, f"{recipe} minus the compact model on held-out folds: [{ci[0]:+.3f}, {ci[1]:+.3f}] {side}"
+    return True, (
+        f"chosen on both halves of the held-out folds, {ci[0]:+.3f} to {ci[1]:+.3f} AUC over the compact model there"
+    )
 
 
 def text_side_by_side(held: Any, probs: dict[str, np.ndarray], held_out: dict[str, dict[str, Any]]) -> list[dict]:

@@ -34,15 +34,27 @@ def shipped_dir(cfg: Config) -> Path:
     return cfg.run_dir / SHIPPED
 
 
-def branch_pairs(cfg: Config, vis: Any, txt: Any, isplits: dict[str, Any], tsplits: dict[str, Any]) -> dict[str, Any]:
-    """Validation and test image-text pairs of two loaded branches, built as notebook 04 builds them (each split's
-    held-out outputs through ``score_branch``, paired with seed ``study.seed + i`` under ``fusion.pair_rule``)."""
+PAIR_SPLITS = {"val": 0, "test": 1}  # split -> its pairing seed offset (notebook 04: study.seed + i)
+
+
+def branch_pairs(
+    cfg: Config,
+    vis: Any,
+    txt: Any,
+    isplits: dict[str, Any],
+    tsplits: dict[str, Any],
+    splits: tuple[str, ...] = ("val", "test"),
+) -> dict[str, Any]:
+    """Image-text pairs of two loaded branches on ``splits``, built as notebook 04 builds them (each split's
+    held-out outputs through ``score_branch``, paired with seed ``study.seed + PAIR_SPLITS[split]`` under
+    ``fusion.pair_rule``)."""
     pairs = {}
-    for i, split in enumerate(("val", "test")):
+    for split in splits:
         images = score_branch(vis, "visual", isplits[split], cfg.visual.eval_batch_size, cfg.cache_dir, features=True)
         texts = score_branch(txt, "text", tsplits[split], cfg.text.batch_size, cfg.cache_dir, features=True)
         visual, text = BranchOutputs.of(images), BranchOutputs.of(texts)
-        pairs[split] = pair_outputs(visual, text, seed=cfg.study.seed + i, rule=cfg.fusion.pair_rule)
+        seed = cfg.study.seed + PAIR_SPLITS[split]
+        pairs[split] = pair_outputs(visual, text, seed=seed, rule=cfg.fusion.pair_rule)
     return pairs
 
 
@@ -87,10 +99,13 @@ def _refit_fusion(cfg: Config, isplits: dict[str, Any], tsplits: dict[str, Any],
     fits = fit_fusion_variants(pairs["val"], attention=f.attention, epochs=f.epochs, lr=f.lr, seed=cfg.study.seed)
     fusion = fits.modules[fits.chosen]
     save_ensemble(tmp / ENSEMBLE_CHECKPOINT, cfg.checkpoint("visual"), text_path, fusion, fits.meta(f.pair_rule), cfg)
-    card_pairs = branch_pairs(cfg, card, card, isplits, tsplits)["test"]
+    card_pairs = branch_pairs(cfg, card, card, isplits, tsplits, ("test",))["test"]
     test = pairs["test"]
-    if not np.array_equal(test.labels, card_pairs.labels):  # the same items paired alike, or no paired comparison
-        raise RuntimeError("shipped and card test pairs differ: the text branches scored different texts")
+    same = all(
+        np.array_equal(getattr(test, k), getattr(card_pairs, k)) for k in ("labels", "visual_labels", "text_labels")
+    )
+    if not same or not np.array_equal(test.visual_logits, card_pairs.visual_logits):  # same items, paired alike
+        raise RuntimeError("shipped and card test pairs differ: the branches scored different items")
     auc, draws = metric_draws(test.labels, fused_probs(fusion, test))
     card_auc, card_draws = metric_draws(test.labels, fused_probs(card.fusion, card_pairs))
     return {

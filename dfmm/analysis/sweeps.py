@@ -107,14 +107,19 @@ def sweep_texts(
 
     A perturbed text whose token ids equal its clean text's (a ``truncate_256`` of a short text; case and spacing
     for an uncased tokenizer that normalises whitespace) is the same model input, so it keeps its clean score;
-    only the others are scored again (``rescored``; ``changed``: texts whose characters changed).
+    only the others are scored again (``rescored``; ``changed``: texts whose characters changed). An n-gram text
+    branch is scored again on every text whose characters changed, and ``truncate_N`` cuts at N tokens of its
+    reference's frozen encoder.
     """
     items = _subset(texts, max_items, seed)
     threshold = model.threshold("text")
     clean = score_texts(model, items, batch_size, cache_dir)
     if not np.array_equal(clean["index"], np.arange(len(items))):
         raise DataError(f"{items.origin}: the text scorer left items out; expected every text scored")
-    clean_ids = _token_ids(model.tokenizer, items.texts)
+    ngrams = getattr(model, "text_is_ngrams", False)  # an n-gram branch reads every character: compare the texts
+    tokenizer = model.frozen_tokenizer() if ngrams else model.tokenizer  # truncate_N counts the encoder's tokens
+    inputs = (lambda ts: list(ts)) if ngrams else (lambda ts: _token_ids(tokenizer, ts))
+    clean_ids = inputs(items.texts)
     g = _groups(items, clean, groups)
     out: dict[str, Any] = {
         "branch": "text",
@@ -124,8 +129,8 @@ def sweep_texts(
         "perturbations": {},
     }
     for name in perturbations:
-        perturbed = perturb_texts(items, name, seed, model.tokenizer)
-        ids = _token_ids(model.tokenizer, perturbed.texts)
+        perturbed = perturb_texts(items, name, seed, tokenizer)
+        ids = inputs(perturbed.texts)
         redo = np.array([i for i, (a, b) in enumerate(zip(clean_ids, ids, strict=True)) if a != b], dtype=int)
         scored = {**clean, "probs": clean["probs"].copy()}
         if len(redo):

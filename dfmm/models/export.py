@@ -183,8 +183,8 @@ def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True
     kind, state, meta, refs = load_checkpoint_parts(checkpoint)
     if kind == "text_ngrams" or (kind == "multimodal_ensemble" and text_section_type(meta["text"]) is NgramMeta):
         raise CheckpointError(
-            f"{checkpoint}: its text branch is the n-gram model, which has no network to export (hashing and one "
-            "sparse dot product, already fast in NumPy); serve it as it is, with --runtime torch"
+            f"{checkpoint}: its text branch is the n-gram model, which has no network to export (its score is "
+            "hashing and one sparse dot product in NumPy); serve it as it is, with --runtime torch"
         )
     sections = {"visual": meta, "text": meta} if kind != "multimodal_ensemble" else meta
     branches = {"visual_branch": ["visual"], "text_branch": ["text"]}.get(kind, ["visual", "text"])

@@ -330,8 +330,10 @@ class NgramMeta(_Section, _Ruled):
     def check_state(
         self, state: Mapping[str, torch.Tensor], path: str | Path | None = None, *, section: str = "", kind: str = ""
     ) -> None:
-        """The four tensors, ``seen`` long (the bias one number), the indices sorted, distinct and within the
-        hashed width, every IDF at least 1: anything else is refused before a text is scored."""
+        """The four tensors, ``seen`` long (the bias one number), the indices int64, sorted, distinct and within
+        the hashed width; IDF, coefficients and bias finite floats, every IDF between 1 and ``default_idf`` (the IDF
+        of an n-gram no training text held, the largest there is): anything else is refused before a text is
+        scored."""
         w = _Where(path, kind or self.KIND, section)
         expected = {PREFIX + t: (1,) if t == "bias" else (self.seen,) for t in TENSORS}
         _compare(w, f"an n-gram model of {self.seen} seen n-grams", expected, state)
@@ -342,8 +344,17 @@ class NgramMeta(_Section, _Ruled):
             w.fail(f"tensor '{PREFIX}index' has entries outside 0..{2 * NGRAM_FEATURES - 1}")
         if len(index) > 1 and not bool((index[1:] > index[:-1]).all()):
             w.fail(f"tensor '{PREFIX}index' is not sorted and distinct")
-        if not idf.is_floating_point() or bool((idf < 1.0).any()):
-            w.fail(f"tensor '{PREFIX}idf' holds values below 1 (a smoothed IDF is at least 1)")
+        for name in ("idf", "coef", "bias"):
+            t = state[PREFIX + name]
+            if not t.is_floating_point():
+                w.fail(f"tensor '{PREFIX}{name}' is {t.dtype}, expected a floating-point tensor")
+            if not bool(torch.isfinite(t).all()):
+                w.fail(f"tensor '{PREFIX}{name}' holds non-finite values (NaN or inf)")
+        if len(idf) and (float(idf.min()) < 1.0 or float(idf.max()) > self.default_idf + 1e-9):
+            w.fail(
+                f"tensor '{PREFIX}idf' holds values outside [1, {self.default_idf:.4f}] (a smoothed IDF is at least 1 "
+                "and at most the metadata's ngrams.default_idf)"
+            )
 
 
 # ------------------------------------------------------------------------------------------------ fusion

@@ -74,8 +74,11 @@ class Detector:
     @cached_property
     def text_spec(self) -> TextMeta | NgramMeta:
         """The text branch's typed metadata (``dfmm.models.metadata``)."""
-        section = "text." if self.kind == "multimodal_ensemble" else ""
-        return text_section_type(self.text_meta).from_meta(self.text_meta, self.path, section=section, kind=self.kind)
+        if self.kind == "multimodal_ensemble":  # its text section is typed by what it names (``text_section_type``)
+            typ = text_section_type(self.text_meta)
+            return typ.from_meta(self.text_meta, self.path, section="text.", kind=self.kind)
+        typ = NgramMeta if self.kind == "text_ngrams" else TextMeta
+        return typ.from_meta(self.text_meta, self.path, kind=self.kind)
 
     @property
     def text_is_ngrams(self) -> bool:

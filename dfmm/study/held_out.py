@@ -13,6 +13,10 @@ def _num(v: Any) -> str:
     return "n/a" if v is None else f"{float(v):.3f}"
 
 
+def _signed(v: Any) -> str:
+    return "n/a" if v is None else f"{float(v):+.3f}"
+
+
 def _ci(ci: Any) -> str:
     return "" if not ci else f"[{float(ci[0]):.3f}, {float(ci[1]):.3f}]"
 
@@ -119,7 +123,7 @@ def shipped_sentence(shipped: dict[str, Any], study: str) -> str:
         return ""
     text = (
         f" For users, `runs/{study}/{shipped['folder']}` holds visual `{shipped['visual']}` and text "
-        f"`{shipped['text']}` ({shipped['reason']})"
+        f"`{shipped['text']}` ({shipped.get('reason') or 'no reason recorded'})"
     )
     fusion = shipped.get("fusion")
     if isinstance(fusion, dict):
@@ -127,7 +131,7 @@ def shipped_sentence(shipped: dict[str, Any], study: str) -> str:
         text += (
             f", and an ensemble whose fusion was fitted again on validation pairs ({fusion['variant']}): test-pair "
             f"AUC {_num(t['auc'])} {_ci(t['ci'])} vs the card's {_num(c['auc'])}, difference "
-            f"{fusion['minus_card']:+.3f} {_ci(fusion['minus_card_ci'])}"
+            f"{_signed(fusion.get('minus_card'))} {_ci(fusion.get('minus_card_ci'))}"
         )
     return text + "."
 
