@@ -555,3 +555,58 @@ def test_pseudo_fakes_are_a_checked_recipe_choice_and_the_retired_flag_names_it(
         load_config(["params/demo.yaml"], ["generalization.face_recipes.self_blended.pseudo_fakes=sbi"])
     with pytest.raises(ConfigError, match=r"'self_blend' is no longer an option .*pseudo_fakes: self_blend"):
         load_config(["params/demo.yaml"], ["visual.recipes.improved.self_blend=true"])
+
+
+def test_metric_term_pulls_classes_together_and_spreads_the_sphere():
+    from dfmm.training.loop import metric_term
+
+    labels = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    e = torch.eye(4)
+    collapsed = torch.stack([e[0], e[0], e[1], e[1]])  # each class one point: alignment 0
+    spread = torch.stack([e[0], -e[0], e[1], -e[1]])  # each class at opposite poles: alignment 4
+    assert float(metric_term(collapsed, labels)) < float(metric_term(spread, labels))
+    align_only = metric_term(collapsed, labels) - torch.log(
+        torch.exp(-2.0 * torch.tensor([0.0, 2, 2, 2, 2, 0] * 2)).mean()
+    )
+    assert abs(float(align_only)) < 1e-6  # the value: alignment 0 plus the uniformity of these distances
+    one_point = torch.stack([e[0]] * 4)
+    assert float(metric_term(one_point, labels)) == pytest.approx(0.0, abs=1e-6)  # log mean exp(0) = 0, aligned
+    f = torch.nn.functional.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    f.requires_grad_(True)
+    metric_term(f, torch.tensor([0.0, 1, 0, 1, 0, 1])).backward()
+    assert torch.isfinite(f.grad).all() and float(f.grad.abs().sum()) > 0
+    assert float(metric_term(f[:1].detach(), torch.tensor([1.0]))) == 0.0  # one item: nothing to compare
+
+
+def test_metric_loss_changes_training_and_is_refused_for_texts(tmp_path):
+    from dfmm.config import Recipe, load_config
+    from dfmm.errors import ConfigError
+    from dfmm.models.visual import VisualBranch
+    from dfmm.training.loop import fit
+
+    class Backbone(torch.nn.Module):
+        num_features = 8
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean(dim=(2, 3))
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, 8, 8, generator=g), torch.tensor([0.0, 1.0] * 8)
+    batches = [
+        {"inputs": x[i : i + 8], "labels": y[i : i + 8], "index": torch.arange(i, i + 8), "skipped": []} for i in (0, 8)
+    ]
+    trained = []
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = VisualBranch(Backbone(), dropout=0.0)
+        fit(model, batches, batches, Recipe(optimizer="adam", lr=1e-2, metric_loss=weight), epochs=2)
+        trained.append(model.backbone.conv.weight.detach().clone())
+    assert not torch.allclose(trained[0], trained[1])  # the term moves the backbone
+    with pytest.raises(ConfigError, match=r"text.recipes.improved.metric_loss = 0.5 is for face recipes"):
+        load_config(["params/demo.yaml"], ["text.recipes.improved.metric_loss=0.5"])
+    with pytest.raises(ConfigError, match=r"metric_loss = -1.0; expected >= 0"):
+        load_config(["params/demo.yaml"], ["generalization.face_recipes.degrade.metric_loss=-1"])

@@ -98,6 +98,7 @@ _RECIPE_RANGES = {  # the same for every recipe of both branches
     "label_smoothing": _between(0.0, 1.0, hi_open=True),  # 1 makes every target 0.5: nothing to learn
     "batch_size": _at_least(0, " (0 = the branch's batch_size)"),
     "seeds": _at_least(0, " (0 = the branch's seeds)"),
+    "metric_loss": _at_least(0, " (0 = none)"),
 }
 
 
@@ -155,6 +156,15 @@ def _check_values(cfg: Config, origin: str, overrides: list[str] | None = None) 
             "(a visual recipe or the shipped branch); give it another name"
         )
     for prefix, recipe in _all_recipes(cfg):
+        image_only = {"metric_loss": 0.0, "pseudo_fakes": "none"}
+        if prefix.startswith("text."):
+            for key, default in image_only.items():
+                if getattr(recipe, key) != default:
+                    where = _blame(origin, f"{prefix}.{key}", overrides or [])
+                    raise ConfigError(
+                        f"{where}: {prefix}.{key} = {_show(getattr(recipe, key))} is for face recipes; a text recipe "
+                        f"takes {_show(default)}"
+                    )
         if recipe.pseudo_fakes != "none" and (recipe.augment == "strong" or recipe.balanced):
             bad = "augment: strong (it crops the original image)" if recipe.augment == "strong" else "balanced: true"
             where = _blame(origin, f"{prefix}.pseudo_fakes", overrides or [])

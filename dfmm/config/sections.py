@@ -32,6 +32,9 @@ class Recipe:
     # images: none | self_blend (each real face also as a self-blended pseudo-fake, landmark masks; SBI, 2022) |
     # self_blend_only (reals against pseudo-fakes alone: the training split's fakes are left out)
     pseudo_fakes: str = "none"
+    # images: weight of a metric-learning term on the unit-norm features, alignment (same-class pairs close) plus
+    # uniformity (features spread over the sphere): GenD's hyperspherical recipe (Wang & Isola, ICML 2020)
+    metric_loss: float = 0.0
     pair_batches: bool = False  # keep a real and its fake (same group) in the same batch
     balanced: bool = False  # class-balanced loss: each class contributes half, whatever the counts
     tta: bool = False  # horizontal-flip test-time augmentation (images only)

@@ -9,6 +9,7 @@ head reach confident probabilities without inflating the weights; it is part of 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +29,12 @@ class VisualBranch(nn.Module):
         """Unit-norm pooled features (N, D)."""
         return F.normalize(self.backbone(images), dim=1)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """One logit per image (N,): > 0 means fake."""
-        return self.logits(self.dropout(self.features(images)))
+    def forward(self, images: torch.Tensor, return_features: bool = False) -> Any:
+        """One logit per image (N,): > 0 means fake; with ``return_features`` also the unit-norm features (the
+        training loop's metric-learning term reads them)."""
+        features = self.features(images)
+        logits = self.logits(self.dropout(features))
+        return (logits, features) if return_features else logits
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """The head on (unit-norm) features: one logit per row, scaled by the learnt logit scale."""

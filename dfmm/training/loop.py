@@ -138,6 +138,22 @@ def bce_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float, pos_w
     return F.binary_cross_entropy_with_logits(logits.float(), target.float(), weight=weight)
 
 
+def metric_term(features: torch.Tensor, labels: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+    """Alignment plus uniformity of unit-norm features (Wang & Isola, ICML 2020; the metric-learning part of GenD,
+    2025): the mean squared distance between same-class pairs of the batch, plus the log of the mean Gaussian
+    potential ``exp(-t d^2)`` over all pairs (lower when the features spread over the sphere). A batch without a
+    same-class pair contributes uniformity only."""
+    n = features.shape[0]
+    if n < 2:
+        return features.sum() * 0.0
+    d2 = (2.0 - 2.0 * features @ features.T).clamp_min(0.0)  # squared distances of unit vectors
+    off = ~torch.eye(n, dtype=torch.bool, device=features.device)
+    same = (labels[:, None] == labels[None, :]) & off
+    align = d2[same].mean() if bool(same.any()) else d2.new_zeros(())
+    uniform = torch.log(torch.exp(-t * d2[off]).mean())
+    return align + uniform
+
+
 def shard_for_processes(loader: Any, accelerator: Any) -> Any:
     """The training loader of this process under ``accelerate launch``: a disjoint share of every epoch's batches.
 
@@ -280,8 +296,13 @@ def fit(
             inputs = _to(batch["inputs"], accelerator.device)
             labels = batch["labels"].to(accelerator.device)
             with accelerator.autocast():
-                logits = _call(model, inputs)
-                loss = bce_loss(logits, labels, recipe.label_smoothing, pos_weight)
+                if recipe.metric_loss > 0:
+                    logits, features = model(inputs, return_features=True)
+                    loss = bce_loss(logits, labels, recipe.label_smoothing, pos_weight)
+                    loss = loss + recipe.metric_loss * metric_term(features.float(), labels)
+                else:
+                    logits = _call(model, inputs)
+                    loss = bce_loss(logits, labels, recipe.label_smoothing, pos_weight)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
