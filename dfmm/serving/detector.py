@@ -1,6 +1,7 @@
 """What a checkpoint or an export folder becomes for serving (``Detector``, ``load_model``), and the pieces every
-classify call shares: the input tensors, the batched visual scores, the out-of-distribution judgement and the
-result dict. ``dfmm.serving.inference`` (images, texts, pairs) and ``dfmm.serving.video`` (clips) build on it.
+classify call shares: the input tensors, the batched visual scores and the result dict (the out-of-distribution
+judgement is ``dfmm.serving.judgement``). ``dfmm.serving.inference`` (images, texts, pairs) and
+``dfmm.serving.video`` (clips) build on it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from dfmm.data.faces import CropGeometry, FaceDetector
 from dfmm.data.images import load_image
 from dfmm.data.transforms import image_transform
-from dfmm.errors import CheckpointError, DataError, DfmmError
+from dfmm.errors import CheckpointError, DataError
 from dfmm.models import FusionEnsemble, TextBranch, VisualBranch
 from dfmm.models.branches import (
     fusion_from_meta,
@@ -34,6 +35,7 @@ from dfmm.models.metadata import NgramMeta, TextMeta, VisualMeta, text_section_t
 from dfmm.models.ngrams import NgramTextModel
 from dfmm.models.ood import OodReference, references_of, split_state
 from dfmm.models.scoring import DecisionRule
+from dfmm.serving.judgement import ood_judgements
 from dfmm.serving.runtimes import check_runtime, load_export
 
 
@@ -275,55 +277,6 @@ def _fusion_weights(model: Detector) -> dict[str, float] | None:
         return None
     w = model.fusion.weights().detach().numpy()
     return {"visual": float(w[0]), "text": float(w[1])}
-
-
-NO_REFERENCE = {
-    "in_distribution": None,
-    "ood_distance": None,
-    "uncertain": None,
-    "uncertain_reason": "not measured: the checkpoint stores no reference set of training items",
-}
-
-
-@torch.inference_mode()
-def ood_judgements(model: Detector, branch: str, inputs: Any) -> list[dict[str, Any]]:
-    """Per input (an image batch tensor, a tokenizer's encoding, or a list of texts, which the frozen backbone's
-    tokenizer reads): ``in_distribution``, ``ood_distance``, ``uncertain`` and ``uncertain_reason`` from the
-    checkpoint's reference (``NO_REFERENCE`` without one)."""
-    n = len(inputs) if isinstance(inputs, (torch.Tensor, list)) else len(inputs["input_ids"])
-    if branch not in model.ood:
-        return [dict(NO_REFERENCE) for _ in range(n)]
-    ref = model.ood[branch]
-    try:  # the pretrained backbone comes from its package or the Hub: without it the label stands, unjudged
-        frozen = model.frozen(branch)
-    except (DfmmError, ImportError, OSError) as e:
-        reason = f"not measured: the pretrained backbone {ref.backbone} is not available here ({str(e)[:120]})"
-        return [dict(NO_REFERENCE, uncertain_reason=reason) for _ in range(n)]
-    if isinstance(inputs, list):  # texts of an n-gram branch, tokenised for its reference's encoder
-        inputs = model.frozen_tokenizer()(
-            inputs, truncation=True, max_length=model.text_spec.max_length, padding=True, return_tensors="pt"
-        )
-    if isinstance(inputs, torch.Tensor):
-        features = frozen.features(inputs)
-    else:
-        features = frozen.features(inputs["input_ids"], inputs["attention_mask"])
-    if features.shape[1] != ref.reference.shape[1]:
-        raise CheckpointError(
-            f"{model.path}: ood.{branch}.reference holds {ref.reference.shape[1]}-wide features, the backbone "
-            f"{ref.backbone} gives {features.shape[1]}"
-        )
-    return ref.judge(ref.distances(features.float().numpy()))
-
-
-def combined_judgement(judgements: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One judgement for several branches' inputs: the least typical branch decides (lowest ``in_distribution``);
-    uncertain when any branch is, each reason named by its branch."""
-    measured = {b: j for b, j in judgements.items() if j["in_distribution"] is not None}
-    if not measured:
-        return dict(NO_REFERENCE)
-    worst = min(measured.values(), key=lambda j: j["in_distribution"])
-    reasons = [f"{b}: {j['uncertain_reason']}" for b, j in measured.items() if j["uncertain"]]
-    return worst | {"uncertain": bool(reasons), "uncertain_reason": "; ".join(reasons) or None}
 
 
 def _result(

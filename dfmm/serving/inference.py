@@ -26,7 +26,6 @@ from dfmm.data.images import load_image
 from dfmm.data.text import check_text
 from dfmm.errors import DataError
 from dfmm.serving.detector import (  # the model and the pieces every call shares
-    NO_REFERENCE,
     Detector,
     _image_tensor,
     _need,
@@ -34,13 +33,12 @@ from dfmm.serving.detector import (  # the model and the pieces every call share
     _visual_forward,
     _visual_logits,
     check_model,
-    combined_judgement,
     forward_batch_size,
     load_model,
-    ood_judgements,
     tensor_scores,
     visual_scores,
 )
+from dfmm.serving.judgement import NO_REFERENCE, combined_judgement, ood_judgements
 from dfmm.serving.video import aggregate, check_aggregation, classify_video, clip_judgement
 
 __all__ = [  # the API, and the pieces notebooks, benchmarks and dfmm score import from here

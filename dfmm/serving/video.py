@@ -17,7 +17,6 @@ from dfmm.data.faces import Face, crop_faces
 from dfmm.errors import DataError
 from dfmm.models.scoring import DecisionRule
 from dfmm.serving.detector import (
-    NO_REFERENCE,
     Detector,
     _count,
     _image_tensor,
@@ -26,6 +25,7 @@ from dfmm.serving.detector import (
     check_model,
     tensor_scores,
 )
+from dfmm.serving.judgement import NO_REFERENCE
 
 
 def check_aggregation(aggregation: str) -> None:
