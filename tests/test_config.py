@@ -171,6 +171,7 @@ def test_every_number_in_the_params_has_a_range():
         ("visual.recipes.card.lr=0", r"visual\.recipes\.card\.lr = 0\.0; expected > 0"),
         ("text.recipes.improved.warmup_fraction=.nan", r"warmup_fraction = nan; expected a finite number in \[0, 1\]"),
         ("data.max_eval_texts=-1", r"data\.max_eval_texts = -1; expected >= 0 \(0 = all\)"),
+        ("generalization.recipe_sweep_items=-1", r"generalization\.recipe_sweep_items = -1; expected >= 0"),
         ("study.name=..", r"study\.name = '\.\.'; expected a plain folder name"),
     ],
 )

@@ -88,6 +88,7 @@ _RANGES = {
     ("video", "num_frames"): _at_least(1),
     ("generalization", "fit_texts"): _at_least(0, _ALL),
     ("generalization", "held_texts"): _at_least(0, _ALL),
+    ("generalization", "recipe_sweep_items"): _at_least(0, _ALL),
     ("generalization", "min_items"): _at_least(1),
 }
 _RECIPE_RANGES = {  # the same for every recipe of both branches

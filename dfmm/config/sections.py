@@ -186,6 +186,9 @@ class GeneralizationConfig:
     # face recipes meant to transfer, each trained once (seed study.seed) on the study's training faces and
     # measured on every face set beside the shipped visual branch
     face_recipes: dict[str, Recipe] = field(default_factory=dict)
+    # test faces (balanced, whole groups; 0 = all) on which the face recipes and the shipped branch are compared
+    # under post-processing (dfmm.analysis.face_recipe_measures.RECIPE_SWEEP)
+    recipe_sweep_items: int = 300
 
 
 @dataclass
