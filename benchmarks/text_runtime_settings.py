@@ -1,0 +1,108 @@
+"""Would another OpenVINO setting bring the exported text branch to 1.5x PyTorch? A trial for issue 27's text target.
+
+    python benchmarks/text_runtime_settings.py [--model CKPT] [--params PARAMS,...]
+
+Exports the checkpoint's text branch (``dfmm export``) into a temporary folder, then measures texts/s on the same 8
+compact test texts (tokenised once, padded to the longest) in a process of its own per setting (a runtime's
+threads and a previous export change what runs next in the same process: docs/experiments.md): PyTorch eager;
+OpenVINO as ``dfmm`` compiles it (``PERFORMANCE_HINT: LATENCY``, fp32); the same with the input shape fixed to the
+batch's; and ``THROUGHPUT`` with 2 streams, the batch split in two halves on an ``AsyncInferQueue``. The speed is
+the median of 3 rounds of 3 s after 2 warm-up calls. Prints one JSON object: texts/s and the ratio to PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SETTINGS = ("torch", "openvino_latency", "openvino_static_shape", "openvino_two_streams")
+
+
+def _per_second(fn, n: int, seconds: float = 3.0, rounds: int = 3) -> float:
+    fn()
+    fn()
+    speeds = []
+    for _ in range(rounds):
+        calls, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            fn()
+            calls += 1
+        speeds.append(calls * n / (time.perf_counter() - t0))
+    return float(np.median(speeds))
+
+
+def _measure(setting: str, model_path: str, export: str, params: list[str]) -> float:
+    import itertools
+
+    from dfmm.config import load_config
+    from dfmm.data import text_splits
+    from dfmm.serving.inference import load_model
+
+    model, _ = load_model(model_path)
+    texts = list(itertools.islice(text_splits(load_config(params))["test"].iter_texts(), 8))
+    enc = model.tokenizer(
+        texts, truncation=True, max_length=model.text_spec.max_length, padding=True, return_tensors="np"
+    )
+    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    if setting == "torch":
+        import torch
+
+        t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+        with torch.inference_mode():
+            return _per_second(lambda: model.text.scored(t_ids, t_mask), len(ids))
+    import openvino as ov
+
+    core = ov.Core()
+    graph = core.read_model(str(Path(export) / "text.onnx"))
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if setting == "openvino_static_shape":
+        graph.reshape({"input_ids": list(ids.shape), "attention_mask": list(ids.shape)})
+    if setting == "openvino_two_streams":
+        config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": "2", "INFERENCE_NUM_THREADS": "2"}
+    compiled = core.compile_model(graph, "CPU", config)
+    if setting != "openvino_two_streams":
+        return _per_second(lambda: compiled({"input_ids": ids, "attention_mask": mask}), len(ids))
+    queue, half = ov.AsyncInferQueue(compiled, 2), len(ids) // 2
+
+    def two_halves() -> None:
+        queue.start_async({"input_ids": ids[:half], "attention_mask": mask[:half]})
+        queue.start_async({"input_ids": ids[half:], "attention_mask": mask[half:]})
+        queue.wait_all()
+
+    return _per_second(two_halves, len(ids))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="runs/compact/text_branch.pt")
+    ap.add_argument("--params", default="params/compact.yaml,params/sources/local.yaml")
+    ap.add_argument("--setting", choices=SETTINGS, help=argparse.SUPPRESS)  # one measurement, in this process
+    ap.add_argument("--export", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    params = a.params.split(",")
+    if a.setting:
+        print(json.dumps({a.setting: _measure(a.setting, a.model, a.export, params)}))
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        export = str(Path(tmp) / "export")
+        cli = [sys.executable, "-m", "dfmm.cli"]
+        subprocess.run([*cli, "export", "--model", a.model, "--out", export], check=True, capture_output=True)
+        speeds = {}
+        for setting in SETTINGS:
+            cmd = [sys.executable, __file__, "--model", a.model, "--params", a.params, "--setting", setting]
+            out = subprocess.run([*cmd, "--export", export], check=True, capture_output=True, text=True).stdout
+            speeds |= json.loads(out.strip().splitlines()[-1])
+    base = speeds["torch"]
+    print(json.dumps({k: {"texts_per_s": round(v, 1), "x_torch": round(v / base, 2)} for k, v in speeds.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
