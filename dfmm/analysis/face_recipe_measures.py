@@ -4,10 +4,11 @@
 - **Sweep**: a compression and a resolution level of notebook 06's post-processing sweep (``RECIPE_SWEEP``) on a
   balanced, seeded subset of the test faces (whole groups). Blur is left out: on 300 test faces ``blur_2`` and
   ``downscale_0.5`` gave every model the same AUC within 0.021 (shipped 0.647 / 0.652, degrade 0.688 / 0.709,
-  self_blended 0.473 / 0.481), and notebook 07 has minutes to spare for one of the two, not both. Scored here rather than through
-  ``dfmm.analysis.sweeps.sweep_images``, which compares a model only with itself: every model scores the *same*
-  perturbed copies (perturbed once), so a recipe's AUC under a perturbation is paired with the shipped branch's on
-  the same items and the same resamples (``minus_shipped``), beside each model's own drop from the clean faces.
+  self_blended 0.473 / 0.481), and notebook 07's 25-minute budget has room for one of the two, not both. Scored
+  here rather than through ``dfmm.analysis.sweeps.sweep_images``, which compares a model only with itself: every
+  model scores the *same* perturbed copies (perturbed once), so a recipe's AUC under a perturbation is paired with
+  the shipped branch's on the same items and the same resamples (``minus_shipped``), beside each model's own drop
+  from the clean faces.
 - **Clips**: each recipe scores the shared clips as ``classify_video`` does (notebook 06's frames, face crops and
   aggregation), summarised per source and pooled by ``dfmm.analysis.generalization.clips_by_source``.
 """
