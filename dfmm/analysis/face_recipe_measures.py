@@ -22,9 +22,9 @@ import numpy as np
 
 from dfmm.analysis.generalization import clips_by_source
 from dfmm.analysis.perturbations import perturb_images
-from dfmm.analysis.sweeps import _subset
+from dfmm.analysis.sweeps import readable_subset
 from dfmm.analysis.text_folds import N_RESAMPLES
-from dfmm.data.images import ImageSet, load_image
+from dfmm.data.images import ImageSet
 from dfmm.errors import DataError
 from dfmm.metrics.bootstrap import interval, metric_draws
 from dfmm.serving.evaluate import score_images, score_videos
@@ -51,15 +51,7 @@ def recipe_sweep(
     under a perturbation the drop from the model's clean AUC (clean - perturbed, paired); for every model after
     the first (the reference: the shipped branch) the paired difference from the reference's AUC in the same
     condition. ``max_items`` caps the faces at a balanced, seeded subset of whole groups (None or 0: all)."""
-    items = _subset(images, max_items, seed)
-    decoded, keep = [], []
-    for i, src in enumerate(items.sources):  # an unreadable image is left out of every condition alike
-        try:
-            decoded.append(load_image(src, items.names[i]))
-            keep.append(i)
-        except DataError:
-            continue
-    items = items.subset(keep)
+    items, decoded, _ = readable_subset(images, max_items, seed)
     conditions = {"clean": items} | {name: perturb_images(items, name, seed, decoded) for name in perturbations}
     rows: list[dict[str, Any]] = []
     reference: dict[str, tuple[float, np.ndarray]] | None = None

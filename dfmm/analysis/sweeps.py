@@ -32,6 +32,20 @@ def _subset(items: ImageSet | TextSet, max_items: int | None, seed: int) -> Any:
     return items.subset(index)
 
 
+def readable_subset(images: ImageSet, max_items: int | None, seed: int) -> tuple[ImageSet, list[Any], int]:
+    """The seeded subset (``_subset``) without its unreadable images, the others decoded once, and how many were
+    left out: an unreadable image is left out of every perturbation (and every model) alike."""
+    items = _subset(images, max_items, seed)
+    decoded, keep = [], []
+    for i, src in enumerate(items.sources):
+        try:
+            decoded.append(load_image(src, items.names[i]))
+            keep.append(i)
+        except DataError:
+            continue
+    return items.subset(keep), decoded, len(items) - len(keep)
+
+
 def _compare(
     name: str, clean: dict[str, Any], scored: dict[str, Any], threshold: float, groups: Any, seed: int, n: int
 ) -> dict[str, Any]:
@@ -62,16 +76,7 @@ def sweep_images(
     cache_dir: Any = None,
 ) -> dict[str, Any]:
     """The visual branch on the clean subset and on each perturbed copy of it (module docstring)."""
-    items = _subset(images, max_items, seed)
-    decoded, keep = [], []
-    for i, src in enumerate(items.sources):  # an unreadable image is left out of every row alike
-        try:
-            decoded.append(load_image(src, items.names[i]))
-            keep.append(i)
-        except DataError:
-            continue
-    skipped = len(items) - len(keep)
-    items = items.subset(keep)
+    items, decoded, skipped = readable_subset(images, max_items, seed)
     formats = _formats(items)
     threshold = model.threshold("visual")
     clean = score_images(model, items, batch_size, cache_dir)
