@@ -277,3 +277,76 @@ def test_seeks_closer_than_the_keyframes_advance(web_clips, monkeypatch, name):
     v = read_frames(path, 8, seek_gap=0.01)  # a seek before every frame
     assert v.info["read"] == "seek" and 1 < len(seeks) <= 8 and seeks == sorted(seeks)
     assert v.times == plain.times and all(np.array_equal(a, b) for a, b in zip(v.frames, plain.frames, strict=True))
+
+
+@pytest.mark.parametrize("name", ["49f-29.97fps-bframes3", "82f-30fps-gop12-bframes2"])
+def test_frames_no_target_needs_are_not_decoded(web_clips, name):
+    """A clip read forward skips the non-reference frames no target compares (FFmpeg's skip_frame per packet); the
+    frames it needs decode to the same pixels as decoding every frame."""
+    import av
+
+    from dfmm.data import video
+
+    path, n = web_clips[name]
+    every, every_t = _all_frames(path)
+    info, duration = video._probe(path)
+    targets = video._spread(4, duration)
+    assert not video._seeks_on(targets, 1.0)
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        start = float(s.start_time * s.time_base)
+    needed, every_pts = video._needed_pts(path, [t + start for t in targets])
+    assert len(every_pts) == n and len(needed) <= 2 * len(targets) + 1
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        decoded = {f.pts: f.to_ndarray(format="rgb24") for f in video._frames(c, s, (needed, every_pts))}
+        tb = s.time_base
+    assert needed <= set(decoded) and len(decoded) < n  # the B-frames between targets were not decoded
+    for pts in needed:
+        assert np.array_equal(decoded[pts], every[every_t.index(round(float(pts * tb) - start, 4))])
+    v = read_frames(path, 4)
+    assert v.info["read"] == "seek"
+    assert all(np.array_equal(a, every[every_t.index(t)]) for t, a in zip(v.times, v.frames, strict=True))
+
+
+class _Corrupt:
+    """A decoded frame that FFmpeg flagged corrupt (what a keyframe referring to frames before it decodes to)."""
+
+    is_corrupt = True
+
+    def __init__(self, frame):
+        self._f = frame
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def test_frame_corrupt_after_a_seek_reads_the_clip_forward(web_clips, monkeypatch):
+    from dfmm.data import video
+
+    path, _ = web_clips["60f-25fps-default"]
+    every, every_t = _all_frames(path)
+    real = video._frames
+
+    def first_corrupt(container, stream, needed):
+        frames = real(container, stream, needed)
+        first = next(frames, None)
+        if first is not None:
+            yield _Corrupt(first)
+        yield from frames
+
+    monkeypatch.setattr(video, "_frames", first_corrupt)
+    v = read_frames(path, 8, seek_gap=0.01)
+    assert v.info["read"].startswith("forward (seeking failed: cannot decode frames (a frame decodes corrupt")
+    assert all(np.array_equal(a, every[every_t.index(t)]) for t, a in zip(v.times, v.frames, strict=True))
+
+
+@pytest.mark.shared_data
+def test_clip_whose_keyframes_decode_green_after_a_seek():
+    """FF++ 519.mp4: the keyframe at 10 s decodes to a green picture after a seek (FFmpeg flags it corrupt); one
+    frame at 15 s is a seek there, so it is read forward and equals decoding from the start."""
+    path = shared("videos", "real", "519.mp4")
+    v = read_frames(path, 1)
+    assert v.info["read"].startswith("forward (seeking failed") and v.times == [15.0]
+    forward = read_frames(path, 1, seek_gap=math.inf)
+    assert np.array_equal(v.frames[0], forward.frames[0]) and 60 < v.frames[0].mean() < 200

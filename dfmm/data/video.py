@@ -2,11 +2,15 @@
 
 Frame ``k`` of ``N`` is taken at time ``(k + 0.5) / N * duration``. When the next wanted frame lies more than
 ``seek_gap`` seconds ahead, the decoder seeks to the keyframe before it (PyAV/FFmpeg) rather than decoding
-the frames in between; a clip whose seeks fail is decoded forward instead. Face crops live in ``dfmm.data.faces``.
+the frames in between; a clip whose seeks fail is decoded forward instead. A clip short enough to be read forward
+(no target more than ``seek_gap`` after the one before) skips the non-reference frames (most B-frames) that no
+target needs: FFmpeg's ``skip_frame`` per packet, the same pixels for the frames taken. Face crops live in
+``dfmm.data.faces``.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,7 +99,9 @@ def read_frames(
     much cheaper than converting a full 1080p frame and resizing it afterwards. Each wanted time gets the decoded
     frame nearest to it (one frame serves several times when the clip has fewer frames than asked for). When
     seeking fails with any error (some H.264 files shared online end in ``avcodec_send_packet()`` errors after a
-    seek although they decode fine from the start) or yields too few frames, the clip is read again by decoding
+    seek although they decode fine from the start), decodes a frame FFmpeg flags corrupt (a keyframe that still
+    refers to frames before it: a green picture after the seek in two of the shared FF++ clips) or yields too few
+    frames, the clip is read again by decoding
     forward from the first frame; a clip whose frames end before its header says (cut or mislabelled files) has
     the frames spread over the part that decodes. Only a clip of which no frame decodes is reported unreadable.
     ``info["read"]`` says which way was used.
@@ -197,6 +203,7 @@ def _decode(
         # still drains its buffered frames) sends the decoder a second end-of-stream packet, which FFmpeg answers
         # with EOF from avcodec_send_packet(); that made short H.264 clips unreadable both ways.
         decoded = None
+        needed = None if forward or _seeks_on(targets, seek_gap) else _needed_pts(path, [t + start for t in targets])
         prev: tuple[float, Any] | None = None  # the last decoded frame before the current target
         position = -1.0
         k = seeks = 0
@@ -207,12 +214,16 @@ def _decode(
                     if seeks > num_frames:  # every seek serves a target: more means seeking does not advance
                         raise DataError("seeking does not advance")
                     container.seek(int((targets[k] + start) / tb), stream=stream, backward=True, any_frame=False)
-                    decoded, prev = container.decode(stream), None
+                    decoded, prev = _frames(container, stream, needed), None
                 elif decoded is None:
-                    decoded = container.decode(stream)
+                    decoded = _frames(container, stream, needed)
                 for frame in decoded:
                     if frame.pts is None:
                         continue
+                    if frame.is_corrupt and not forward:  # a keyframe that depends on frames before the seek
+                        raise DataError("a frame decodes corrupt after seeking")  # read forward instead
+                    if needed is not None and frame.pts not in needed[1]:
+                        raise DataError("frame timestamps differ from the packets'")  # read forward, nothing skipped
                     position = float(frame.pts * tb)
                     served = k
                     while k < num_frames and targets[k] + start <= position:
@@ -252,6 +263,57 @@ def _decode(
     if len(frames) < num_frames:
         raise DataError(f"{path}: could decode only {len(frames)} of {num_frames} frames (corrupt or truncated clip)")
     return frames, times, overrun
+
+
+def _seeks_on(targets: list[float], seek_gap: float) -> bool:
+    """Whether reading ``targets`` seeks after the first frame (a target more than ``seek_gap`` after the last)."""
+    return any(b - a > seek_gap for a, b in zip(targets, targets[1:], strict=False))
+
+
+def _needed_pts(path: str | Path, targets: list[float]) -> tuple[set[int], set[int]] | None:
+    """The timestamps of the frames that reading ``targets`` (seconds, the stream's clock) compares: for each
+    target the last frame before it and the first at or after it, and the stream's last frame; with every frame's
+    timestamp. From the packets alone (no decoding). None when a packet has no timestamp or demuxing fails: then
+    every frame is decoded."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        tb = stream.time_base or Fraction(1, 1000)
+        pts = []
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the demuxer's closing empty packet
+                continue
+            if packet.pts is None:
+                return None
+            pts.append(packet.pts)
+    except Exception:  # noqa: BLE001 - av raises several error types; decoding everything is always right
+        return None
+    finally:
+        container.close()
+    if not pts:
+        return None
+    pts.sort()
+    times = [float(p * tb) for p in pts]
+    needed = {pts[-1]}
+    for t in targets:
+        j = bisect.bisect_left(times, t)  # the first frame at or after t, as _decode takes it
+        needed.update(pts[max(0, j - 1) : j + 1])
+    return needed, set(pts)
+
+
+def _frames(container: Any, stream: Any, needed: tuple[set[int], set[int]] | None) -> Any:
+    """``container.decode(stream)``; with ``needed``, a packet whose frame no target needs is sent with
+    ``skip_frame=NONREF``, so FFmpeg does not decode it unless another frame refers to it."""
+    if needed is None:
+        yield from container.decode(stream)
+        return
+    codec = stream.codec_context
+    try:
+        for packet in container.demux(stream):
+            codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in needed[0] else "NONREF"
+            yield from packet.decode()
+    finally:
+        codec.skip_frame = "DEFAULT"
 
 
 def _upright(arr: np.ndarray, frame: Any) -> np.ndarray:
