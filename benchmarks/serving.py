@@ -13,7 +13,11 @@ One run: the checkpoint is exported once (``dfmm export``), then each runtime is
   graph too, with its AUC change on the compact text test split (paired bootstrap, 95% CI);
 - agreement: the compact test splits scored by ``dfmm evaluate``'s path under each runtime, the largest
   |P(fake) - PyTorch's| and the number of labels that differ;
-- ``classify_video`` on one clip, 32 frames with face crops: seconds per stage (median of 3 calls), its score;
+- ``classify_video`` on one clip, 32 frames with face crops: seconds per stage (median of 5 calls), its score;
+  against the same call with the code of the commit before issue 27 (``PRE_ISSUE``, taken out of git into the
+  bench folder and run in a process of its own on the same checkpoint): the issue's "today", measured in this run;
+- text texts/s of PyTorch and OpenVINO in fresh text-only processes, 5 alternating pairs
+  (``text_runtime_settings.py --pairs``): the ratio's mean and 95% t-interval (skipped with ``--small``);
 - ``dfmm score`` on ``--faces`` face crops: the command's wall time, model loading included, and in process its
   images/s beside the bare graphs' (branch + frozen OOD backbone on the same batches of 8).
 
@@ -36,6 +40,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PRE_ISSUE = "8da94de"  # the last commit before issue 27's serving work: classify_video as the issue measured it
 RUNTIMES = ("torch", "openvino", "onnxruntime")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
 
@@ -131,7 +136,7 @@ def measure(a: argparse.Namespace) -> dict:
 
     if a.video:
         classify_video(model, a.video, num_frames=32)  # warm
-        calls = [classify_video(model, a.video, num_frames=32) for _ in range(3)]
+        calls = [classify_video(model, a.video, num_frames=32) for _ in range(5)]
         stages = {
             k: round(statistics.median(c["timings_ms"][k] for c in calls) / 1000, 3) for k in calls[0]["timings_ms"]
         }
@@ -177,12 +182,40 @@ def sequential_video(model, video: str) -> dict:
     return {"seconds": round(statistics.median(totals[1:]), 3), "probability_fake": p}
 
 
+PRE_ISSUE_SCRIPT = """
+import json, statistics, sys
+from dfmm.serving.inference import classify_video, load_model
+model, _ = load_model(sys.argv[1])
+classify_video(model, sys.argv[2], 32)
+calls = [classify_video(model, sys.argv[2], 32) for _ in range(5)]
+print(json.dumps({"seconds": round(statistics.median(c["timings_ms"]["total"] for c in calls) / 1000, 3),
+                  "probability_fake": calls[0]["probability_fake"]}))
+"""
+
+
+def pre_issue_video(a: argparse.Namespace, bench: Path) -> dict:
+    """``classify_video`` with the code of ``PRE_ISSUE`` (PyTorch; the version then had no runtimes): its package
+    taken out of git into the bench folder and imported from there, same checkpoint and clip, median of 5 warm
+    calls. A checkout without that commit (a shallow clone) reports why instead."""
+    import io
+    import tarfile
+
+    old = bench / "pre_issue"
+    got = subprocess.run(["git", "-C", str(ROOT), "archive", PRE_ISSUE, "dfmm"], capture_output=True)
+    if got.returncode != 0:
+        return {"skipped": f"git archive {PRE_ISSUE}: {got.stderr.decode().strip()[:120]}"}
+    with tarfile.open(fileobj=io.BytesIO(got.stdout)) as tar:
+        tar.extractall(old, filter="data")
+    cmd = [sys.executable, "-c", PRE_ISSUE_SCRIPT, str(Path(a.model).resolve()), str(Path(a.video).resolve())]
+    return {"commit": PRE_ISSUE, **json.loads(_run(cmd, cwd=old).stdout.strip().splitlines()[-1])}
+
+
 # ---------------------------------------------------------------------------------------------- the run
 
 
-def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], cwd: Path = ROOT, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, **kw)
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kw)
     if r.returncode != 0:
         raise SystemExit(
             f"{' '.join(map(str, cmd[:4]))}...: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}"
@@ -262,6 +295,12 @@ def main() -> None:
                    "--faces", str(a.faces), "--rounds", str(a.rounds), "--seconds", str(a.seconds)]  # fmt: skip
             runs[runtime] = json.loads(_run(cmd).stdout.strip().splitlines()[-1])
         out["runtimes"] = runs
+        if a.video:
+            out["video_pre_issue"] = pre_issue_video(a, bench)
+        if not a.small:
+            script = [sys.executable, str(ROOT / "benchmarks" / "text_runtime_settings.py"), "--model", a.model]
+            out["text_fresh_processes"] = json.loads(_run([*script, "--params", a.params, "--export",
+                                                           str(bench / "export"), "--pairs", "5"]).stdout)  # fmt: skip
         torch_run = runs["torch"]
         ratios = {}
         for runtime in RUNTIMES[1:]:
@@ -273,10 +312,15 @@ def main() -> None:
                 "text_batch8": round(r["text_texts_per_s"] / torch_run["text_texts_per_s"], 3),
                 "score_over_bare": round(r["score"]["images_per_s"] / r["score"]["bare_graphs_images_per_s"], 3),
             }  # fmt: skip
-            if "video" in r:  # against classify_video before issue 27 (PyTorch, one stage after the other)
-                before, now = torch_run["video_sequential"], torch_run["video"]["seconds"]["total"]
-                ratios[runtime]["video_speedup"] = round(before["seconds"] / r["video"]["seconds"]["total"], 3)
-                ratios[runtime]["video_speedup_over_torch_now"] = round(now / r["video"]["seconds"]["total"], 3)
+            if "video" in r:  # against classify_video before issue 27 (its own code when git has it)
+                pre = out["video_pre_issue"]
+                before = torch_run["video_sequential"] if "skipped" in pre else pre
+                now = r["video"]["seconds"]["total"]
+                ratios[runtime]["video_speedup"] = round(before["seconds"] / now, 3)
+                ratios[runtime]["video_speedup_over_torch_now"] = round(torch_run["video"]["seconds"]["total"] / now, 3)
+                ratios[runtime]["video_speedup_over_sequential"] = round(
+                    torch_run["video_sequential"]["seconds"] / now, 3
+                )
                 ratios[runtime]["video_score_diff"] = abs(before["probability_fake"] - r["video"]["probability_fake"])
             ratios[runtime]["agreement"] = agreement(bench, runtime)
         out["ratios"] = ratios

@@ -8,6 +8,13 @@ threads and a previous export change what runs next in the same process: docs/ex
 OpenVINO as ``dfmm`` compiles it (``PERFORMANCE_HINT: LATENCY``, fp32); the same with the input shape fixed to the
 batch's; and ``THROUGHPUT`` with 2 streams, the batch split in two halves on an ``AsyncInferQueue``. The speed is
 the median of 3 rounds of 3 s after 2 warm-up calls. Prints one JSON object: texts/s and the ratio to PyTorch.
+
+    python benchmarks/text_runtime_settings.py --pairs 5 [--model CKPT] [--export DIR]
+
+measures only PyTorch and OpenVINO as ``dfmm`` compiles it, each in a fresh process, ``--pairs`` times in
+alternating order (PyTorch first in even pairs, OpenVINO first in odd ones, so that a drift of the machine's speed
+falls on both), and prints the ratio of each pair, their mean and its 95% t-interval: the text target's ratio with
+the run-to-run spread of both speeds in it (``benchmarks/serving.py`` runs it for its table).
 """
 
 from __future__ import annotations
@@ -79,26 +86,54 @@ def _measure(setting: str, model_path: str, export: str, params: list[str]) -> f
     return _per_second(two_halves, len(ids))
 
 
+def _one(setting: str, model: str, params: str, export: str) -> float:
+    cmd = [sys.executable, __file__, "--model", model, "--params", params, "--setting", setting, "--export", export]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])[setting]
+
+
+def paired_ratio(model: str, params: str, export: str, pairs: int) -> dict:
+    """OpenVINO / PyTorch texts/s over ``pairs`` pairs of fresh processes, alternating which runs first."""
+    from scipy import stats
+
+    speeds: dict[str, list[float]] = {"torch": [], "openvino_latency": []}
+    for i in range(pairs):
+        order = ("torch", "openvino_latency") if i % 2 == 0 else ("openvino_latency", "torch")
+        for setting in order:
+            speeds[setting].append(_one(setting, model, params, export))
+    ratios = np.array(speeds["openvino_latency"]) / np.array(speeds["torch"])
+    mean = float(ratios.mean())
+    half = float(stats.t.ppf(0.975, pairs - 1) * ratios.std(ddof=1) / np.sqrt(pairs)) if pairs > 1 else float("nan")
+    return {
+        "pairs": pairs,
+        "texts_per_s": {k: [round(v, 1) for v in vs] for k, vs in speeds.items()},
+        "ratios": [round(float(r), 3) for r in ratios],
+        "ratio_mean": round(mean, 3),
+        "ratio_ci": [round(mean - half, 3), round(mean + half, 3)],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="runs/compact/text_branch.pt")
     ap.add_argument("--params", default="params/compact.yaml,params/sources/local.yaml")
     ap.add_argument("--setting", choices=SETTINGS, help=argparse.SUPPRESS)  # one measurement, in this process
-    ap.add_argument("--export", help=argparse.SUPPRESS)
+    ap.add_argument("--export", help="an existing dfmm export folder of --model (default: export it once)")
+    ap.add_argument("--pairs", type=int, default=0, help="PyTorch / OpenVINO pairs of fresh processes (0: settings)")
     a = ap.parse_args(argv)
     params = a.params.split(",")
     if a.setting:
         print(json.dumps({a.setting: _measure(a.setting, a.model, a.export, params)}))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        export = str(Path(tmp) / "export")
-        cli = [sys.executable, "-m", "dfmm.cli"]
-        subprocess.run([*cli, "export", "--model", a.model, "--out", export], check=True, capture_output=True)
-        speeds = {}
-        for setting in SETTINGS:
-            cmd = [sys.executable, __file__, "--model", a.model, "--params", a.params, "--setting", setting]
-            out = subprocess.run([*cmd, "--export", export], check=True, capture_output=True, text=True).stdout
-            speeds |= json.loads(out.strip().splitlines()[-1])
+        export = a.export or str(Path(tmp) / "export")
+        if not a.export:
+            cli = [sys.executable, "-m", "dfmm.cli"]
+            subprocess.run([*cli, "export", "--model", a.model, "--out", export], check=True, capture_output=True)
+        if a.pairs:
+            print(json.dumps(paired_ratio(a.model, a.params, export, a.pairs)))
+            return 0
+        speeds = {setting: _one(setting, a.model, a.params, export) for setting in SETTINGS}
     base = speeds["torch"]
     print(json.dumps({k: {"texts_per_s": round(v, 1), "x_torch": round(v / base, 2)} for k, v in speeds.items()}))
     return 0
