@@ -1,6 +1,6 @@
 """The n-gram text branch (``dfmm.models.ngrams``): the same logits as the scikit-learn recipe notebook 07 chooses,
 exact word contributions, a tensors-only checkpoint refused when it does not fit its metadata, and every serving
-path (classify_text, score_texts, the out-of-distribution judgement, export's refusal)."""
+path (classify_text, score_texts, the out-of-distribution judgement, the shipped ensemble under a runtime)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import torch
 
 from dfmm.errors import CheckpointError
 from dfmm.models.ngrams import NGRAM_FEATURES, PREFIX, NgramTextModel, _hash_index, hashed_ngrams
+
+from .test_runtimes import RUNTIMES, installed
 
 HUMAN = [
     "i walked to the market this morning and the bread was still warm",
@@ -214,7 +216,7 @@ def test_sweeps_and_attribution_examples_take_an_ngram_branch(ngram_checkpoint):
 def test_export_says_an_ngram_branch_has_nothing_to_export(ngram_checkpoint, tmp_path):
     from dfmm.models.export import export_model
 
-    with pytest.raises(CheckpointError, match="its text branch is the n-gram model, which has no network to export"):
+    with pytest.raises(CheckpointError, match="the n-gram text model has no network to export"):
         export_model(ngram_checkpoint["path"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -237,7 +239,6 @@ def shipped(tiny_models, ngram_checkpoint):
 def test_the_shipped_ensemble_fuses_the_card_visual_branch_with_the_ngram_branch(shipped, tiny_models, tmp_path):
     from dfmm.data import image_splits
     from dfmm.files import file_digest
-    from dfmm.models.export import export_model
     from dfmm.serving.inference import classify_multimodal, classify_text, load_model
 
     folder, record = shipped["folder"], shipped["record"]
@@ -256,8 +257,6 @@ def test_the_shipped_ensemble_fuses_the_card_visual_branch_with_the_ngram_branch
     alone = classify_text(text_only, "in conclusion, the market offers a diverse array")
     assert both["scores"]["text"] == pytest.approx(alone["probability_fake"])
     assert isinstance(both["in_distribution"], float)
-    with pytest.raises(CheckpointError, match="no network to export"):
-        export_model(folder / "multimodal_ensemble.pt", tmp_path / "out")
     wide = _rewritten(
         folder / "multimodal_ensemble.pt", tmp_path / "wide.pt", meta=lambda m: m["fusion"].update(text_dim=2)
     )
@@ -265,6 +264,43 @@ def test_the_shipped_ensemble_fuses_the_card_visual_branch_with_the_ngram_branch
         load_model(wide)
     # the card's files in runs/NAME/ are never replaced
     assert load_model(tiny_models["ensemble"])[0].text_is_ngrams is False
+
+
+@pytest.mark.parametrize("runtime", [installed(r) for r in RUNTIMES])
+def test_the_shipped_ensemble_exports_its_visual_branch_and_serves_its_ngrams_as_they_are(shipped, tmp_path, runtime):
+    """dfmm export of the shipped ensemble: the visual branch, its frozen backbone and MTCNN as graphs, the n-gram
+    text model's tensors beside them (NumPy under every runtime); the same results as PyTorch within 1e-4."""
+    import json
+
+    from dfmm.data import image_splits
+    from dfmm.models.export import export_model
+    from dfmm.serving.inference import classify_image, classify_multimodal, classify_text, load_model
+
+    manifest = export_model(shipped["folder"] / "multimodal_ensemble.pt", tmp_path / "out")
+    assert "text" not in manifest["graphs"] and {"visual", "visual_frozen", "mtcnn_pnet"} <= set(manifest["graphs"])
+    assert manifest["numpy_branches"]["text"]["model"] == "ngrams" and "ood" in manifest["numpy_branches"]["text"]
+    slow, _ = load_model(shipped["folder"] / "multimodal_ensemble.pt")
+    fast, _ = load_model(tmp_path / "out", runtime)
+    assert fast.text_is_ngrams and fast.tokenizer is None and fast.runtime == runtime
+    image = image_splits(shipped["cfg"])["test"].sources[0]
+    text = "In conclusion, the market offers a diverse array of fresh and delightful baked goods."
+    for call in (
+        lambda m: classify_text(m, text, explain=True),
+        lambda m: classify_image(m, image),
+        lambda m: classify_multimodal(m, image, text=text),
+    ):
+        a, b = call(slow), call(fast)
+        assert b["probability_fake"] == pytest.approx(a["probability_fake"], abs=1e-4)
+        assert b["label"] == a["label"] and b["uncertain"] == a["uncertain"]
+        assert b["in_distribution"] == pytest.approx(a["in_distribution"], abs=0.01)
+        assert b.get("attributions") == a.get("attributions")
+    path = tmp_path / "out" / "manifest.json"
+    m = json.loads(path.read_text())
+    m["numpy_branches"] = {"visual": {"model": "ngrams"}, **m["numpy_branches"]}
+    path.write_text(json.dumps(m))
+    with pytest.raises(CheckpointError, match="only the n-gram text branch runs without a graph") as e:
+        load_model(tmp_path / "out", runtime)
+    assert "\n" not in str(e.value)
 
 
 def test_without_a_winner_the_card_files_are_shipped(tiny_models, tmp_path):

@@ -11,7 +11,11 @@ carries comes from the runtime:
 - ``visual_frozen.onnx`` / ``text_frozen.onnx``: the same inputs -> ``features`` of the backbone before fine-tuning.
 - ``mtcnn_pnet.onnx``, ``mtcnn_rnet.onnx``, ``mtcnn_onet.onnx``: the face detector's three stages (with a visual
   branch), so that face crops are found by the runtime too.
-- ``tensors.safetensors``: the fusion head's weights and the OOD reference tensors (plain tensors, no code).
+- ``tensors.safetensors``: the fusion head's weights and the OOD reference tensors (plain tensors, no code); for
+  an ensemble whose text branch is the TF-IDF n-gram model (notebook 07's shipped ensemble) that model's tensors
+  too: it has no network (hashing and one sparse dot product in NumPy), so every runtime serves it as PyTorch does
+  (the manifest's ``numpy_branches``), and its out-of-distribution check builds the frozen MiniLM encoder in
+  PyTorch, as under ``--runtime torch``.
 - ``manifest.json``: format and version, opset, the checkpoint's metadata (tokenizer, decision rules, crop
   geometry...), each graph's file, SHA-256 and input shape, and each branch's decision rule.
 
@@ -181,11 +185,12 @@ def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_export(out))):
         raise DataError(f"--out {out}: exists and is not an earlier dfmm export; choose a new folder")
     kind, state, meta, refs = load_checkpoint_parts(checkpoint)
-    if kind == "text_ngrams" or (kind == "multimodal_ensemble" and text_section_type(meta["text"]) is NgramMeta):
+    if kind == "text_ngrams":
         raise CheckpointError(
-            f"{checkpoint}: its text branch is the n-gram model, which has no network to export (its score is "
-            "hashing and one sparse dot product in NumPy); serve it as it is, with --runtime torch"
+            f"{checkpoint}: the n-gram text model has no network to export (its score is hashing and one sparse dot "
+            "product in NumPy); serve it as it is, with --runtime torch"
         )
+    ngram_text = kind == "multimodal_ensemble" and text_section_type(meta["text"]) is NgramMeta
     sections = {"visual": meta, "text": meta} if kind != "multimodal_ensemble" else meta
     branches = {"visual_branch": ["visual"], "text_branch": ["text"]}.get(kind, ["visual", "text"])
     prefixed = kind == "multimodal_ensemble"
@@ -197,8 +202,17 @@ def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True
         rules: dict[str, Any] = {}
         frozen_missing: dict[str, str] = {}
         tensors: dict[str, torch.Tensor] = {}
+        numpy_branches: dict[str, Any] = {}
         for branch in branches:
             bmeta = sections[branch]
+            if branch == "text" and ngram_text:  # no graph: its tensors, rule and reference travel as they are
+                numpy_branches["text"] = {"model": "ngrams"}
+                tensors |= {k: v for k, v in state.items() if k.startswith("text.")}
+                rules["text"] = DecisionRule.from_meta(bmeta).to_dict()
+                if "text" in refs:
+                    numpy_branches["text"]["ood"], ref_tensors = refs["text"].to_checkpoint("text")
+                    tensors |= ref_tensors
+                continue
             part = part_state(state, branch) if prefixed else state
             if branch == "visual":
                 model, tokenizer = visual_from_meta(bmeta, part), None
@@ -245,6 +259,7 @@ def export_model(checkpoint: str | Path, out: str | Path, *, frozen: bool = True
             "checkpoint": {"file": str(checkpoint), "sha256": sha256(checkpoint)},
             "exported_with": {"torch": torch.__version__},
             "graphs": graphs,
+            "numpy_branches": numpy_branches,
             "rules": rules,
             "frozen_missing": frozen_missing,
             "tensors": {"file": TENSORS, "sha256": sha256(tmp / TENSORS)} if tensors else None,

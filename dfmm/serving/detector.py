@@ -232,7 +232,7 @@ def _load_export(path: str | Path, runtime: str) -> tuple[Detector, dict[str, An
     det.visual, det.text = ex.branches.get("visual"), ex.branches.get("text")
     det._frozen.update(ex.frozen)
     det._face_nets.update(ex.face_nets)
-    if det.text is not None:
+    if det.text is not None and not det.text_is_ngrams:
         det.tokenizer = tokenizer_from_meta(det.text_meta)
     if ex.kind == "multimodal_ensemble":
         try:

@@ -142,7 +142,7 @@ class Exported:
 
     kind: str
     meta: dict[str, Any]
-    branches: dict[str, ExportedBranch]
+    branches: dict[str, Any]  # ExportedBranch, or the n-gram text model (NumPy under every runtime)
     frozen: dict[str, ExportedBranch]
     tensors: dict[str, torch.Tensor]
     ood_meta: dict[str, Any]
@@ -239,6 +239,23 @@ def _check_inputs(folder: Path, graph: Graph, name: str, meta: dict[str, Any]) -
         raise _fail(folder, f"{graph.path.name}: inputs {sorted(graph.inputs)}, expected input_ids and attention_mask")
 
 
+def _numpy_branches(folder: Path, manifest: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
+    """The branches served without a graph (``dfmm.models.export``: the n-gram text model), checked."""
+    from dfmm.models.metadata import NgramMeta, text_section_type
+
+    found = manifest.get("numpy_branches") or {}
+    if not isinstance(found, dict) or set(found) - {"text"}:
+        raise _fail(folder, f"{MANIFEST}: numpy_branches {found!r}: only the n-gram text branch runs without a graph")
+    if "text" in found:
+        if not isinstance(found["text"], dict) or found["text"].get("model") != "ngrams":
+            raise _fail(folder, f"{MANIFEST}: numpy_branches.text is not the n-gram model")
+        if manifest["kind"] != "multimodal_ensemble" or text_section_type(sections["text"]) is not NgramMeta:
+            raise _fail(folder, f"{MANIFEST}: numpy_branches.text, but the metadata's text branch is not n-grams")
+        if "text" in manifest["graphs"]:
+            raise _fail(folder, f"{MANIFEST}: the text branch is both a graph and the n-gram model")
+    return found
+
+
 def load_export(folder: str | Path, runtime: str) -> Exported:
     """Every graph of the folder compiled for ``runtime``, after checking the whole folder (see the docstring)."""
     from dfmm.models.checkpoints import validate_meta
@@ -250,8 +267,9 @@ def load_export(folder: str | Path, runtime: str) -> Exported:
     validate_meta(folder / MANIFEST, kind, meta)
     sections = meta if kind == "multimodal_ensemble" else {"visual": meta, "text": meta}
     wanted = {"visual_branch": ["visual"], "text_branch": ["text"]}.get(kind, ["visual", "text"])
+    numpy_branches = _numpy_branches(folder, manifest, sections)
     for branch in wanted:
-        if branch not in graphs:
+        if branch not in graphs and branch not in numpy_branches:
             raise _fail(folder, f"{MANIFEST}: a {kind} export has no {branch} graph")
         rule = manifest["rules"].get(branch)
         if not isinstance(rule, dict) or {"threshold", "temperature"} - set(rule):
@@ -277,7 +295,17 @@ def load_export(folder: str | Path, runtime: str) -> Exported:
             raise _fail(
                 folder, f"{path.name}: not a readable safetensors file ({str(e).splitlines()[0][:100]})"
             ) from None
-    branches, frozen, face_nets = {}, {}, {}
+    branches: dict[str, Any] = {}
+    frozen, face_nets = {}, {}
+    if "text" in numpy_branches:
+        from dfmm.models.branches import ngrams_from_meta
+        from dfmm.models.checkpoints import part_state
+
+        try:
+            branches["text"] = ngrams_from_meta(sections["text"], part_state(tensors, "text"))
+        except (CheckpointError, KeyError, RuntimeError, ValueError) as e:
+            why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            raise _fail(folder, f"the n-gram text tensors do not match the metadata ({why})") from None
     for name, path in paths.items():
         _check_opset(folder, path)
         entry = graphs[name]
@@ -292,7 +320,8 @@ def load_export(folder: str | Path, runtime: str) -> Exported:
         if name == "visual" and exported.mirror_folded != tta:
             raise _fail(folder, f"{path.name}: mirror_folded={exported.mirror_folded} but the metadata's tta is {tta}")
         (frozen if name.endswith("_frozen") else branches)[branch] = exported
-    ood_meta = {b: graphs[b]["ood"] for b in wanted if isinstance(graphs[b].get("ood"), dict)}
+    entries = {b: graphs.get(b) or numpy_branches.get(b) or {} for b in wanted}
+    ood_meta = {b: entry["ood"] for b, entry in entries.items() if isinstance(entry.get("ood"), dict)}
     if face_nets and set(face_nets) != {"pnet", "rnet", "onet"}:
         raise _fail(folder, f"{MANIFEST}: MTCNN graphs {sorted(face_nets)}, expected pnet, rnet and onet")
     return Exported(kind, meta, branches, frozen, tensors, ood_meta, manifest, face_nets)
