@@ -375,6 +375,13 @@ def serving_rows(out: dict, inp: Inputs) -> list[dict]:
                          f"OpenVINO / PyTorch, mean ratio [{lo:.2f}, {hi:.2f}] ({status})",
                          statistics.median(fresh["texts_per_s"]["openvino_latency"]),
                          statistics.median(fresh["texts_per_s"]["torch"]), fresh["ratio_mean"], ">= 1.5"))  # fmt: skip
+        c = fresh.get("ceiling")
+        if c:  # the machine's ceiling: 1.5x PyTorch's rate needs this share of the best fp32 matrix product
+            peak = max(c["sgemm_gflop_per_s_torch"], c["sgemm_gflop_per_s_numpy"])
+            rows.append(_row(f"text GFLOP/s ({c['gflop_per_text']:.2f} GFLOP per text): OpenVINO / best 4096^2 fp32 "
+                             f"matrix product here; PyTorch's {c['gflop_per_s_torch']:.0f} x 1.5 would be "
+                             f"{1.5 * c['gflop_per_s_torch'] / peak:.0%} of it", c["gflop_per_s_openvino_latency"],
+                             round(peak, 1), _ratio(c["gflop_per_s_openvino_latency"], peak)))  # fmt: skip
     else:
         rows.append(_row("text, fresh processes: skipped (--size small)", None, None, None, ">= 1.5"))
     q = out["text_int8"]

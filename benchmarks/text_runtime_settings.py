@@ -14,7 +14,10 @@ the median of 3 rounds of 3 s after 2 warm-up calls. Prints one JSON object: tex
 measures only PyTorch and OpenVINO as ``dfmm`` compiles it, each in a fresh process, ``--pairs`` times in
 alternating order (PyTorch first in even pairs, OpenVINO first in odd ones, so that a drift of the machine's speed
 falls on both), and prints the ratio of each pair, their mean and its 95% t-interval: the text target's ratio with
-the run-to-run spread of both speeds in it (``benchmarks/serving.py`` runs it for its table).
+the run-to-run spread of both speeds in it (``benchmarks/serving.py`` runs it for its table). It also measures the
+ceiling, in one more fresh process: the batch's floating-point work (``torch.utils.flop_counter`` on PyTorch's
+forward pass, GFLOP per text) and the machine's fp32 matrix-multiply rate (PyTorch and NumPy, 4096 x 4096, 3 s
+each), so that each runtime's texts/s reads as a share of what the cores can do at best.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-SETTINGS = ("torch", "openvino_latency", "openvino_static_shape", "openvino_two_streams")
+SETTINGS = ("torch", "openvino_latency", "openvino_static_shape", "openvino_two_streams")  # "ceiling": see --pairs
 
 
 def _per_second(fn, n: int, seconds: float = 3.0, rounds: int = 3) -> float:
@@ -45,7 +48,21 @@ def _per_second(fn, n: int, seconds: float = 3.0, rounds: int = 3) -> float:
     return float(np.median(speeds))
 
 
-def _measure(setting: str, model_path: str, export: str, params: list[str]) -> float:
+def _ceiling(model: object, ids: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """GFLOP per text of the batch (PyTorch's forward pass) and the fp32 GFLOP/s of large matrix products here."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.text.scored(torch.from_numpy(ids), torch.from_numpy(mask))
+    out = {"gflop_per_text": counter.get_total_flops() / len(ids) / 1e9}
+    n = 4096
+    for name, a in (("torch", torch.rand(n, n)), ("numpy", np.random.default_rng(0).random((n, n), np.float32))):
+        out[f"sgemm_gflop_per_s_{name}"] = _per_second(lambda a=a: a @ a, 2 * n**3 / 1e9, seconds=3.0, rounds=1)
+    return out
+
+
+def _measure(setting: str, model_path: str, export: str, params: list[str]) -> float | dict[str, float]:
     import itertools
 
     from dfmm.config import load_config
@@ -58,6 +75,8 @@ def _measure(setting: str, model_path: str, export: str, params: list[str]) -> f
         texts, truncation=True, max_length=model.text_spec.max_length, padding=True, return_tensors="np"
     )
     ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    if setting == "ceiling":
+        return _ceiling(model, ids, mask)
     if setting == "torch":
         import torch
 
@@ -104,12 +123,16 @@ def paired_ratio(model: str, params: str, export: str, pairs: int) -> dict:
     ratios = np.array(speeds["openvino_latency"]) / np.array(speeds["torch"])
     mean = float(ratios.mean())
     half = float(stats.t.ppf(0.975, pairs - 1) * ratios.std(ddof=1) / np.sqrt(pairs)) if pairs > 1 else float("nan")
+    ceiling = _one("ceiling", model, params, export)
+    gflop = ceiling["gflop_per_text"]
     return {
         "pairs": pairs,
         "texts_per_s": {k: [round(v, 1) for v in vs] for k, vs in speeds.items()},
         "ratios": [round(float(r), 3) for r in ratios],
         "ratio_mean": round(mean, 3),
         "ratio_ci": [round(mean - half, 3), round(mean + half, 3)],
+        "ceiling": {k: round(v, 3) for k, v in ceiling.items()}
+        | {f"gflop_per_s_{k}": round(float(np.median(vs)) * gflop, 1) for k, vs in speeds.items()},
     }
 
 
@@ -117,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="runs/compact/text_branch.pt")
     ap.add_argument("--params", default="params/compact.yaml,params/sources/local.yaml")
-    ap.add_argument("--setting", choices=SETTINGS, help=argparse.SUPPRESS)  # one measurement, in this process
+    ap.add_argument(
+        "--setting", choices=(*SETTINGS, "ceiling"), help=argparse.SUPPRESS
+    )  # one measurement, in this process
     ap.add_argument("--export", help="an existing dfmm export folder of --model (default: export it once)")
     ap.add_argument("--pairs", type=int, default=0, help="PyTorch / OpenVINO pairs of fresh processes (0: settings)")
     a = ap.parse_args(argv)
